@@ -1,0 +1,311 @@
+//! Async client of the NetHouse API. Several server URLs may be given: a request goes to the
+//! first one that answers at the transport level (an HTTP error answer is final, not retried on
+//! the next server, because the servers share one store and would answer the same).
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::types::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid NetHouse client configuration: {0}")]
+    Config(String),
+    #[error("NetHouse unreachable at {urls}: {source}")]
+    Unreachable {
+        urls: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("NetHouse answered {status}: {error}")]
+    Api { status: StatusCode, error: ApiError },
+    #[error("NetHouse answered {status} with an undecodable body: {body}")]
+    Decode { status: StatusCode, body: String },
+}
+
+impl ClientError {
+    /// Whether trying again later may succeed (the CNI plugin maps this to error 11).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => true,
+            ClientError::Api { status, .. } | ClientError::Decode { status, .. } => {
+                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+            }
+            ClientError::Config(_) => false,
+        }
+    }
+
+    pub fn api_code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { error, .. } => Some(&error.code),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } | ClientError::Decode { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Base URLs such as `http://127.0.0.1:7420`, tried in order.
+    pub urls: Vec<String>,
+    pub token: Option<String>,
+    /// Deadline of one HTTP exchange with one server.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// PEM CA bundle to trust for `https` servers (in addition to the system roots).
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl ClientConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        ClientConfig {
+            urls: vec![url.into()],
+            token: None,
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            ca_pem: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    urls: Vec<String>,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        if config.urls.is_empty() {
+            return Err(ClientError::Config("no server URL given".into()));
+        }
+        let mut urls = Vec::with_capacity(config.urls.len());
+        for url in &config.urls {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| ClientError::Config(format!("server URL {url:?}: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ClientError::Config(format!(
+                    "server URL {url:?}: scheme must be http or https"
+                )));
+            }
+            urls.push(url.trim_end_matches('/').to_string());
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .no_proxy();
+        if let Some(pem) = &config.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::Config(format!("CA bundle: {e}")))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Config(format!("HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            urls,
+            token: config.token,
+        })
+    }
+
+    async fn call<B: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&LeaseFilter>,
+        body: Option<&B>,
+    ) -> Result<R, ClientError> {
+        let mut last_err = None;
+        for base in &self.urls {
+            let mut req = self.http.request(method.clone(), format!("{base}{path}"));
+            if let Some(token) = &self.token {
+                req = req.bearer_auth(token);
+            }
+            if let Some(q) = query {
+                req = req.query(q);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            match req.send().await {
+                Ok(resp) => return decode(resp).await,
+                Err(e) => last_err = Some(e),
+            }
+        }
+        match last_err {
+            Some(source) => Err(ClientError::Unreachable {
+                urls: self.urls.join(","),
+                source,
+            }),
+            None => Err(ClientError::Config("no server URL given".into())),
+        }
+    }
+
+    pub async fn allocate(&self, req: &AllocateRequest) -> Result<AllocateResponse, ClientError> {
+        self.call(Method::POST, "/v1/leases", None, Some(req)).await
+    }
+
+    pub async fn detach(&self, req: &DetachRequest) -> Result<DetachResponse, ClientError> {
+        self.call(Method::POST, "/v1/leases/detach", None, Some(req))
+            .await
+    }
+
+    pub async fn release(&self, owner: &Owner) -> Result<ReleaseResponse, ClientError> {
+        let req = ReleaseRequest {
+            owner: owner.clone(),
+        };
+        self.call(Method::POST, "/v1/leases/release", None, Some(&req))
+            .await
+    }
+
+    pub async fn gc(&self, req: &GcRequest) -> Result<GcResponse, ClientError> {
+        self.call(Method::POST, "/v1/gc", None, Some(req)).await
+    }
+
+    pub async fn lease_by_ip(&self, ip: std::net::IpAddr) -> Result<Lease, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/leases/by-ip/{ip}"), None, None)
+            .await
+    }
+
+    pub async fn lease_by_owner(&self, owner: &Owner) -> Result<Lease, ClientError> {
+        let path = format!(
+            "/v1/leases/by-owner/{}/{}/{}",
+            seg(&owner.cluster),
+            seg(&owner.namespace),
+            seg(&owner.pod)
+        );
+        self.call::<(), _>(Method::GET, &path, None, None).await
+    }
+
+    pub async fn list_leases(&self, filter: &LeaseFilter) -> Result<LeaseList, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/leases", Some(filter), None)
+            .await
+    }
+
+    /// Every page of [`Client::list_leases`] joined.
+    pub async fn list_all_leases(&self, filter: &LeaseFilter) -> Result<Vec<Lease>, ClientError> {
+        let mut filter = filter.clone();
+        let mut out = Vec::new();
+        loop {
+            let page = self.list_leases(&filter).await?;
+            out.extend(page.items);
+            match page.next {
+                Some(next) => filter.continue_from = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    pub async fn add_subnet(&self, spec: &SubnetSpec) -> Result<Subnet, ClientError> {
+        self.call(Method::POST, "/v1/subnets", None, Some(spec)).await
+    }
+
+    pub async fn list_subnets(&self) -> Result<Vec<Subnet>, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/subnets", None, None)
+            .await
+    }
+
+    pub async fn get_subnet(&self, name: &str) -> Result<Subnet, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/subnets/{}", seg(name)), None, None)
+            .await
+    }
+
+    pub async fn remove_subnet(&self, name: &str) -> Result<Subnet, ClientError> {
+        self.call::<(), _>(
+            Method::DELETE,
+            &format!("/v1/subnets/{}", seg(name)),
+            None,
+            None,
+        )
+        .await
+    }
+
+    pub async fn zones(&self) -> Result<Vec<Zone>, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/zones", None, None).await
+    }
+
+    /// `GET /readyz`: `Ok(())` when some server is ready to serve.
+    pub async fn ready(&self) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.call::<(), _>(Method::GET, "/readyz", None, None).await?;
+        Ok(())
+    }
+}
+
+/// Percent-encodes one path segment (names are DNS-like, but a wrong input must not change the route).
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+async fn decode<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, ClientError> {
+    let status = resp.status();
+    let bytes = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(ClientError::Decode {
+                status,
+                body: format!("<body not read: {e}>"),
+            });
+        }
+    };
+    if status.is_success() {
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            status,
+            body: format!("{e}: {}", String::from_utf8_lossy(&bytes)),
+        })
+    } else {
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api {
+                status,
+                error: body.error,
+            }),
+            Err(_) => Err(ClientError::Decode {
+                status,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_encoding_keeps_names_and_escapes_slashes() {
+        assert_eq!(seg("redis-0"), "redis-0");
+        assert_eq!(seg("10.0.0.0-24"), "10.0.0.0-24");
+        assert_eq!(seg("a/b"), "a%2Fb");
+        assert_eq!(seg("fd00::-64"), "fd00%3A%3A-64");
+    }
+
+    #[test]
+    fn config_rejects_bad_urls() {
+        let mut cfg = ClientConfig::new("ftp://x");
+        assert!(matches!(Client::new(cfg.clone()), Err(ClientError::Config(_))));
+        cfg.urls = vec![];
+        assert!(matches!(Client::new(cfg), Err(ClientError::Config(_))));
+    }
+}

@@ -1,0 +1,611 @@
+//! The IPAM: leases, their addresses and their life cycle, over any [`Store`].
+//!
+//! Concurrency: one in-memory [`State`] behind a mutex that is never held across an await;
+//! operations on one owner key are serialized by a striped async lock (so the cache of that
+//! key is updated in commit order); subnet removal excludes new allocations through `admin`.
+//! Correctness never rests on the cache: each transaction checks the revisions it relied on.
+//!
+//! Re-attaching a fixed lease (the rule, and why it is safe): an allocation for a fixed owner
+//! that already holds a lease returns the SAME addresses and moves the attachment to the caller,
+//! even when the old attachment is on another node that never ran DEL (a dead node). This is
+//! safe because the owner is the pod's namespace/name, and the Kubernetes API admits at most
+//! one pod object of a name at a time: a new sandbox for that name exists only after the old
+//! pod object was deleted — gracefully (its node ran DEL) or by force, which is the operator's
+//! or node-lifecycle's statement that the old sandbox is gone. A late DEL from the old sandbox
+//! carries the old container ID, so it does not detach the new attachment.
+
+mod codec;
+mod error;
+pub mod pool;
+mod query;
+mod state;
+mod subnets;
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use nethouse_api::{
+    AllocateResponse, Attachment, AttachmentRef, DetachResponse, GcResponse, Lease, LeaseIp,
+    LeaseKind, Owner,
+};
+
+pub use error::IpamError;
+pub use state::IpState;
+use codec::{decode_ip, decode_lease, decode_subnet, encode_ip, encode_lease};
+use pool::Pick;
+use state::{Cached, State};
+
+use crate::clock::Clock;
+use crate::model::cidr::Family;
+use crate::model::lease::{IpRecord, OwnerKey, ValidAllocate, ValidDetach, ip_key, lease_key};
+use crate::store::{Expect, Outcome, Store, Txn};
+
+/// Bound on optimistic retries of one operation; a conflict costs one store read.
+const MAX_ATTEMPTS: usize = 16;
+const KEY_LOCK_STRIPES: usize = 1024;
+
+#[derive(Clone, Debug)]
+pub struct IpamConfig {
+    /// Cooldown of a released address unless its subnet overrides it.
+    pub default_cooldown_ms: u64,
+}
+
+impl Default for IpamConfig {
+    fn default() -> Self {
+        IpamConfig {
+            default_cooldown_ms: 60_000,
+        }
+    }
+}
+
+/// How an allocation was satisfied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocOutcome {
+    Created,
+    /// A fixed lease moved to a new attachment.
+    Reattached,
+    /// The same attachment asked again (idempotent).
+    Existing,
+}
+
+pub struct Ipam<S: Store> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    config: IpamConfig,
+    state: Mutex<State>,
+    key_locks: Vec<tokio::sync::Mutex<()>>,
+    admin: tokio::sync::RwLock<()>,
+}
+
+enum Plan {
+    Done(AllocateResponse, AllocOutcome),
+    Write {
+        txn: Txn,
+        key: OwnerKey,
+        lease: Lease,
+        picks: Vec<(String, Pick)>,
+        outcome: AllocOutcome,
+    },
+}
+
+impl<S: Store> Ipam<S> {
+    /// Reads the whole store back and builds the view; refuses to start on an unreadable record
+    /// rather than risk handing out an address twice.
+    pub async fn load(store: S, clock: Arc<dyn Clock>, config: IpamConfig) -> Result<Self, IpamError> {
+        let subnets = store.scan("s/").await?;
+        let meta = store.get(subnets::META_KEY).await?;
+        let ips = store.scan("i/").await?;
+        let leases = store.scan("l/").await?;
+        let state = State::load(subnets, meta, ips, leases)?;
+        for problem in state.inconsistencies().iter().take(20) {
+            tracing::error!(problem = %problem, "store inconsistency");
+        }
+        Ok(Ipam {
+            store,
+            clock,
+            config,
+            state: Mutex::new(state),
+            key_locks: (0..KEY_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            admin: tokio::sync::RwLock::new(()),
+        })
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Mutations of State are small and never leave it half-updated across a panic point
+        // that matters more than serving; keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn key_lock(&self, key: &OwnerKey) -> &tokio::sync::Mutex<()> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        &self.key_locks[(h.finish() as usize) % KEY_LOCK_STRIPES]
+    }
+
+    fn cooldown_ms(&self, subnet: &crate::model::subnet::Subnet) -> u64 {
+        subnet
+            .cooldown_seconds
+            .map(|s| s * 1000)
+            .unwrap_or(self.config.default_cooldown_ms)
+    }
+
+    pub async fn allocate(
+        &self,
+        req: ValidAllocate,
+    ) -> Result<(AllocateResponse, AllocOutcome), IpamError> {
+        let _admin = self.admin.read().await;
+        let _key = self.key_lock(&req.key).lock().await;
+        for _ in 0..MAX_ATTEMPTS {
+            let now = self.clock.now_ms();
+            let plan = {
+                let mut st = self.state();
+                match st.leases.get(&req.key) {
+                    Some(existing) => plan_existing(&st, &req, existing, now)?,
+                    None => self.plan_new(&mut st, &req, now)?,
+                }
+            };
+            let (txn, key, lease, picks, outcome) = match plan {
+                Plan::Done(resp, outcome) => return Ok((resp, outcome)),
+                Plan::Write {
+                    txn,
+                    key,
+                    lease,
+                    picks,
+                    outcome,
+                } => (txn, key, lease, picks, outcome),
+            };
+            match self.store.commit(txn).await {
+                Ok(Outcome::Committed(rev)) => {
+                    let mut st = self.state();
+                    // Only a new lease wrote its address keys; a re-attach touched the lease alone.
+                    let written = if outcome == AllocOutcome::Created { &lease.ips[..] } else { &[] };
+                    for lip in written {
+                        st.ips.insert(
+                            lip.ip,
+                            Cached {
+                                rev,
+                                value: IpState::Leased(key.clone()),
+                            },
+                        );
+                    }
+                    let ips = st.ip_configs(&lease);
+                    st.put_lease(key, rev, lease.clone());
+                    return Ok((AllocateResponse { lease, ips }, outcome));
+                }
+                Ok(Outcome::Conflict { key: conflicted }) => {
+                    self.give_back(picks);
+                    self.refresh(&conflicted).await?;
+                }
+                Err(e) => {
+                    // The outcome is unknown only to a store that can time out after applying;
+                    // re-read the picked addresses before offering them again.
+                    for (subnet, pick) in &picks {
+                        if let Some(ip) = self.ip_of(subnet, pick.offset()) {
+                            let _ = self.refresh(&ip_key(subnet, ip)).await;
+                        }
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(IpamError::Contention {
+            key: lease_key(&req.key),
+        })
+    }
+
+    fn ip_of(&self, subnet: &str, off: u128) -> Option<std::net::IpAddr> {
+        self.state().subnets.get(subnet)?.subnet.cidr.nth(off)
+    }
+
+    fn give_back(&self, picks: Vec<(String, Pick)>) {
+        let mut st = self.state();
+        for (subnet, pick) in picks {
+            if let Some(e) = st.subnets.get_mut(&subnet) {
+                e.pool.give_back(pick);
+            }
+        }
+    }
+
+    /// Picks one address per family the zone serves and builds the transaction that takes them.
+    fn plan_new(&self, st: &mut State, req: &ValidAllocate, now: u64) -> Result<Plan, IpamError> {
+        let names: Vec<(String, Family)> = st
+            .zone_subnets(&req.zone)
+            .iter()
+            .map(|e| (e.subnet.name.clone(), e.subnet.family()))
+            .collect();
+        if names.is_empty() {
+            let exists = st.subnets.values().any(|e| e.subnet.zone == req.zone);
+            return Err(if exists {
+                IpamError::ZoneExhausted {
+                    zone: req.zone.clone(),
+                    detail: "every subnet of the zone is being removed".into(),
+                }
+            } else {
+                IpamError::UnknownZone {
+                    zone: req.zone.clone(),
+                }
+            });
+        }
+        let mut picks: Vec<(String, Pick)> = Vec::new();
+        let mut txn = Txn::default().check(lease_key(&req.key), Expect::Absent);
+        let mut ips = Vec::new();
+        for family in [Family::V4, Family::V6] {
+            let of_family: Vec<&String> = names.iter().filter(|(_, f)| *f == family).map(|(n, _)| n).collect();
+            if of_family.is_empty() {
+                continue;
+            }
+            let mut got = None;
+            for name in &of_family {
+                if let Some((ip, pick, check)) = self.pick_in_subnet(st, name, now) {
+                    got = Some((name.to_string(), ip, pick, check));
+                    break;
+                }
+            }
+            let Some((subnet, ip, pick, check)) = got else {
+                let detail = self.exhaustion_detail(st, &of_family, family, now);
+                self.give_back_locked(st, picks);
+                return Err(IpamError::ZoneExhausted {
+                    zone: req.zone.clone(),
+                    detail,
+                });
+            };
+            let entry_rev = st.subnets.get(&subnet).map(|e| e.rev).unwrap_or_default();
+            txn = txn
+                .check(subnets::subnet_key_of(&subnet), Expect::Revision(entry_rev))
+                .check(ip_key(&subnet, ip), check)
+                .put(
+                    ip_key(&subnet, ip),
+                    encode_ip(&IpRecord::Leased {
+                        owner: req.key.as_str().to_string(),
+                    }),
+                );
+            ips.push(LeaseIp {
+                ip,
+                subnet: subnet.clone(),
+            });
+            picks.push((subnet, pick));
+        }
+        let lease = Lease {
+            kind: req.kind,
+            owner: req.owner.clone(),
+            zone: req.zone.clone(),
+            ips,
+            attachment: Some(req.attachment.clone()),
+            created_unix_ms: now,
+            updated_unix_ms: now,
+        };
+        let txn = txn.put(lease_key(&req.key), encode_lease(&lease));
+        Ok(Plan::Write {
+            txn,
+            key: req.key.clone(),
+            lease,
+            picks,
+            outcome: AllocOutcome::Created,
+        })
+    }
+
+    fn give_back_locked(&self, st: &mut State, picks: Vec<(String, Pick)>) {
+        for (subnet, pick) in picks {
+            if let Some(e) = st.subnets.get_mut(&subnet) {
+                e.pool.give_back(pick);
+            }
+        }
+    }
+
+    /// Takes the next usable address of one subnet, skipping pool entries the cache contradicts.
+    fn pick_in_subnet(
+        &self,
+        st: &mut State,
+        subnet: &str,
+        now: u64,
+    ) -> Option<(std::net::IpAddr, Pick, Expect)> {
+        let cooldown = self.cooldown_ms(&st.subnets.get(subnet)?.subnet);
+        loop {
+            let entry = st.subnets.get_mut(subnet)?;
+            let pick = entry.pool.pick(now, cooldown)?;
+            let ip = entry.subnet.cidr.nth(pick.offset())?;
+            match (&pick, st.ips.get(&ip)) {
+                (Pick::Fresh(_), None) => return Some((ip, pick, Expect::Absent)),
+                (Pick::Reused(_, at), Some(c)) if c.value == IpState::Released(*at) => {
+                    return Some((ip, pick, Expect::Revision(c.rev)));
+                }
+                // Stale pool entry: the cache knows better; drop it and try the next.
+                _ => continue,
+            }
+        }
+    }
+
+    fn exhaustion_detail(&self, st: &State, names: &[&String], family: Family, now: u64) -> String {
+        let (mut capacity, mut leased, mut cooling) = (0u128, 0u64, 0u64);
+        for name in names {
+            if let Some(e) = st.subnets.get(*name) {
+                capacity += e.subnet.capacity();
+                leased += e.attached + e.retained;
+                cooling += e.pool.cooling(now, self.cooldown_ms(&e.subnet));
+            }
+        }
+        format!(
+            "no free {} address: {leased} of {capacity} leased, {cooling} cooling down",
+            family.as_str()
+        )
+    }
+
+    /// Re-reads one key from the store into the cache (after a lost race).
+    async fn refresh(&self, key: &str) -> Result<(), IpamError> {
+        let stored = self.store.get(key).await?;
+        if let Some(owner) = key.strip_prefix("l/") {
+            let owner = OwnerKey::from_stored(owner);
+            let mut st = self.state();
+            match stored {
+                Some(v) => {
+                    let lease = decode_lease(key, &v.value)?;
+                    st.put_lease(owner, v.revision, lease);
+                }
+                None => {
+                    st.remove_lease(&owner);
+                }
+            }
+        } else if key.starts_with("i/") {
+            let (subnet, ip) = state::parse_ip_key(key)?;
+            let rec = match &stored {
+                Some(v) => Some((
+                    v.revision,
+                    match decode_ip(key, &v.value)? {
+                        IpRecord::Leased { owner } => IpState::Leased(OwnerKey::from_stored(&owner)),
+                        IpRecord::Released { at_ms } => IpState::Released(at_ms),
+                    },
+                )),
+                None => None,
+            };
+            self.state().apply_ip(subnet, ip, rec);
+        } else if let Some(name) = key.strip_prefix("s/") {
+            let mut st = self.state();
+            match stored {
+                Some(v) => {
+                    let s = decode_subnet(key, &v.value)?;
+                    if let Some(e) = st.subnets.get_mut(name) {
+                        e.rev = v.revision;
+                        e.draining = s.draining;
+                    }
+                }
+                None => {
+                    st.subnets.remove(name);
+                }
+            }
+        } else if key == subnets::META_KEY {
+            self.state().subnets_meta_rev = stored.map(|v| v.revision);
+        }
+        Ok(())
+    }
+
+    /// Ends a lease: deletes it and marks its addresses released now (their cooldown starts).
+    fn end_lease_txn(st: &State, key: &OwnerKey, lease: &Cached<Lease>, now: u64) -> Txn {
+        let mut txn = Txn::default()
+            .check(lease_key(key), Expect::Revision(lease.rev))
+            .delete(lease_key(key));
+        for lip in &lease.value.ips {
+            let k = ip_key(&lip.subnet, lip.ip);
+            if let Some(c) = st.ips.get(&lip.ip) {
+                txn = txn.check(k.clone(), Expect::Revision(c.rev));
+            }
+            txn = txn.put(k, encode_ip(&IpRecord::Released { at_ms: now }));
+        }
+        txn
+    }
+
+    fn apply_ended(&self, key: &OwnerKey, rev: u64, now: u64) -> Option<Lease> {
+        let mut st = self.state();
+        let old = st.remove_lease(key)?;
+        for lip in &old.value.ips {
+            st.apply_ip(&lip.subnet, lip.ip, Some((rev, IpState::Released(now))));
+        }
+        Some(old.value)
+    }
+
+    /// Releases the fixed lease of `owner` (the location controller's call). Idempotent:
+    /// `Ok(None)` when there is none.
+    pub async fn release(&self, owner: &Owner) -> Result<Option<Lease>, IpamError> {
+        let key = OwnerKey::fixed(owner);
+        let _key = self.key_lock(&key).lock().await;
+        self.end_with_retries(&key, |_| true).await
+    }
+
+    /// Ends the lease at `key` if `still_due` holds for its current value.
+    async fn end_with_retries(
+        &self,
+        key: &OwnerKey,
+        still_due: impl Fn(&Lease) -> bool,
+    ) -> Result<Option<Lease>, IpamError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let now = self.clock.now_ms();
+            let txn = {
+                let st = self.state();
+                match st.leases.get(key) {
+                    Some(c) if still_due(&c.value) => Self::end_lease_txn(&st, key, c, now),
+                    _ => return Ok(None),
+                }
+            };
+            match self.store.commit(txn).await? {
+                Outcome::Committed(rev) => return Ok(self.apply_ended(key, rev, now)),
+                Outcome::Conflict { key: k } => self.refresh(&k).await?,
+            }
+        }
+        Err(IpamError::Contention { key: lease_key(key) })
+    }
+
+    /// Drops the attachment of a fixed lease (the address stays with its owner).
+    async fn detach_fixed(
+        &self,
+        key: &OwnerKey,
+        still_due: impl Fn(&Lease) -> bool,
+    ) -> Result<bool, IpamError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let now = self.clock.now_ms();
+            let (txn, lease) = {
+                let st = self.state();
+                match st.leases.get(key) {
+                    Some(c) if still_due(&c.value) => {
+                        let mut lease = c.value.clone();
+                        lease.attachment = None;
+                        lease.updated_unix_ms = now;
+                        let txn = Txn::default()
+                            .check(lease_key(key), Expect::Revision(c.rev))
+                            .put(lease_key(key), encode_lease(&lease));
+                        (txn, lease)
+                    }
+                    _ => return Ok(false),
+                }
+            };
+            match self.store.commit(txn).await? {
+                Outcome::Committed(rev) => {
+                    self.state().put_lease(key.clone(), rev, lease);
+                    return Ok(true);
+                }
+                Outcome::Conflict { key: k } => self.refresh(&k).await?,
+            }
+        }
+        Err(IpamError::Contention { key: lease_key(key) })
+    }
+
+    /// CNI DEL: a fixed lease is detached and retained, an ephemeral one released. Idempotent.
+    pub async fn detach(&self, req: ValidDetach) -> Result<DetachResponse, IpamError> {
+        let mut outcome = "not_found";
+        for key in req.candidate_keys() {
+            let _key = self.key_lock(&key).lock().await;
+            let kind = {
+                let st = self.state();
+                st.leases.get(&key).map(|c| (c.value.kind, c.value.attachment.clone()))
+            };
+            let attached_here = |l: &Lease| l.attachment.as_ref().is_some_and(|a| req.matches(a));
+            match kind {
+                None => continue,
+                Some((LeaseKind::Fixed, Some(a))) if req.matches(&a) => {
+                    if self.detach_fixed(&key, attached_here).await? {
+                        return Ok(resp("detached"));
+                    }
+                }
+                Some((LeaseKind::Ephemeral, _)) => {
+                    if self.end_with_retries(&key, attached_here).await?.is_some() {
+                        return Ok(resp("released"));
+                    }
+                }
+                // A newer sandbox of the same pod owns the lease now, or it is already detached.
+                Some((LeaseKind::Fixed, _)) => outcome = "not_attached_here",
+            }
+        }
+        Ok(resp(outcome))
+    }
+
+    /// Node GC: every lease attached on `node` to an attachment not in `valid` loses it —
+    /// fixed leases are detached (never released), ephemeral ones released.
+    pub async fn gc(&self, node: &str, valid: &[AttachmentRef]) -> GcResponse {
+        let valid: HashSet<(&str, &str)> = valid
+            .iter()
+            .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
+            .collect();
+        let is_stale = |l: &Lease| {
+            l.attachment.as_ref().is_some_and(|a| {
+                a.node == node && !valid.contains(&(a.container_id.as_str(), a.ifname.as_str()))
+            })
+        };
+        let candidates: Vec<(OwnerKey, LeaseKind)> = {
+            let st = self.state();
+            st.by_node
+                .get(node)
+                .map(|keys| {
+                    keys.iter()
+                        .filter_map(|k| st.leases.get(k).map(|c| (k, c)))
+                        .filter(|(_, c)| is_stale(&c.value))
+                        .map(|(k, c)| (k.clone(), c.value.kind))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut out = GcResponse::default();
+        for (key, kind) in candidates {
+            let _key = self.key_lock(&key).lock().await;
+            let result = match kind {
+                LeaseKind::Fixed => self.detach_fixed(&key, is_stale).await.map(|d| (d, false)),
+                LeaseKind::Ephemeral => self
+                    .end_with_retries(&key, is_stale)
+                    .await
+                    .map(|l| (false, l.is_some())),
+            };
+            match result {
+                Ok((detached, released)) => {
+                    out.detached += detached as u64;
+                    out.released += released as u64;
+                }
+                Err(e) => out.errors.push(format!("{}: {e}", key.as_str())),
+            }
+        }
+        out
+    }
+
+    /// Checks the cache against itself (lease -> address -> lease); empty when consistent.
+    pub fn inconsistencies(&self) -> Vec<String> {
+        self.state().inconsistencies()
+    }
+}
+
+fn resp(outcome: &str) -> DetachResponse {
+    DetachResponse {
+        outcome: outcome.to_string(),
+    }
+}
+
+/// A lease already exists for the key: same attachment → answer as before; another attachment
+/// of a fixed owner → move it (see the module docs for why that is safe).
+fn plan_existing(
+    st: &State,
+    req: &ValidAllocate,
+    existing: &Cached<Lease>,
+    now: u64,
+) -> Result<Plan, IpamError> {
+    let lease = &existing.value;
+    if lease.zone != req.zone {
+        return Err(IpamError::WrongZone {
+            owner: req
+                .owner
+                .as_ref()
+                .map(|o| o.to_string())
+                .unwrap_or_else(|| req.key.as_str().to_string()),
+            ips: lease
+                .ips
+                .iter()
+                .map(|l| l.ip.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            lease_zone: lease.zone.clone(),
+            requested_zone: req.zone.clone(),
+        });
+    }
+    if lease.attachment.as_ref() == Some(&req.attachment) {
+        let resp = AllocateResponse {
+            ips: st.ip_configs(lease),
+            lease: lease.clone(),
+        };
+        return Ok(Plan::Done(resp, AllocOutcome::Existing));
+    }
+    let mut moved = lease.clone();
+    moved.attachment = Some(Attachment::clone(&req.attachment));
+    moved.updated_unix_ms = now;
+    let txn = Txn::default()
+        .check(lease_key(&req.key), Expect::Revision(existing.rev))
+        .put(lease_key(&req.key), encode_lease(&moved));
+    Ok(Plan::Write {
+        txn,
+        key: req.key.clone(),
+        lease: moved,
+        picks: Vec::new(),
+        outcome: AllocOutcome::Reattached,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! Which address of one subnet to hand out next — pure, no I/O.
+//!
+//! Never-used addresses are kept as ranges (so an IPv6 /64 costs a few bytes), released ones in
+//! a queue ordered by release time. Preference: never used first (free the longest), then the
+//! released address free the longest, once its cooldown ended. Every operation is O(log ranges)
+//! or O(1): the cost does not depend on how full the subnet is.
+
+use std::collections::{BTreeMap, VecDeque};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pick {
+    Fresh(u128),
+    /// A released address and its release time.
+    Reused(u128, u64),
+}
+
+impl Pick {
+    pub fn offset(&self) -> u128 {
+        match self {
+            Pick::Fresh(o) | Pick::Reused(o, _) => *o,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Pool {
+    /// Never-used offsets: start -> end (inclusive), disjoint.
+    fresh: BTreeMap<u128, u128>,
+    fresh_count: u128,
+    /// (released at ms, offset), oldest first.
+    released: VecDeque<(u64, u128)>,
+}
+
+impl Pool {
+    /// `blocked` are the offsets never to hand out as fresh: reserved ranges and every offset that
+    /// has a record (leased or released). Order does not matter.
+    pub fn new(size: u128, mut blocked: Vec<(u128, u128)>, mut released: Vec<(u64, u128)>) -> Pool {
+        blocked.sort_unstable();
+        let mut fresh = BTreeMap::new();
+        let mut fresh_count = 0u128;
+        let mut next = 0u128; // first offset not yet covered
+        let mut push = |a: u128, b: u128| {
+            fresh.insert(a, b);
+            fresh_count += b - a + 1;
+        };
+        let last = size - 1;
+        let mut done = false;
+        for (a, b) in blocked {
+            if done || a > last {
+                break;
+            }
+            if a > next {
+                push(next, a - 1);
+            }
+            if b >= last {
+                done = true;
+            } else {
+                next = next.max(b + 1);
+            }
+        }
+        if !done {
+            push(next, last);
+        }
+        released.sort_unstable();
+        Pool {
+            fresh,
+            fresh_count,
+            released: released.into(),
+        }
+    }
+
+    /// The next address to try, or `None` when everything left is cooling down or leased.
+    pub fn pick(&mut self, now_ms: u64, cooldown_ms: u64) -> Option<Pick> {
+        if let Some((start, end)) = self.fresh.pop_first() {
+            if start < end {
+                self.fresh.insert(start + 1, end);
+            }
+            self.fresh_count -= 1;
+            return Some(Pick::Fresh(start));
+        }
+        match self.released.front() {
+            Some(&(at, off)) if at.saturating_add(cooldown_ms) <= now_ms => {
+                self.released.pop_front();
+                Some(Pick::Reused(off, at))
+            }
+            _ => None,
+        }
+    }
+
+    /// Returns a picked address that was not used after all (its transaction lost).
+    pub fn give_back(&mut self, pick: Pick) {
+        match pick {
+            Pick::Fresh(off) => self.insert_fresh(off),
+            Pick::Reused(off, at) => self.released.push_front((at, off)),
+        }
+    }
+
+    fn insert_fresh(&mut self, off: u128) {
+        // Merge with the neighbours so ranges stay few.
+        let mut start = off;
+        let mut end = off;
+        if let Some((&a, &b)) = self.fresh.range(..off).next_back() {
+            if b >= off {
+                return; // already fresh
+            }
+            if b + 1 == off {
+                start = a;
+                self.fresh.remove(&a);
+            }
+        }
+        if let Some(b) = off.checked_add(1).and_then(|n| self.fresh.remove(&n)) {
+            end = b;
+        }
+        self.fresh.insert(start, end);
+        self.fresh_count += 1;
+    }
+
+    /// An address just released at `at_ms`. Release times only grow, so the queue stays sorted.
+    pub fn released(&mut self, off: u128, at_ms: u64) {
+        match self.released.back() {
+            Some(&(last, _)) if last > at_ms => {
+                let i = self.released.partition_point(|&(t, _)| t <= at_ms);
+                self.released.insert(i, (at_ms, off));
+            }
+            _ => self.released.push_back((at_ms, off)),
+        }
+    }
+
+    /// Forgets `off` wherever it is: the store says it is leased (learned after a lost race).
+    pub fn remove(&mut self, off: u128) {
+        if let Some((&a, &b)) = self.fresh.range(..=off).next_back()
+            && b >= off
+        {
+            self.fresh.remove(&a);
+            if a < off {
+                self.fresh.insert(a, off - 1);
+            }
+            if off < b {
+                self.fresh.insert(off + 1, b);
+            }
+            self.fresh_count -= 1;
+        }
+        self.released.retain(|&(_, o)| o != off);
+    }
+
+    pub fn fresh_count(&self) -> u128 {
+        self.fresh_count
+    }
+
+    /// Released addresses still inside their cooldown at `now_ms`.
+    pub fn cooling(&self, now_ms: u64, cooldown_ms: u64) -> u64 {
+        let ready = self
+            .released
+            .partition_point(|&(t, _)| t.saturating_add(cooldown_ms) <= now_ms);
+        (self.released.len() - ready) as u64
+    }
+
+    /// Addresses that could be handed out now.
+    pub fn available(&self, now_ms: u64, cooldown_ms: u64) -> u128 {
+        self.fresh_count + (self.released.len() as u64 - self.cooling(now_ms, cooldown_ms)) as u128
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_in_order_skipping_blocked() {
+        let mut p = Pool::new(8, vec![(0, 0), (7, 7), (3, 4)], vec![]);
+        assert_eq!(p.fresh_count(), 4);
+        let got: Vec<u128> = std::iter::from_fn(|| p.pick(0, 0)).map(|x| x.offset()).collect();
+        assert_eq!(got, vec![1, 2, 5, 6]);
+        assert_eq!(p.pick(0, 0), None);
+    }
+
+    #[test]
+    fn released_are_reused_oldest_first_after_cooldown() {
+        let mut p = Pool::new(4, vec![(0, 3)], vec![(200, 2), (100, 1)]);
+        assert_eq!(p.cooling(150, 100), 2);
+        assert_eq!(p.pick(150, 100), None, "both still cooling");
+        assert_eq!(p.pick(200, 100), Some(Pick::Reused(1, 100)));
+        assert_eq!(p.pick(250, 100), None, "released at 200, cooling until 300");
+        assert_eq!(p.pick(300, 100), Some(Pick::Reused(2, 200)));
+    }
+
+    #[test]
+    fn fresh_is_preferred_over_released() {
+        let mut p = Pool::new(4, vec![(0, 1)], vec![(0, 1)]);
+        assert_eq!(p.pick(1_000, 0), Some(Pick::Fresh(2)));
+        assert_eq!(p.pick(1_000, 0), Some(Pick::Fresh(3)));
+        assert_eq!(p.pick(1_000, 0), Some(Pick::Reused(1, 0)));
+    }
+
+    #[test]
+    fn give_back_restores_and_merges() {
+        let mut p = Pool::new(10, vec![], vec![]);
+        let a = p.pick(0, 0).unwrap();
+        let b = p.pick(0, 0).unwrap();
+        p.give_back(b);
+        p.give_back(a);
+        assert_eq!(p.fresh_count(), 10);
+        assert_eq!(p.fresh.len(), 1, "ranges merged back: {:?}", p.fresh);
+        p.released(5, 10);
+        let r = Pick::Reused(7, 1);
+        p.give_back(r.clone());
+        assert_eq!(p.released.front(), Some(&(1, 7)));
+    }
+
+    #[test]
+    fn remove_splits_ranges() {
+        let mut p = Pool::new(10, vec![], vec![(5, 3)]);
+        p.remove(4);
+        p.remove(3);
+        assert_eq!(p.fresh_count(), 8);
+        let got: Vec<u128> = std::iter::from_fn(|| p.pick(0, 0)).map(|x| x.offset()).collect();
+        assert!(!got.contains(&4) && !got.contains(&3));
+        assert_eq!(got.len(), 8);
+    }
+
+    #[test]
+    fn huge_subnet_costs_nothing() {
+        let mut p = Pool::new(1u128 << 64, vec![(0, 0)], vec![]);
+        assert_eq!(p.fresh_count(), (1u128 << 64) - 1);
+        assert_eq!(p.pick(0, 0), Some(Pick::Fresh(1)));
+    }
+
+    #[test]
+    fn out_of_order_release_times_stay_sorted() {
+        let mut p = Pool::new(4, vec![(0, 3)], vec![]);
+        p.released(1, 300);
+        p.released(2, 100);
+        assert_eq!(p.pick(1_000, 0), Some(Pick::Reused(2, 100)));
+    }
+}

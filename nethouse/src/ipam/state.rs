@@ -1,0 +1,258 @@
+//! The in-memory view of the store that allocation decisions are made from. It is a cache:
+//! every write it leads to is a store transaction that checks the revisions the decision was
+//! based on, so a stale view can only cost a retry, never a duplicate address.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use nethouse_api::{IpConfig, Lease, LeaseKind};
+
+use super::codec;
+use super::pool::Pool;
+use super::IpamError;
+use crate::model::lease::{IpRecord, OwnerKey};
+use crate::model::subnet::Subnet;
+use crate::store::{Revision, Versioned};
+
+#[derive(Clone, Debug)]
+pub struct Cached<T> {
+    pub rev: Revision,
+    pub value: T,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IpState {
+    Leased(OwnerKey),
+    Released(u64),
+}
+
+pub struct SubnetEntry {
+    pub subnet: Subnet,
+    pub rev: Revision,
+    pub draining: bool,
+    pub pool: Pool,
+    pub attached: u64,
+    pub retained: u64,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub subnets: BTreeMap<String, SubnetEntry>,
+    /// Revision of `m/subnets`, the key every subnet change bumps so subnet changes serialize.
+    pub subnets_meta_rev: Option<Revision>,
+    pub leases: BTreeMap<OwnerKey, Cached<Lease>>,
+    pub ips: HashMap<IpAddr, Cached<IpState>>,
+    pub by_node: HashMap<String, BTreeSet<OwnerKey>>,
+}
+
+impl State {
+    /// Subnet names of `zone`, usable for new leases, IPv4 ones first.
+    pub fn zone_subnets(&self, zone: &str) -> Vec<&SubnetEntry> {
+        let mut out: Vec<&SubnetEntry> = self
+            .subnets
+            .values()
+            .filter(|e| e.subnet.zone == zone && !e.draining)
+            .collect();
+        out.sort_by_key(|e| (e.subnet.family() != crate::model::cidr::Family::V4, e.subnet.name.clone()));
+        out
+    }
+
+    fn account(&mut self, lease: &Lease, add: bool) {
+        let retained = lease.kind == LeaseKind::Fixed && lease.attachment.is_none();
+        for lip in &lease.ips {
+            if let Some(e) = self.subnets.get_mut(&lip.subnet) {
+                let counter = if retained {
+                    &mut e.retained
+                } else {
+                    &mut e.attached
+                };
+                *counter = if add {
+                    *counter + 1
+                } else {
+                    counter.saturating_sub(1)
+                };
+            }
+        }
+    }
+
+    /// Records a lease written at `rev` (ignored if the cache already holds a newer one).
+    pub fn put_lease(&mut self, key: OwnerKey, rev: Revision, lease: Lease) {
+        if self.leases.get(&key).is_some_and(|c| c.rev >= rev) {
+            return;
+        }
+        self.remove_lease(&key);
+        self.account(&lease, true);
+        if let Some(a) = &lease.attachment {
+            self.by_node
+                .entry(a.node.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.leases.insert(key, Cached { rev, value: lease });
+    }
+
+    pub fn remove_lease(&mut self, key: &OwnerKey) -> Option<Cached<Lease>> {
+        let old = self.leases.remove(key)?;
+        self.account(&old.value, false);
+        if let Some(a) = &old.value.attachment
+            && let Some(set) = self.by_node.get_mut(&a.node)
+        {
+            set.remove(key);
+            if set.is_empty() {
+                self.by_node.remove(&a.node);
+            }
+        }
+        Some(old)
+    }
+
+    /// Applies what the store says about one address key, keeping the pool in step.
+    pub fn apply_ip(&mut self, subnet: &str, ip: IpAddr, stored: Option<(Revision, IpState)>) {
+        let Some(entry) = self.subnets.get_mut(subnet) else {
+            return;
+        };
+        let Some(off) = entry.subnet.cidr.offset_of(ip) else {
+            return;
+        };
+        entry.pool.remove(off);
+        match stored {
+            Some((rev, state)) => {
+                if let IpState::Released(at) = state {
+                    entry.pool.released(off, at);
+                }
+                self.ips.insert(ip, Cached { rev, value: state });
+            }
+            None => {
+                self.ips.remove(&ip);
+                if !entry.subnet.is_reserved(off) {
+                    entry.pool.give_back(super::pool::Pick::Fresh(off));
+                }
+            }
+        }
+    }
+
+    /// The per-address configuration a node applies for `lease`.
+    pub fn ip_configs(&self, lease: &Lease) -> Vec<IpConfig> {
+        lease
+            .ips
+            .iter()
+            .filter_map(|lip| {
+                let e = self.subnets.get(&lip.subnet)?;
+                Some(IpConfig {
+                    address: format!("{}/{}", lip.ip, e.subnet.cidr.prefix()),
+                    gateway: e.subnet.gateway,
+                    routes: e.subnet.routes.clone(),
+                    dns: e.subnet.dns.clone(),
+                    subnet: lip.subnet.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Builds the whole view from a full read of the store.
+    pub fn load(
+        subnets: Vec<(String, Versioned)>,
+        meta: Option<Versioned>,
+        ips: Vec<(String, Versioned)>,
+        leases: Vec<(String, Versioned)>,
+    ) -> Result<State, IpamError> {
+        let mut st = State {
+            subnets_meta_rev: meta.map(|m| m.revision),
+            ..State::default()
+        };
+        let mut used: HashMap<String, Vec<(u128, u128)>> = HashMap::new();
+        let mut released: HashMap<String, Vec<(u64, u128)>> = HashMap::new();
+        let mut parsed_subnets = Vec::with_capacity(subnets.len());
+        for (key, v) in subnets {
+            let stored = codec::decode_subnet(&key, &v.value)?;
+            let subnet = Subnet::from_spec(&stored.spec).map_err(|e| IpamError::Corrupt {
+                key: key.clone(),
+                message: e.to_string(),
+            })?;
+            parsed_subnets.push((subnet, v.revision, stored.draining));
+        }
+        let cidrs: HashMap<String, crate::model::cidr::Cidr> = parsed_subnets
+            .iter()
+            .map(|(s, _, _)| (s.name.clone(), s.cidr))
+            .collect();
+        st.ips.reserve(ips.len());
+        for (key, v) in ips {
+            let (subnet, ip) = parse_ip_key(&key)?;
+            let off = cidrs
+                .get(subnet)
+                .and_then(|c| c.offset_of(ip))
+                .ok_or_else(|| IpamError::Corrupt {
+                    key: key.clone(),
+                    message: "address outside every stored subnet".into(),
+                })?;
+            let state = match codec::decode_ip(&key, &v.value)? {
+                IpRecord::Leased { owner } => IpState::Leased(OwnerKey::from_stored(&owner)),
+                IpRecord::Released { at_ms } => {
+                    released.entry(subnet.to_string()).or_default().push((at_ms, off));
+                    IpState::Released(at_ms)
+                }
+            };
+            used.entry(subnet.to_string()).or_default().push((off, off));
+            st.ips.insert(ip, Cached { rev: v.revision, value: state });
+        }
+        for (subnet, rev, draining) in parsed_subnets {
+            let mut blocked = used.remove(&subnet.name).unwrap_or_default();
+            blocked.extend_from_slice(subnet.reserved());
+            let pool = Pool::new(
+                subnet.cidr.size(),
+                blocked,
+                released.remove(&subnet.name).unwrap_or_default(),
+            );
+            st.subnets.insert(
+                subnet.name.clone(),
+                SubnetEntry {
+                    subnet,
+                    rev,
+                    draining,
+                    pool,
+                    attached: 0,
+                    retained: 0,
+                },
+            );
+        }
+        for (key, v) in leases {
+            let lease = codec::decode_lease(&key, &v.value)?;
+            let owner = key.strip_prefix("l/").unwrap_or(&key);
+            st.put_lease(OwnerKey::from_stored(owner), v.revision, lease);
+        }
+        Ok(st)
+    }
+
+    /// Consistency of the two directions (lease -> address, address -> lease); used by tests
+    /// and logged at start-up.
+    pub fn inconsistencies(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (key, c) in &self.leases {
+            for lip in &c.value.ips {
+                match self.ips.get(&lip.ip).map(|c| &c.value) {
+                    Some(IpState::Leased(o)) if o == key => {}
+                    other => out.push(format!("lease {} has {} but the address says {other:?}", key.as_str(), lip.ip)),
+                }
+            }
+        }
+        for (ip, c) in &self.ips {
+            if let IpState::Leased(o) = &c.value
+                && !self.leases.get(o).is_some_and(|l| l.value.ips.iter().any(|x| x.ip == *ip))
+            {
+                out.push(format!("address {ip} points at {} which does not hold it", o.as_str()));
+            }
+        }
+        out
+    }
+}
+
+/// `i/{subnet}/{ip}` -> (subnet, ip)
+pub fn parse_ip_key(key: &str) -> Result<(&str, IpAddr), IpamError> {
+    let bad = |m: &str| IpamError::Corrupt {
+        key: key.to_string(),
+        message: m.to_string(),
+    };
+    let rest = key.strip_prefix("i/").ok_or_else(|| bad("not an address key"))?;
+    let (subnet, ip) = rest.split_once('/').ok_or_else(|| bad("no subnet in key"))?;
+    let ip: IpAddr = ip.parse().map_err(|_| bad("no address in key"))?;
+    Ok((subnet, ip))
+}

@@ -1,0 +1,113 @@
+//! The narrow storage contract under NetHouse: versioned keys, prefix scans and atomic
+//! multi-key transactions guarded by per-key expectations. "Reserve if free" is a transaction
+//! that expects the key absent; compare-and-swap expects a revision. A lost race is the value
+//! [`Outcome::Conflict`], not an error. There are no lock methods: every store (in-memory,
+//! embedded redb, etcd) can offer exactly this.
+
+use std::future::Future;
+
+pub mod embedded;
+pub mod memory;
+
+#[cfg(test)]
+mod conformance;
+
+/// A store-wide, strictly increasing number stamped on every key a transaction writes.
+pub type Revision = u64;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Vec<u8>,
+    pub revision: Revision,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// The key must not exist (reserve-if-free).
+    Absent,
+    /// The key must exist with exactly this revision (compare-and-swap).
+    Revision(Revision),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Put(String, Vec<u8>),
+    Delete(String),
+}
+
+/// All checks hold and then all ops apply, or nothing happens.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Txn {
+    pub checks: Vec<(String, Expect)>,
+    pub ops: Vec<Op>,
+}
+
+impl Txn {
+    pub fn check(mut self, key: impl Into<String>, expect: Expect) -> Self {
+        self.checks.push((key.into(), expect));
+        self
+    }
+
+    pub fn put(mut self, key: impl Into<String>, value: Vec<u8>) -> Self {
+        self.ops.push(Op::Put(key.into(), value));
+        self
+    }
+
+    pub fn delete(mut self, key: impl Into<String>) -> Self {
+        self.ops.push(Op::Delete(key.into()));
+        self
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied and durable; the keys written carry this revision.
+    Committed(Revision),
+    /// The first check that failed; nothing was written.
+    Conflict { key: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening the store at {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("reading {what}: {message}")]
+    Read { what: String, message: String },
+    #[error("committing a transaction: {message}")]
+    Commit { message: String },
+    #[error("the store is closed")]
+    Closed,
+}
+
+pub trait Store: Send + Sync + 'static {
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Versioned>, StoreError>> + Send;
+
+    /// Every key starting with `prefix`, in key order.
+    fn scan(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<(String, Versioned)>, StoreError>> + Send;
+
+    /// Applies `txn` atomically and durably; returns once the outcome is durable.
+    fn commit(&self, txn: Txn) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+}
+
+/// Evaluates a transaction against any key/value view; shared by the stores that apply
+/// transactions themselves, so their semantics cannot drift apart.
+pub(crate) fn first_failed_check<'a>(
+    txn: &'a Txn,
+    mut revision_of: impl FnMut(&str) -> Result<Option<Revision>, StoreError>,
+) -> Result<Option<&'a str>, StoreError> {
+    for (key, expect) in &txn.checks {
+        let current = revision_of(key)?;
+        let ok = match (expect, current) {
+            (Expect::Absent, None) => true,
+            (Expect::Revision(want), Some(have)) => *want == have,
+            _ => false,
+        };
+        if !ok {
+            return Ok(Some(key));
+        }
+    }
+    Ok(None)
+}
