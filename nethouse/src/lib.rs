@@ -8,3 +8,6 @@ pub mod clock;
 pub mod ipam;
 pub mod model;
 pub mod store;
+pub mod metrics;
+pub mod server;
+pub mod cli;

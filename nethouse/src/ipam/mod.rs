@@ -17,7 +17,7 @@
 mod codec;
 mod error;
 pub mod pool;
-mod query;
+pub(crate) mod query;
 mod state;
 mod subnets;
 
@@ -31,6 +31,7 @@ use nethouse_api::{
 };
 
 pub use error::IpamError;
+pub use query::{DEFAULT_PAGE, MAX_PAGE};
 pub use state::IpState;
 use codec::{decode_ip, decode_lease, decode_subnet, encode_ip, encode_lease};
 use pool::Pick;

@@ -1,0 +1,148 @@
+//! `nethouse serve`: open the store, read it back whole, serve the API until SIGTERM/SIGINT,
+//! then stop taking connections, let in-flight requests finish and close the store cleanly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+
+use super::duration::parse_duration;
+use crate::clock::SystemClock;
+use crate::ipam::{Ipam, IpamConfig};
+use crate::server::{App, Auth, router};
+use crate::store::embedded::EmbeddedStore;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; see --ready-file).
+    #[arg(long, env = "NETHOUSE_LISTEN", default_value = "127.0.0.1:7420")]
+    pub listen: SocketAddr,
+    /// Directory of the embedded store.
+    #[arg(long, env = "NETHOUSE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Tokens, one `ROLE TOKEN` per line (roles: node, controller).
+    #[arg(long, env = "NETHOUSE_AUTH_FILE", required_unless_present = "insecure_no_auth")]
+    pub auth_file: Option<PathBuf>,
+    /// Serve without authentication (development only).
+    #[arg(long, conflicts_with = "auth_file")]
+    pub insecure_no_auth: bool,
+    /// PEM certificate chain; with --tls-key serves HTTPS.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Cooldown of released addresses unless their subnet sets one.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub default_cooldown: Duration,
+    /// How long in-flight requests may take to finish at shutdown.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Once serving, write the bound address here (for supervisors and tests).
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return "no signal handler",
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let auth = match (&args.auth_file, args.insecure_no_auth) {
+        (Some(path), _) => Auth::from_file(path).map_err(anyhow::Error::msg)?,
+        (None, _) => {
+            tracing::warn!("serving WITHOUT authentication (--insecure-no-auth)");
+            Auth::Disabled
+        }
+    };
+    let started = Instant::now();
+    let store = EmbeddedStore::open(&args.data_dir).context("--data-dir")?;
+    let ipam = Ipam::load(
+        store,
+        Arc::new(SystemClock),
+        IpamConfig {
+            default_cooldown_ms: args.default_cooldown.as_millis() as u64,
+        },
+    )
+    .await
+    .context("reading the store back")?;
+    let subnets = ipam.subnets();
+    let leases: u64 = subnets.iter().map(|s| s.usage.attached + s.usage.retained).sum();
+    tracing::info!(
+        subnets = subnets.len(),
+        addresses_leased = leases,
+        load_ms = started.elapsed().as_millis() as u64,
+        "store loaded"
+    );
+    let app = App::new(ipam, auth);
+    let service = router(app.clone()).into_make_service();
+    let handle = axum_server::Handle::new();
+
+    let server = {
+        let handle = handle.clone();
+        let listen = args.listen;
+        match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .context("loading --tls-cert/--tls-key")?;
+                tokio::spawn(async move {
+                    axum_server::bind_rustls(listen, tls).handle(handle).serve(service).await
+                })
+            }
+            _ => tokio::spawn(async move { axum_server::bind(listen).handle(handle).serve(service).await }),
+        }
+    };
+    let Some(bound) = handle.listening().await else {
+        let err = server.await.context("server task")?.err();
+        anyhow::bail!("could not listen on {}: {:?}", args.listen, err);
+    };
+    tracing::info!(address = %bound, tls = args.tls_cert.is_some(), "serving");
+    if let Some(path) = &args.ready_file {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bound.to_string()).context("writing --ready-file")?;
+        std::fs::rename(&tmp, path).context("writing --ready-file")?;
+    }
+
+    let why = shutdown_signal().await;
+    tracing::info!(signal = why, "shutting down: finishing in-flight requests");
+    app.set_ready(false);
+    handle.graceful_shutdown(Some(args.shutdown_grace));
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "server error"),
+        Err(e) => tracing::error!(error = %e, "server task failed"),
+    }
+    // Last reference: dropping the app closes the store (the writer drains its queue first).
+    drop(app);
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Prometheus metrics of the service. Operation metrics are recorded as requests finish; the
+//! per-subnet gauges are filled from the IPAM's view at scrape time, so they cannot drift.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: &'static str,
+    /// `ok` or the API error code.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpOnly {
+    pub op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubnetLabels {
+    pub subnet: String,
+    pub zone: String,
+}
+
+type FGauge = Gauge<f64, AtomicU64>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub operations: Family<OpLabels, Counter>,
+    pub duration: Family<OpOnly, Histogram>,
+    capacity: Family<SubnetLabels, FGauge>,
+    attached: Family<SubnetLabels, Gauge>,
+    retained: Family<SubnetLabels, Gauge>,
+    cooling: Family<SubnetLabels, Gauge>,
+    free: Family<SubnetLabels, FGauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("nethouse");
+        let operations = Family::<OpLabels, Counter>::default();
+        registry.register("operations", "API operations by result", operations.clone());
+        let duration = Family::<OpOnly, Histogram>::new_with_constructor(|| {
+            // 100 µs .. ~3 s: an allocation is sub-millisecond, a slow disk is not.
+            Histogram::new([
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 3.0,
+            ])
+        });
+        registry.register("operation_duration_seconds", "API operation latency", duration.clone());
+        let capacity = Family::<SubnetLabels, FGauge>::default();
+        registry.register("subnet_capacity_addresses", "Addresses a subnet can ever hand out", capacity.clone());
+        let attached = Family::<SubnetLabels, Gauge>::default();
+        registry.register("subnet_attached_leases", "Leases attached to a running pod", attached.clone());
+        let retained = Family::<SubnetLabels, Gauge>::default();
+        registry.register("subnet_retained_leases", "Fixed leases kept for a pod that is not running", retained.clone());
+        let cooling = Family::<SubnetLabels, Gauge>::default();
+        registry.register("subnet_cooling_addresses", "Released addresses still in their cooldown", cooling.clone());
+        let free = Family::<SubnetLabels, FGauge>::default();
+        registry.register("subnet_free_addresses", "Addresses that can be handed out now", free.clone());
+        Metrics {
+            registry,
+            operations,
+            duration,
+            capacity,
+            attached,
+            retained,
+            cooling,
+            free,
+        }
+    }
+
+    pub fn observe(&self, op: &'static str, result: &str, seconds: f64) {
+        self.operations
+            .get_or_create(&OpLabels {
+                op,
+                result: result.to_string(),
+            })
+            .inc();
+        self.duration.get_or_create(&OpOnly { op }).observe(seconds);
+    }
+
+    /// Renders the exposition text after refreshing the subnet gauges from `subnets`.
+    pub fn render(&self, subnets: &[nethouse_api::Subnet]) -> String {
+        for f in [&self.attached, &self.retained, &self.cooling] {
+            f.clear();
+        }
+        self.capacity.clear();
+        self.free.clear();
+        for s in subnets {
+            let l = SubnetLabels {
+                subnet: s.name.clone(),
+                zone: s.zone.clone(),
+            };
+            self.capacity.get_or_create(&l).set(s.usage.capacity as f64);
+            self.free.get_or_create(&l).set(s.usage.free as f64);
+            self.attached.get_or_create(&l).set(s.usage.attached as i64);
+            self.retained.get_or_create(&l).set(s.usage.retained as i64);
+            self.cooling.get_or_create(&l).set(s.usage.cooling as i64);
+        }
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        out
+    }
+}

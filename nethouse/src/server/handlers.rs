@@ -1,0 +1,188 @@
+//! One function per route: decode and validate at the edge, call the IPAM, record metrics.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nethouse_api::{
+    AllocateRequest, DetachRequest, GcRequest, LeaseFilter, Owner, ReleaseRequest, SubnetSpec,
+    codes,
+};
+use serde::Serialize;
+
+use super::App;
+use super::body::{JsonBody, parse_query};
+use super::errors::ApiErr;
+use crate::ipam::{AllocOutcome, IpamError};
+use crate::model::lease::{ValidAllocate, ValidDetach, validate_owner, validate_valid_attachments};
+use crate::model::validate_name;
+use crate::store::Store;
+
+type Answer = Result<Response, ApiErr>;
+
+/// Runs `f`, records its latency and result under `op`.
+async fn measured<S: Store, T: Serialize>(
+    app: &App<S>,
+    op: &'static str,
+    f: impl Future<Output = Result<(StatusCode, T), ApiErr>>,
+) -> Answer {
+    let start = Instant::now();
+    let res = f.await;
+    let result = match &res {
+        Ok(_) => "ok",
+        Err(e) => e.error.code.as_str(),
+    };
+    app.metrics.observe(op, result, start.elapsed().as_secs_f64());
+    res.map(|(status, body)| (status, Json(body)).into_response())
+}
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+pub async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Answer {
+    if !app.ready.load(Ordering::SeqCst) {
+        return Err(ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, "shutting down"));
+    }
+    // A cheap read proves the store answers.
+    app.ipam
+        .store()
+        .get("m/subnets")
+        .await
+        .map_err(|e| ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, e.to_string()))?;
+    Ok(Json(serde_json::json!({"status": "ready"})).into_response())
+}
+
+pub async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+    let text = app.metrics.render(&app.ipam.subnets());
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+pub async fn allocate<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    JsonBody(req): JsonBody<AllocateRequest>,
+) -> Answer {
+    measured(&app, "allocate", async {
+        let req = ValidAllocate::from_request(req).map_err(IpamError::from)?;
+        let (resp, outcome) = app.ipam.allocate(req).await?;
+        let status = match outcome {
+            AllocOutcome::Created => StatusCode::CREATED,
+            _ => StatusCode::OK,
+        };
+        Ok((status, resp))
+    })
+    .await
+}
+
+pub async fn detach<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    JsonBody(req): JsonBody<DetachRequest>,
+) -> Answer {
+    measured(&app, "detach", async {
+        let req = ValidDetach::from_request(req).map_err(IpamError::from)?;
+        Ok((StatusCode::OK, app.ipam.detach(req).await?))
+    })
+    .await
+}
+
+pub async fn release<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    JsonBody(req): JsonBody<ReleaseRequest>,
+) -> Answer {
+    measured(&app, "release", async {
+        validate_owner("owner", &req.owner).map_err(IpamError::from)?;
+        let released = app.ipam.release(&req.owner).await?;
+        if let Some(l) = &released {
+            tracing::info!(owner = %req.owner, ips = ?l.ips.iter().map(|i| i.ip).collect::<Vec<_>>(), "released");
+        }
+        Ok((StatusCode::OK, nethouse_api::ReleaseResponse { released }))
+    })
+    .await
+}
+
+pub async fn gc<S: Store>(State(app): State<Arc<App<S>>>, JsonBody(req): JsonBody<GcRequest>) -> Answer {
+    measured(&app, "gc", async {
+        validate_name("node", &req.node, 253).map_err(IpamError::from)?;
+        validate_valid_attachments(&req.valid_attachments).map_err(IpamError::from)?;
+        let out = app.ipam.gc(&req.node, &req.valid_attachments).await;
+        tracing::info!(node = %req.node, detached = out.detached, released = out.released, errors = out.errors.len(), "gc");
+        Ok((StatusCode::OK, out))
+    })
+    .await
+}
+
+pub async fn list_leases<S: Store>(State(app): State<Arc<App<S>>>, RawQuery(q): RawQuery) -> Answer {
+    measured(&app, "list_leases", async {
+        let filter: LeaseFilter = parse_query(q.as_deref())?;
+        Ok((StatusCode::OK, app.ipam.list(&filter)?))
+    })
+    .await
+}
+
+pub async fn lease_by_ip<S: Store>(State(app): State<Arc<App<S>>>, Path(ip): Path<String>) -> Answer {
+    measured(&app, "get_lease", async {
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| ApiErr::invalid_field("ip", format!("ip: {ip:?} is not an IP address")))?;
+        Ok((StatusCode::OK, app.ipam.lease_by_ip(ip)?))
+    })
+    .await
+}
+
+pub async fn lease_by_owner<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path((cluster, namespace, pod)): Path<(String, String, String)>,
+) -> Answer {
+    measured(&app, "get_lease", async {
+        let owner = Owner {
+            cluster,
+            namespace,
+            pod,
+        };
+        validate_owner("owner", &owner).map_err(IpamError::from)?;
+        Ok((StatusCode::OK, app.ipam.lease_by_owner(&owner)?))
+    })
+    .await
+}
+
+pub async fn list_subnets<S: Store>(State(app): State<Arc<App<S>>>) -> Answer {
+    measured(&app, "list_subnets", async { Ok((StatusCode::OK, app.ipam.subnets())) }).await
+}
+
+pub async fn add_subnet<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    JsonBody(spec): JsonBody<SubnetSpec>,
+) -> Answer {
+    measured(&app, "add_subnet", async {
+        let s = app.ipam.add_subnet(&spec).await?;
+        tracing::info!(subnet = %s.name, zone = %s.zone, cidr = %s.cidr, "subnet added");
+        Ok((StatusCode::CREATED, s))
+    })
+    .await
+}
+
+pub async fn get_subnet<S: Store>(State(app): State<Arc<App<S>>>, Path(name): Path<String>) -> Answer {
+    measured(&app, "get_subnet", async { Ok((StatusCode::OK, app.ipam.subnet(&name)?)) }).await
+}
+
+pub async fn remove_subnet<S: Store>(State(app): State<Arc<App<S>>>, Path(name): Path<String>) -> Answer {
+    measured(&app, "remove_subnet", async {
+        let s = app.ipam.remove_subnet(&name).await?;
+        tracing::info!(subnet = %s.name, "subnet removed");
+        Ok((StatusCode::OK, s))
+    })
+    .await
+}
+
+pub async fn zones<S: Store>(State(app): State<Arc<App<S>>>) -> Answer {
+    measured(&app, "zones", async { Ok((StatusCode::OK, app.ipam.zones())) }).await
+}

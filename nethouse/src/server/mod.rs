@@ -1,0 +1,142 @@
+//! The HTTP API. Routes are declared once in [`routes`] — method, path, required access,
+//! handler — and both the router and the OpenAPI conformance test are built from that table.
+
+mod auth;
+mod body;
+mod errors;
+mod handlers;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, on};
+use nethouse_api::codes;
+
+pub use auth::{Access, Auth, Role};
+pub use errors::ApiErr;
+
+use crate::ipam::Ipam;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+pub struct App<S: Store> {
+    pub ipam: Ipam<S>,
+    pub auth: Auth,
+    pub metrics: Metrics,
+    /// Cleared when shutdown starts so load balancers stop sending work.
+    pub ready: AtomicBool,
+}
+
+impl<S: Store> App<S> {
+    pub fn new(ipam: Ipam<S>, auth: Auth) -> Arc<Self> {
+        Arc::new(App {
+            ipam,
+            auth,
+            metrics: Metrics::new(),
+            ready: AtomicBool::new(true),
+        })
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+}
+
+pub struct RouteSpec<S: Store> {
+    pub method: Method,
+    /// In OpenAPI form (`{param}`), which is also axum 0.8's form.
+    pub path: &'static str,
+    pub access: Access,
+    pub handler: MethodRouter<Arc<App<S>>>,
+}
+
+fn r<S: Store>(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: MethodRouter<Arc<App<S>>>,
+) -> RouteSpec<S> {
+    RouteSpec {
+        method,
+        path,
+        access,
+        handler,
+    }
+}
+
+/// Every route of the API.
+pub fn routes<S: Store>() -> Vec<RouteSpec<S>> {
+    use axum::routing::MethodFilter as M;
+    use handlers as h;
+    let node = Access::Only(Role::Node);
+    let ctrl = Access::Only(Role::Controller);
+    vec![
+        r(Method::GET, "/healthz", Access::Public, on(M::GET, h::healthz)),
+        r(Method::GET, "/readyz", Access::Public, on(M::GET, h::readyz::<S>)),
+        r(Method::GET, "/metrics", Access::Public, on(M::GET, h::metrics::<S>)),
+        r(Method::POST, "/v1/leases", node, on(M::POST, h::allocate::<S>)),
+        r(Method::GET, "/v1/leases", Access::Read, on(M::GET, h::list_leases::<S>)),
+        r(Method::POST, "/v1/leases/detach", node, on(M::POST, h::detach::<S>)),
+        r(Method::POST, "/v1/leases/release", ctrl, on(M::POST, h::release::<S>)),
+        r(Method::GET, "/v1/leases/by-ip/{ip}", Access::Read, on(M::GET, h::lease_by_ip::<S>)),
+        r(
+            Method::GET,
+            "/v1/leases/by-owner/{cluster}/{namespace}/{pod}",
+            Access::Read,
+            on(M::GET, h::lease_by_owner::<S>),
+        ),
+        r(Method::POST, "/v1/gc", node, on(M::POST, h::gc::<S>)),
+        r(Method::GET, "/v1/subnets", Access::Read, on(M::GET, h::list_subnets::<S>)),
+        r(Method::POST, "/v1/subnets", ctrl, on(M::POST, h::add_subnet::<S>)),
+        r(Method::GET, "/v1/subnets/{name}", Access::Read, on(M::GET, h::get_subnet::<S>)),
+        r(Method::DELETE, "/v1/subnets/{name}", ctrl, on(M::DELETE, h::remove_subnet::<S>)),
+        r(Method::GET, "/v1/zones", Access::Read, on(M::GET, h::zones::<S>)),
+    ]
+}
+
+async fn check_access<S: Store>(
+    State((app, access)): State<(Arc<App<S>>, Access)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match app.auth.check(access, header) {
+        Ok(()) => next.run(req).await,
+        Err(auth::Denied::Unauthenticated(why)) => {
+            ApiErr::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, why).into_response()
+        }
+        Err(auth::Denied::Forbidden { role, needs }) => ApiErr::new(
+            StatusCode::FORBIDDEN,
+            codes::FORBIDDEN,
+            format!("role {} may not do this; it needs role {needs}", role.as_str()),
+        )
+        .into_response(),
+    }
+}
+
+pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
+    let mut router = Router::new();
+    for spec in routes::<S>() {
+        let guarded = spec.handler.route_layer(middleware::from_fn_with_state(
+            (app.clone(), spec.access),
+            check_access::<S>,
+        ));
+        router = router.route(spec.path, guarded);
+    }
+    router
+        .fallback(|| async {
+            ApiErr::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such route")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiErr::new(StatusCode::METHOD_NOT_ALLOWED, codes::NOT_FOUND, "method not allowed on this route")
+        })
+        .with_state(app)
+}
