@@ -212,7 +212,8 @@ impl Client {
     }
 
     pub async fn add_subnet(&self, spec: &SubnetSpec) -> Result<Subnet, ClientError> {
-        self.call(Method::POST, "/v1/subnets", None, Some(spec)).await
+        self.call(Method::POST, "/v1/subnets", None, Some(spec))
+            .await
     }
 
     pub async fn list_subnets(&self) -> Result<Vec<Subnet>, ClientError> {
@@ -221,8 +222,13 @@ impl Client {
     }
 
     pub async fn get_subnet(&self, name: &str) -> Result<Subnet, ClientError> {
-        self.call::<(), _>(Method::GET, &format!("/v1/subnets/{}", seg(name)), None, None)
-            .await
+        self.call::<(), _>(
+            Method::GET,
+            &format!("/v1/subnets/{}", seg(name)),
+            None,
+            None,
+        )
+        .await
     }
 
     pub async fn remove_subnet(&self, name: &str) -> Result<Subnet, ClientError> {
@@ -236,12 +242,15 @@ impl Client {
     }
 
     pub async fn zones(&self) -> Result<Vec<Zone>, ClientError> {
-        self.call::<(), _>(Method::GET, "/v1/zones", None, None).await
+        self.call::<(), _>(Method::GET, "/v1/zones", None, None)
+            .await
     }
 
     /// `GET /readyz`: `Ok(())` when some server is ready to serve.
     pub async fn ready(&self) -> Result<(), ClientError> {
-        let _: serde_json::Value = self.call::<(), _>(Method::GET, "/readyz", None, None).await?;
+        let _: serde_json::Value = self
+            .call::<(), _>(Method::GET, "/readyz", None, None)
+            .await?;
         Ok(())
     }
 }
@@ -304,7 +313,10 @@ mod tests {
     #[test]
     fn config_rejects_bad_urls() {
         let mut cfg = ClientConfig::new("ftp://x");
-        assert!(matches!(Client::new(cfg.clone()), Err(ClientError::Config(_))));
+        assert!(matches!(
+            Client::new(cfg.clone()),
+            Err(ClientError::Config(_))
+        ));
         cfg.urls = vec![];
         assert!(matches!(Client::new(cfg), Err(ClientError::Config(_))));
     }

@@ -309,6 +309,28 @@ pub mod codes {
     pub const SUBNET_EXISTS: &str = "subnet_exists";
     pub const SUBNET_IN_USE: &str = "subnet_in_use";
     pub const CONFLICT: &str = "conflict";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     pub const UNAVAILABLE: &str = "unavailable";
     pub const INTERNAL: &str = "internal";
+
+    /// Every code above (the OpenAPI document lists the same set; a test keeps them equal).
+    pub const ALL: &[&str] = &[
+        INVALID_JSON,
+        INVALID_FIELD,
+        UNAUTHORIZED,
+        FORBIDDEN,
+        NOT_FOUND,
+        UNKNOWN_ZONE,
+        ZONE_EXHAUSTED,
+        WRONG_ZONE,
+        SUBNET_OVERLAP,
+        SUBNET_EXISTS,
+        SUBNET_IN_USE,
+        CONFLICT,
+        METHOD_NOT_ALLOWED,
+        PAYLOAD_TOO_LARGE,
+        UNAVAILABLE,
+        INTERNAL,
+    ];
 }

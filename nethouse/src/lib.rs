@@ -4,10 +4,10 @@
 //! plus one in-memory view), `store` (the durable truth), `server` (HTTP), `cli` (operators).
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod clock;
 pub mod ipam;
-pub mod model;
-pub mod store;
 pub mod metrics;
+pub mod model;
 pub mod server;
-pub mod cli;
+pub mod store;

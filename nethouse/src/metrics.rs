@@ -55,20 +55,45 @@ impl Metrics {
         let duration = Family::<OpOnly, Histogram>::new_with_constructor(|| {
             // 100 µs .. ~3 s: an allocation is sub-millisecond, a slow disk is not.
             Histogram::new([
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 3.0,
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                3.0,
             ])
         });
-        registry.register("operation_duration_seconds", "API operation latency", duration.clone());
+        registry.register(
+            "operation_duration_seconds",
+            "API operation latency",
+            duration.clone(),
+        );
         let capacity = Family::<SubnetLabels, FGauge>::default();
-        registry.register("subnet_capacity_addresses", "Addresses a subnet can ever hand out", capacity.clone());
+        registry.register(
+            "subnet_capacity_addresses",
+            "Addresses a subnet can ever hand out",
+            capacity.clone(),
+        );
         let attached = Family::<SubnetLabels, Gauge>::default();
-        registry.register("subnet_attached_leases", "Leases attached to a running pod", attached.clone());
+        registry.register(
+            "subnet_attached_leases",
+            "Leases attached to a running pod",
+            attached.clone(),
+        );
         let retained = Family::<SubnetLabels, Gauge>::default();
-        registry.register("subnet_retained_leases", "Fixed leases kept for a pod that is not running", retained.clone());
+        registry.register(
+            "subnet_retained_leases",
+            "Fixed leases kept for a pod that is not running",
+            retained.clone(),
+        );
         let cooling = Family::<SubnetLabels, Gauge>::default();
-        registry.register("subnet_cooling_addresses", "Released addresses still in their cooldown", cooling.clone());
+        registry.register(
+            "subnet_cooling_addresses",
+            "Released addresses still in their cooldown",
+            cooling.clone(),
+        );
         let free = Family::<SubnetLabels, FGauge>::default();
-        registry.register("subnet_free_addresses", "Addresses that can be handed out now", free.clone());
+        registry.register(
+            "subnet_free_addresses",
+            "Addresses that can be handed out now",
+            free.clone(),
+        );
         Metrics {
             registry,
             operations,

@@ -10,7 +10,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total_ms: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("{text:?}: expected a number at {rest:?}"));
         }
@@ -18,7 +20,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("{text:?}: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit_ms: u128 = match &rest[..unit_len] {
             "ms" => 1,
             "s" => 1_000,
@@ -30,7 +34,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         };
         rest = &rest[unit_len..];
         total_ms = total_ms
-            .checked_add(n.checked_mul(unit_ms).ok_or_else(|| format!("{text:?}: too long"))?)
+            .checked_add(
+                n.checked_mul(unit_ms)
+                    .ok_or_else(|| format!("{text:?}: too long"))?,
+            )
             .ok_or_else(|| format!("{text:?}: too long"))?;
     }
     u64::try_from(total_ms)
@@ -47,9 +54,20 @@ mod tests {
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("72h").unwrap(), Duration::from_secs(72 * 3600));
+        assert_eq!(
+            parse_duration("72h").unwrap(),
+            Duration::from_secs(72 * 3600)
+        );
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        for bad in ["", "5", "s", "5x", "1h 2m", "-1s", "99999999999999999999999999999999999d"] {
+        for bad in [
+            "",
+            "5",
+            "s",
+            "5x",
+            "1h 2m",
+            "-1s",
+            "99999999999999999999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "nethouse", version, about = "NetHouse: the IPAM service that owns every pod IP")]
+#[command(
+    name = "nethouse",
+    version,
+    about = "NetHouse: the IPAM service that owns every pod IP"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -34,7 +38,12 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
     /// NetHouse server URL(s), comma-separated, tried in order.
-    #[arg(long, env = "NETHOUSE_SERVER", default_value = "http://127.0.0.1:7420", global = true)]
+    #[arg(
+        long,
+        env = "NETHOUSE_SERVER",
+        default_value = "http://127.0.0.1:7420",
+        global = true
+    )]
     pub server: String,
     /// File holding the bearer token.
     #[arg(long, env = "NETHOUSE_TOKEN_FILE", global = true)]
@@ -56,6 +65,8 @@ pub enum Output {
     Json,
 }
 
+// Parsed once per process; boxing the big variant would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum SubnetCmd {
     /// Add a subnet to a network zone.

@@ -13,7 +13,12 @@ use crate::clock::{Clock, SystemClock};
 
 fn client(conn: &Conn) -> anyhow::Result<Client> {
     let mut cfg = ClientConfig::new(String::new());
-    cfg.urls = conn.server.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    cfg.urls = conn
+        .server
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     cfg.token = match (&conn.token, &conn.token_file) {
         (Some(t), _) => Some(t.trim().to_string()),
         (None, Some(path)) => Some(
@@ -25,12 +30,17 @@ fn client(conn: &Conn) -> anyhow::Result<Client> {
         (None, None) => None,
     };
     if let Some(ca) = &conn.ca_file {
-        cfg.ca_pem = Some(std::fs::read(ca).with_context(|| format!("reading --ca-file {}", ca.display()))?);
+        cfg.ca_pem =
+            Some(std::fs::read(ca).with_context(|| format!("reading --ca-file {}", ca.display()))?);
     }
     Client::new(cfg).context("--server")
 }
 
-fn print<T: Serialize>(conn: &Conn, value: &T, table: impl FnOnce() -> String) -> anyhow::Result<()> {
+fn print<T: Serialize>(
+    conn: &Conn,
+    value: &T,
+    table: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
     match conn.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
         Output::Table => print!("{}", table()),
@@ -46,7 +56,9 @@ fn subnet_rows(subnets: &[nethouse_api::Subnet]) -> String {
                 s.name.clone(),
                 s.zone.clone(),
                 s.cidr.clone(),
-                s.gateway.map(|g| g.to_string()).unwrap_or_else(|| "none".into()),
+                s.gateway
+                    .map(|g| g.to_string())
+                    .unwrap_or_else(|| "none".into()),
                 s.usage.capacity.to_string(),
                 s.usage.attached.to_string(),
                 s.usage.retained.to_string(),
@@ -57,7 +69,10 @@ fn subnet_rows(subnets: &[nethouse_api::Subnet]) -> String {
         })
         .collect();
     render(
-        &["NAME", "ZONE", "CIDR", "GATEWAY", "CAPACITY", "ATTACHED", "RETAINED", "COOLING", "FREE", "COOLDOWN"],
+        &[
+            "NAME", "ZONE", "CIDR", "GATEWAY", "CAPACITY", "ATTACHED", "RETAINED", "COOLING",
+            "FREE", "COOLDOWN",
+        ],
         &rows,
     )
 }
@@ -95,7 +110,10 @@ pub async fn subnet(cmd: SubnetCmd) -> anyhow::Result<()> {
                 cidr,
                 gateway,
                 exclude,
-                routes: route.iter().map(|r| parse_route(r)).collect::<anyhow::Result<_>>()?,
+                routes: route
+                    .iter()
+                    .map(|r| parse_route(r))
+                    .collect::<anyhow::Result<_>>()?,
                 dns: Dns {
                     nameservers: dns_server,
                     domain: dns_domain,
@@ -128,7 +146,10 @@ fn lease_rows(leases: &[Lease]) -> String {
                 (None, _) => "-".into(),
             };
             let (node, container) = match &l.attachment {
-                Some(a) => (a.node.clone(), format!("{}/{}", short(&a.container_id), a.ifname)),
+                Some(a) => (
+                    a.node.clone(),
+                    format!("{}/{}", short(&a.container_id), a.ifname),
+                ),
                 None => ("-".into(), "-".into()),
             };
             let state = match (l.kind, &l.attachment) {
@@ -136,7 +157,11 @@ fn lease_rows(leases: &[Lease]) -> String {
                 _ => "attached",
             };
             vec![
-                l.ips.iter().map(|i| i.ip.to_string()).collect::<Vec<_>>().join(","),
+                l.ips
+                    .iter()
+                    .map(|i| i.ip.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 l.kind.as_str().into(),
                 owner,
                 l.zone.clone(),
@@ -147,7 +172,19 @@ fn lease_rows(leases: &[Lease]) -> String {
             ]
         })
         .collect();
-    render(&["IP", "KIND", "OWNER", "ZONE", "NODE", "ATTACHMENT", "STATE", "AGE"], &rows)
+    render(
+        &[
+            "IP",
+            "KIND",
+            "OWNER",
+            "ZONE",
+            "NODE",
+            "ATTACHMENT",
+            "STATE",
+            "AGE",
+        ],
+        &rows,
+    )
 }
 
 fn short(id: &str) -> &str {
@@ -188,7 +225,13 @@ pub async fn lease(cmd: LeaseCmd) -> anyhow::Result<()> {
                 zone,
                 subnet,
                 node,
-                kind: kind.map(|k| if k == "fixed" { LeaseKind::Fixed } else { LeaseKind::Ephemeral }),
+                kind: kind.map(|k| {
+                    if k == "fixed" {
+                        LeaseKind::Fixed
+                    } else {
+                        LeaseKind::Ephemeral
+                    }
+                }),
                 cluster,
                 namespace,
                 retained: retained.then_some(true),
@@ -198,7 +241,11 @@ pub async fn lease(cmd: LeaseCmd) -> anyhow::Result<()> {
             let leases = client(&conn)?.list_all_leases(&filter).await?;
             print(&conn, &leases, || lease_rows(&leases))
         }
-        LeaseCmd::Show { conn, target, cluster } => {
+        LeaseCmd::Show {
+            conn,
+            target,
+            cluster,
+        } => {
             let c = client(&conn)?;
             let lease = match target.parse::<std::net::IpAddr>() {
                 Ok(ip) => c.lease_by_ip(ip).await?,
@@ -206,13 +253,21 @@ pub async fn lease(cmd: LeaseCmd) -> anyhow::Result<()> {
             };
             print(&conn, &lease, || lease_rows(std::slice::from_ref(&lease)))
         }
-        LeaseCmd::Release { conn, target, cluster } => {
+        LeaseCmd::Release {
+            conn,
+            target,
+            cluster,
+        } => {
             let owner = parse_owner(&target, &cluster)?;
             let out = client(&conn)?.release(&owner).await?;
             print(&conn, &out, || match &out.released {
                 Some(l) => format!(
                     "released {} of {owner}\n",
-                    l.ips.iter().map(|i| i.ip.to_string()).collect::<Vec<_>>().join(",")
+                    l.ips
+                        .iter()
+                        .map(|i| i.ip.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
                 ),
                 None => format!("{owner} held no lease\n"),
             })
@@ -237,6 +292,9 @@ pub async fn zone(cmd: ZoneCmd) -> anyhow::Result<()> {
                 ]
             })
             .collect();
-        render(&["ZONE", "SUBNETS", "FREE-V4", "FREE-V6", "CAN-ALLOCATE"], &rows)
+        render(
+            &["ZONE", "SUBNETS", "FREE-V4", "FREE-V6", "CAN-ALLOCATE"],
+            &rows,
+        )
     })
 }

@@ -24,7 +24,11 @@ pub struct ServeArgs {
     #[arg(long, env = "NETHOUSE_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Tokens, one `ROLE TOKEN` per line (roles: node, controller).
-    #[arg(long, env = "NETHOUSE_AUTH_FILE", required_unless_present = "insecure_no_auth")]
+    #[arg(
+        long,
+        env = "NETHOUSE_AUTH_FILE",
+        required_unless_present = "insecure_no_auth"
+    )]
     pub auth_file: Option<PathBuf>,
     /// Serve without authentication (development only).
     #[arg(long, conflicts_with = "auth_file")]
@@ -95,7 +99,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("reading the store back")?;
     let subnets = ipam.subnets();
-    let leases: u64 = subnets.iter().map(|s| s.usage.attached + s.usage.retained).sum();
+    let leases: u64 = subnets
+        .iter()
+        .map(|s| s.usage.attached + s.usage.retained)
+        .sum();
     tracing::info!(
         subnets = subnets.len(),
         addresses_leased = leases,
@@ -115,10 +122,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     .await
                     .context("loading --tls-cert/--tls-key")?;
                 tokio::spawn(async move {
-                    axum_server::bind_rustls(listen, tls).handle(handle).serve(service).await
+                    axum_server::bind_rustls(listen, tls)
+                        .handle(handle)
+                        .serve(service)
+                        .await
                 })
             }
-            _ => tokio::spawn(async move { axum_server::bind(listen).handle(handle).serve(service).await }),
+            _ => tokio::spawn(async move {
+                axum_server::bind(listen)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }),
         }
     };
     let Some(bound) = handle.listening().await else {

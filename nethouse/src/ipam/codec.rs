@@ -94,9 +94,18 @@ mod tests {
         };
         let bytes = encode_lease(&lease);
         assert_eq!(decode_lease("k", &bytes).unwrap(), lease);
-        assert!(matches!(decode_lease("k", &[]), Err(IpamError::Corrupt { .. })));
-        assert!(matches!(decode_lease("k", &[9, 1]), Err(IpamError::Corrupt { .. })));
-        assert!(matches!(decode_lease("k", &[1, 255]), Err(IpamError::Corrupt { .. })));
+        assert!(matches!(
+            decode_lease("k", &[]),
+            Err(IpamError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode_lease("k", &[9, 1]),
+            Err(IpamError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode_lease("k", &[1, 255]),
+            Err(IpamError::Corrupt { .. })
+        ));
         let rec = IpRecord::Released { at_ms: 5 };
         assert_eq!(decode_ip("k", &encode_ip(&rec)).unwrap(), rec);
     }

@@ -13,7 +13,7 @@ pub enum IpamError {
     #[error("zone {zone:?} is exhausted: {detail}")]
     ZoneExhausted { zone: String, detail: String },
     #[error(
-        "{owner} holds fixed IP {ips} in zone {lease_zone:?}, but was asked for in zone {requested_zone:?}; the pod must run on a node of zone {lease_zone:?}"
+        "{owner} holds IP {ips} in zone {lease_zone:?}, but was asked for in zone {requested_zone:?}; the pod must run on a node of zone {lease_zone:?}"
     )]
     WrongZone {
         owner: String,

@@ -30,11 +30,11 @@ use nethouse_api::{
     LeaseKind, Owner,
 };
 
+use codec::{decode_ip, decode_lease, decode_subnet, encode_ip, encode_lease};
 pub use error::IpamError;
+use pool::Pick;
 pub use query::{DEFAULT_PAGE, MAX_PAGE};
 pub use state::IpState;
-use codec::{decode_ip, decode_lease, decode_subnet, encode_ip, encode_lease};
-use pool::Pick;
 use state::{Cached, State};
 
 use crate::clock::Clock;
@@ -93,7 +93,11 @@ enum Plan {
 impl<S: Store> Ipam<S> {
     /// Reads the whole store back and builds the view; refuses to start on an unreadable record
     /// rather than risk handing out an address twice.
-    pub async fn load(store: S, clock: Arc<dyn Clock>, config: IpamConfig) -> Result<Self, IpamError> {
+    pub async fn load(
+        store: S,
+        clock: Arc<dyn Clock>,
+        config: IpamConfig,
+    ) -> Result<Self, IpamError> {
         let subnets = store.scan("s/").await?;
         let meta = store.get(subnets::META_KEY).await?;
         let ips = store.scan("i/").await?;
@@ -107,7 +111,9 @@ impl<S: Store> Ipam<S> {
             clock,
             config,
             state: Mutex::new(state),
-            key_locks: (0..KEY_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            key_locks: (0..KEY_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             admin: tokio::sync::RwLock::new(()),
         })
     }
@@ -164,7 +170,11 @@ impl<S: Store> Ipam<S> {
                 Ok(Outcome::Committed(rev)) => {
                     let mut st = self.state();
                     // Only a new lease wrote its address keys; a re-attach touched the lease alone.
-                    let written = if outcome == AllocOutcome::Created { &lease.ips[..] } else { &[] };
+                    let written = if outcome == AllocOutcome::Created {
+                        &lease.ips[..]
+                    } else {
+                        &[]
+                    };
                     for lip in written {
                         st.ips.insert(
                             lip.ip,
@@ -236,7 +246,11 @@ impl<S: Store> Ipam<S> {
         let mut txn = Txn::default().check(lease_key(&req.key), Expect::Absent);
         let mut ips = Vec::new();
         for family in [Family::V4, Family::V6] {
-            let of_family: Vec<&String> = names.iter().filter(|(_, f)| *f == family).map(|(n, _)| n).collect();
+            let of_family: Vec<&String> = names
+                .iter()
+                .filter(|(_, f)| *f == family)
+                .map(|(n, _)| n)
+                .collect();
             if of_family.is_empty() {
                 continue;
             }
@@ -357,7 +371,9 @@ impl<S: Store> Ipam<S> {
                 Some(v) => Some((
                     v.revision,
                     match decode_ip(key, &v.value)? {
-                        IpRecord::Leased { owner } => IpState::Leased(OwnerKey::from_stored(&owner)),
+                        IpRecord::Leased { owner } => {
+                            IpState::Leased(OwnerKey::from_stored(&owner))
+                        }
                         IpRecord::Released { at_ms } => IpState::Released(at_ms),
                     },
                 )),
@@ -436,7 +452,9 @@ impl<S: Store> Ipam<S> {
                 Outcome::Conflict { key: k } => self.refresh(&k).await?,
             }
         }
-        Err(IpamError::Contention { key: lease_key(key) })
+        Err(IpamError::Contention {
+            key: lease_key(key),
+        })
     }
 
     /// Drops the attachment of a fixed lease (the address stays with its owner).
@@ -470,7 +488,9 @@ impl<S: Store> Ipam<S> {
                 Outcome::Conflict { key: k } => self.refresh(&k).await?,
             }
         }
-        Err(IpamError::Contention { key: lease_key(key) })
+        Err(IpamError::Contention {
+            key: lease_key(key),
+        })
     }
 
     /// CNI DEL: a fixed lease is detached and retained, an ephemeral one released. Idempotent.
@@ -480,7 +500,9 @@ impl<S: Store> Ipam<S> {
             let _key = self.key_lock(&key).lock().await;
             let kind = {
                 let st = self.state();
-                st.leases.get(&key).map(|c| (c.value.kind, c.value.attachment.clone()))
+                st.leases
+                    .get(&key)
+                    .map(|c| (c.value.kind, c.value.attachment.clone()))
             };
             let attached_here = |l: &Lease| l.attachment.as_ref().is_some_and(|a| req.matches(a));
             match kind {

@@ -169,7 +169,9 @@ mod tests {
     fn fresh_in_order_skipping_blocked() {
         let mut p = Pool::new(8, vec![(0, 0), (7, 7), (3, 4)], vec![]);
         assert_eq!(p.fresh_count(), 4);
-        let got: Vec<u128> = std::iter::from_fn(|| p.pick(0, 0)).map(|x| x.offset()).collect();
+        let got: Vec<u128> = std::iter::from_fn(|| p.pick(0, 0))
+            .map(|x| x.offset())
+            .collect();
         assert_eq!(got, vec![1, 2, 5, 6]);
         assert_eq!(p.pick(0, 0), None);
     }
@@ -213,7 +215,9 @@ mod tests {
         p.remove(4);
         p.remove(3);
         assert_eq!(p.fresh_count(), 8);
-        let got: Vec<u128> = std::iter::from_fn(|| p.pick(0, 0)).map(|x| x.offset()).collect();
+        let got: Vec<u128> = std::iter::from_fn(|| p.pick(0, 0))
+            .map(|x| x.offset())
+            .collect();
         assert!(!got.contains(&4) && !got.contains(&3));
         assert_eq!(got.len(), 8);
     }

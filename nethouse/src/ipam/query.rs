@@ -43,7 +43,9 @@ impl<S: Store> Ipam<S> {
     pub fn list(&self, filter: &LeaseFilter) -> Result<LeaseList, IpamError> {
         let limit = filter.limit.unwrap_or(DEFAULT_PAGE);
         if limit == 0 || limit > MAX_PAGE {
-            return Err(FieldError::new("limit", format!("must be 1..={MAX_PAGE}, got {limit}")).into());
+            return Err(
+                FieldError::new("limit", format!("must be 1..={MAX_PAGE}, got {limit}")).into(),
+            );
         }
         let st = self.state();
         let start = match &filter.continue_from {
@@ -53,7 +55,10 @@ impl<S: Store> Ipam<S> {
         let matches = |l: &Lease| {
             filter.zone.as_ref().is_none_or(|z| &l.zone == z)
                 && filter.kind.is_none_or(|k| l.kind == k)
-                && filter.subnet.as_ref().is_none_or(|s| l.ips.iter().any(|i| &i.subnet == s))
+                && filter
+                    .subnet
+                    .as_ref()
+                    .is_none_or(|s| l.ips.iter().any(|i| &i.subnet == s))
                 && filter
                     .node
                     .as_ref()

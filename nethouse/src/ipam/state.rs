@@ -7,9 +7,9 @@ use std::net::IpAddr;
 
 use nethouse_api::{IpConfig, Lease, LeaseKind};
 
+use super::IpamError;
 use super::codec;
 use super::pool::Pool;
-use super::IpamError;
 use crate::model::lease::{IpRecord, OwnerKey};
 use crate::model::subnet::Subnet;
 use crate::store::{Revision, Versioned};
@@ -53,7 +53,12 @@ impl State {
             .values()
             .filter(|e| e.subnet.zone == zone && !e.draining)
             .collect();
-        out.sort_by_key(|e| (e.subnet.family() != crate::model::cidr::Family::V4, e.subnet.name.clone()));
+        out.sort_by_key(|e| {
+            (
+                e.subnet.family() != crate::model::cidr::Family::V4,
+                e.subnet.name.clone(),
+            )
+        });
         out
     }
 
@@ -187,12 +192,21 @@ impl State {
             let state = match codec::decode_ip(&key, &v.value)? {
                 IpRecord::Leased { owner } => IpState::Leased(OwnerKey::from_stored(&owner)),
                 IpRecord::Released { at_ms } => {
-                    released.entry(subnet.to_string()).or_default().push((at_ms, off));
+                    released
+                        .entry(subnet.to_string())
+                        .or_default()
+                        .push((at_ms, off));
                     IpState::Released(at_ms)
                 }
             };
             used.entry(subnet.to_string()).or_default().push((off, off));
-            st.ips.insert(ip, Cached { rev: v.revision, value: state });
+            st.ips.insert(
+                ip,
+                Cached {
+                    rev: v.revision,
+                    value: state,
+                },
+            );
         }
         for (subnet, rev, draining) in parsed_subnets {
             let mut blocked = used.remove(&subnet.name).unwrap_or_default();
@@ -230,15 +244,25 @@ impl State {
             for lip in &c.value.ips {
                 match self.ips.get(&lip.ip).map(|c| &c.value) {
                     Some(IpState::Leased(o)) if o == key => {}
-                    other => out.push(format!("lease {} has {} but the address says {other:?}", key.as_str(), lip.ip)),
+                    other => out.push(format!(
+                        "lease {} has {} but the address says {other:?}",
+                        key.as_str(),
+                        lip.ip
+                    )),
                 }
             }
         }
         for (ip, c) in &self.ips {
             if let IpState::Leased(o) = &c.value
-                && !self.leases.get(o).is_some_and(|l| l.value.ips.iter().any(|x| x.ip == *ip))
+                && !self
+                    .leases
+                    .get(o)
+                    .is_some_and(|l| l.value.ips.iter().any(|x| x.ip == *ip))
             {
-                out.push(format!("address {ip} points at {} which does not hold it", o.as_str()));
+                out.push(format!(
+                    "address {ip} points at {} which does not hold it",
+                    o.as_str()
+                ));
             }
         }
         out
@@ -251,8 +275,12 @@ pub fn parse_ip_key(key: &str) -> Result<(&str, IpAddr), IpamError> {
         key: key.to_string(),
         message: m.to_string(),
     };
-    let rest = key.strip_prefix("i/").ok_or_else(|| bad("not an address key"))?;
-    let (subnet, ip) = rest.split_once('/').ok_or_else(|| bad("no subnet in key"))?;
+    let rest = key
+        .strip_prefix("i/")
+        .ok_or_else(|| bad("not an address key"))?;
+    let (subnet, ip) = rest
+        .split_once('/')
+        .ok_or_else(|| bad("no subnet in key"))?;
     let ip: IpAddr = ip.parse().map_err(|_| bad("no address in key"))?;
     Ok((subnet, ip))
 }

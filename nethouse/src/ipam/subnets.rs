@@ -40,7 +40,11 @@ impl<S: Store> Ipam<S> {
                         name: subnet.name.clone(),
                     });
                 }
-                if let Some(other) = st.subnets.values().find(|e| e.subnet.cidr.overlaps(&subnet.cidr)) {
+                if let Some(other) = st
+                    .subnets
+                    .values()
+                    .find(|e| e.subnet.cidr.overlaps(&subnet.cidr))
+                {
                     return Err(IpamError::SubnetOverlap {
                         name: subnet.name.clone(),
                         cidr: subnet.cidr.to_string(),
@@ -116,7 +120,8 @@ impl<S: Store> Ipam<S> {
                         message: e.to_string(),
                     })?;
                     // Addresses of a subnet another replica added are learned on conflicts.
-                    let pool = Pool::new(subnet.cidr.size(), subnet.reserved().to_vec(), Vec::new());
+                    let pool =
+                        Pool::new(subnet.cidr.size(), subnet.reserved().to_vec(), Vec::new());
                     st.subnets.insert(
                         name,
                         SubnetEntry {
@@ -193,7 +198,12 @@ impl<S: Store> Ipam<S> {
                 leases: leased,
             });
         }
-        let rev = self.state().subnets.get(name).map(|e| e.rev).unwrap_or_default();
+        let rev = self
+            .state()
+            .subnets
+            .get(name)
+            .map(|e| e.rev)
+            .unwrap_or_default();
         let key = subnet_key_of(name);
         let mut txn = self.meta_check(
             Txn::default()
@@ -201,7 +211,9 @@ impl<S: Store> Ipam<S> {
                 .delete(key),
         );
         for (k, v) in &records {
-            txn = txn.check(k.clone(), Expect::Revision(v.revision)).delete(k.clone());
+            txn = txn
+                .check(k.clone(), Expect::Revision(v.revision))
+                .delete(k.clone());
         }
         match self.store.commit(txn).await? {
             Outcome::Committed(new_rev) => {

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use nethouse_api::{AllocateRequest, Attachment, AttachmentRef, DetachRequest, LeaseFilter, LeaseKind, Owner, SubnetSpec};
+use nethouse_api::{
+    AllocateRequest, Attachment, AttachmentRef, DetachRequest, LeaseFilter, LeaseKind, Owner,
+    SubnetSpec,
+};
 
 use super::*;
 use crate::clock::ManualClock;
@@ -91,45 +94,89 @@ fn ip_of(r: &(AllocateResponse, AllocOutcome)) -> std::net::IpAddr {
 #[tokio::test]
 async fn fixed_pod_gets_the_same_ip_with_a_new_container_on_another_node() {
     let (ipam, _, _) = setup("10.9.0.0/24").await;
-    let first = ipam.allocate(fixed("redis-0", "c1", "n1", "z1")).await.unwrap();
+    let first = ipam
+        .allocate(fixed("redis-0", "c1", "n1", "z1"))
+        .await
+        .unwrap();
     assert_eq!(first.1, AllocOutcome::Created);
     assert_eq!(first.0.ips[0].address, "10.9.0.2/24");
     assert_eq!(first.0.ips[0].gateway, Some("10.9.0.1".parse().unwrap()));
     // n1 died: no DEL ever ran; the pod is recreated on n2 with a new sandbox.
-    let again = ipam.allocate(fixed("redis-0", "c2", "n2", "z1")).await.unwrap();
+    let again = ipam
+        .allocate(fixed("redis-0", "c2", "n2", "z1"))
+        .await
+        .unwrap();
     assert_eq!(again.1, AllocOutcome::Reattached);
     assert_eq!(ip_of(&again), ip_of(&first));
     assert_eq!(again.0.lease.attachment.unwrap().node, "n2");
     // The same call again is idempotent.
-    let same = ipam.allocate(fixed("redis-0", "c2", "n2", "z1")).await.unwrap();
+    let same = ipam
+        .allocate(fixed("redis-0", "c2", "n2", "z1"))
+        .await
+        .unwrap();
     assert_eq!(same.1, AllocOutcome::Existing);
     // A late DEL from the dead sandbox must not detach the live one.
     let late = ipam.detach(del("c1", Some("redis-0"))).await.unwrap();
     assert_eq!(late.outcome, "not_attached_here");
-    assert!(ipam.lease_by_owner(&owner("redis-0")).unwrap().attachment.is_some());
+    assert!(
+        ipam.lease_by_owner(&owner("redis-0"))
+            .unwrap()
+            .attachment
+            .is_some()
+    );
     // Another pod never gets that address.
-    let other = ipam.allocate(fixed("redis-1", "c3", "n1", "z1")).await.unwrap();
+    let other = ipam
+        .allocate(fixed("redis-1", "c3", "n1", "z1"))
+        .await
+        .unwrap();
     assert_ne!(ip_of(&other), ip_of(&first));
 }
 
 #[tokio::test]
 async fn detach_retains_fixed_and_releases_ephemeral() {
     let (ipam, _, _) = setup("10.9.0.0/24").await;
-    let f = ipam.allocate(fixed("redis-0", "c1", "n1", "z1")).await.unwrap();
+    let f = ipam
+        .allocate(fixed("redis-0", "c1", "n1", "z1"))
+        .await
+        .unwrap();
     let e = ipam.allocate(ephemeral("c2", "n1", "z1")).await.unwrap();
-    assert_eq!(ipam.detach(del("c1", Some("redis-0"))).await.unwrap().outcome, "detached");
-    assert_eq!(ipam.detach(del("c2", None)).await.unwrap().outcome, "released");
+    assert_eq!(
+        ipam.detach(del("c1", Some("redis-0")))
+            .await
+            .unwrap()
+            .outcome,
+        "detached"
+    );
+    assert_eq!(
+        ipam.detach(del("c2", None)).await.unwrap().outcome,
+        "released"
+    );
     // Idempotent.
-    assert_eq!(ipam.detach(del("c1", Some("redis-0"))).await.unwrap().outcome, "not_attached_here");
-    assert_eq!(ipam.detach(del("c2", None)).await.unwrap().outcome, "not_found");
+    assert_eq!(
+        ipam.detach(del("c1", Some("redis-0")))
+            .await
+            .unwrap()
+            .outcome,
+        "not_attached_here"
+    );
+    assert_eq!(
+        ipam.detach(del("c2", None)).await.unwrap().outcome,
+        "not_found"
+    );
     let kept = ipam.lease_by_owner(&owner("redis-0")).unwrap();
     assert_eq!(kept.ips[0].ip, ip_of(&f));
     assert!(kept.attachment.is_none());
     assert!(ipam.lease_by_ip(ip_of(&e)).is_err());
     let s = ipam.subnet("10.9.0.0-24").unwrap();
-    assert_eq!((s.usage.attached, s.usage.retained, s.usage.cooling), (0, 1, 1));
+    assert_eq!(
+        (s.usage.attached, s.usage.retained, s.usage.cooling),
+        (0, 1, 1)
+    );
     // The retained lease comes back on the next ADD.
-    let back = ipam.allocate(fixed("redis-0", "c9", "n2", "z1")).await.unwrap();
+    let back = ipam
+        .allocate(fixed("redis-0", "c9", "n2", "z1"))
+        .await
+        .unwrap();
     assert_eq!(ip_of(&back), ip_of(&f));
     assert!(ipam.inconsistencies().is_empty());
 }
@@ -140,9 +187,14 @@ async fn released_ip_waits_for_its_cooldown() {
     let a = ipam.allocate(ephemeral("c1", "n1", "z1")).await.unwrap();
     assert_eq!(ip_of(&a).to_string(), "10.9.0.2");
     ipam.detach(del("c1", None)).await.unwrap();
-    let err = ipam.allocate(ephemeral("c2", "n1", "z1")).await.unwrap_err();
+    let err = ipam
+        .allocate(ephemeral("c2", "n1", "z1"))
+        .await
+        .unwrap_err();
     match &err {
-        IpamError::ZoneExhausted { detail, .. } => assert!(detail.contains("1 cooling down"), "{detail}"),
+        IpamError::ZoneExhausted { detail, .. } => {
+            assert!(detail.contains("1 cooling down"), "{detail}")
+        }
         other => panic!("{other:?}"),
     }
     clock.advance_ms(COOLDOWN_MS - 1);
@@ -168,7 +220,9 @@ async fn per_subnet_cooldown_overrides_the_default() {
 async fn oldest_released_address_is_reused_first() {
     let (ipam, clock, _) = setup("10.9.0.0/29").await; // .2 .. .6 usable
     for i in 0..5 {
-        ipam.allocate(ephemeral(&format!("c{i}"), "n1", "z1")).await.unwrap();
+        ipam.allocate(ephemeral(&format!("c{i}"), "n1", "z1"))
+            .await
+            .unwrap();
     }
     for i in [3, 1, 4] {
         ipam.detach(del(&format!("c{i}"), None)).await.unwrap();
@@ -178,7 +232,15 @@ async fn oldest_released_address_is_reused_first() {
     let order: Vec<String> = {
         let mut v = Vec::new();
         for i in 10..13 {
-            v.push(ip_of(&ipam.allocate(ephemeral(&format!("c{i}"), "n1", "z1")).await.unwrap()).to_string());
+            v.push(
+                ip_of(
+                    &ipam
+                        .allocate(ephemeral(&format!("c{i}"), "n1", "z1"))
+                        .await
+                        .unwrap(),
+                )
+                .to_string(),
+            );
         }
         v
     };
@@ -189,10 +251,20 @@ async fn oldest_released_address_is_reused_first() {
 async fn exhausted_zone_and_unknown_zone_are_clear_errors() {
     let (ipam, _, _) = setup("10.9.0.0/30").await;
     ipam.allocate(fixed("a", "c1", "n1", "z1")).await.unwrap();
-    let e = ipam.allocate(fixed("b", "c2", "n1", "z1")).await.unwrap_err();
+    let e = ipam
+        .allocate(fixed("b", "c2", "n1", "z1"))
+        .await
+        .unwrap_err();
     assert_eq!(e.classify().0, 409);
-    assert!(e.to_string().contains("zone \"z1\" is exhausted: no free IPv4 address: 1 of 1 leased"), "{e}");
-    let e = ipam.allocate(fixed("b", "c2", "n1", "nope")).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("zone \"z1\" is exhausted: no free IPv4 address: 1 of 1 leased"),
+        "{e}"
+    );
+    let e = ipam
+        .allocate(fixed("b", "c2", "n1", "nope"))
+        .await
+        .unwrap_err();
     assert!(matches!(e, IpamError::UnknownZone { .. }), "{e}");
 }
 
@@ -200,8 +272,13 @@ async fn exhausted_zone_and_unknown_zone_are_clear_errors() {
 async fn fixed_lease_refuses_another_zone() {
     let (ipam, _, _) = setup("10.9.0.0/24").await;
     ipam.add_subnet(&subnet("z2", "10.8.0.0/24")).await.unwrap();
-    ipam.allocate(fixed("redis-0", "c1", "n1", "z1")).await.unwrap();
-    let e = ipam.allocate(fixed("redis-0", "c2", "n9", "z2")).await.unwrap_err();
+    ipam.allocate(fixed("redis-0", "c1", "n1", "z1"))
+        .await
+        .unwrap();
+    let e = ipam
+        .allocate(fixed("redis-0", "c2", "n9", "z2"))
+        .await
+        .unwrap_err();
     assert!(matches!(e, IpamError::WrongZone { .. }));
     assert!(e.to_string().contains("10.9.0.2"), "{e}");
 }
@@ -210,7 +287,10 @@ async fn fixed_lease_refuses_another_zone() {
 async fn dual_stack_zone_gives_one_address_of_each_family() {
     let (ipam, _, _) = setup("10.9.0.0/24").await;
     ipam.add_subnet(&subnet("z1", "fd00:9::/64")).await.unwrap();
-    let r = ipam.allocate(fixed("redis-0", "c1", "n1", "z1")).await.unwrap();
+    let r = ipam
+        .allocate(fixed("redis-0", "c1", "n1", "z1"))
+        .await
+        .unwrap();
     let addrs: Vec<&str> = r.0.ips.iter().map(|c| c.address.as_str()).collect();
     assert_eq!(addrs, vec!["10.9.0.2/24", "fd00:9::2/64"]);
     // Release frees both.
@@ -222,18 +302,26 @@ async fn dual_stack_zone_gives_one_address_of_each_family() {
 #[tokio::test]
 async fn release_is_idempotent_and_starts_the_cooldown() {
     let (ipam, _, _) = setup("10.9.0.0/24").await;
-    let r = ipam.allocate(fixed("redis-0", "c1", "n1", "z1")).await.unwrap();
+    let r = ipam
+        .allocate(fixed("redis-0", "c1", "n1", "z1"))
+        .await
+        .unwrap();
     assert!(ipam.release(&owner("redis-0")).await.unwrap().is_some());
     assert!(ipam.release(&owner("redis-0")).await.unwrap().is_none());
     // A new pod with the same name after the release gets a NEW address (the old one cools).
-    let again = ipam.allocate(fixed("redis-0", "c2", "n1", "z1")).await.unwrap();
+    let again = ipam
+        .allocate(fixed("redis-0", "c2", "n1", "z1"))
+        .await
+        .unwrap();
     assert_ne!(ip_of(&again), ip_of(&r));
 }
 
 #[tokio::test]
 async fn gc_detaches_fixed_releases_ephemeral_and_keeps_valid_ones() {
     let (ipam, _, _) = setup("10.9.0.0/24").await;
-    ipam.allocate(fixed("redis-0", "c1", "n1", "z1")).await.unwrap();
+    ipam.allocate(fixed("redis-0", "c1", "n1", "z1"))
+        .await
+        .unwrap();
     ipam.allocate(ephemeral("c2", "n1", "z1")).await.unwrap();
     ipam.allocate(ephemeral("c3", "n1", "z1")).await.unwrap();
     ipam.allocate(ephemeral("c4", "n2", "z1")).await.unwrap();
@@ -245,7 +333,10 @@ async fn gc_detaches_fixed_releases_ephemeral_and_keeps_valid_ones() {
     assert_eq!((out.detached, out.released), (1, 1), "{out:?}");
     assert!(out.errors.is_empty());
     let fixed_lease = ipam.lease_by_owner(&owner("redis-0")).unwrap();
-    assert!(fixed_lease.attachment.is_none(), "fixed lease kept, only detached");
+    assert!(
+        fixed_lease.attachment.is_none(),
+        "fixed lease kept, only detached"
+    );
     let left: Vec<String> = ipam
         .list(&LeaseFilter::default())
         .unwrap()
@@ -259,14 +350,24 @@ async fn gc_detaches_fixed_releases_ephemeral_and_keeps_valid_ones() {
 #[tokio::test]
 async fn restart_reads_everything_back() {
     let (ipam, clock, store) = setup("10.9.0.0/28").await;
-    let f = ipam.allocate(fixed("redis-0", "c1", "n1", "z1")).await.unwrap();
+    let f = ipam
+        .allocate(fixed("redis-0", "c1", "n1", "z1"))
+        .await
+        .unwrap();
     ipam.allocate(ephemeral("c2", "n1", "z1")).await.unwrap();
     ipam.detach(del("c2", None)).await.unwrap();
     drop(ipam);
     let ipam = ipam_on(store, &clock).await;
-    assert_eq!(ipam.lease_by_owner(&owner("redis-0")).unwrap().ips[0].ip, ip_of(&f));
+    assert_eq!(
+        ipam.lease_by_owner(&owner("redis-0")).unwrap().ips[0].ip,
+        ip_of(&f)
+    );
     let s = ipam.subnet("10.9.0.0-28").unwrap();
-    assert_eq!((s.usage.attached, s.usage.cooling), (1, 1), "cooldown survives the restart");
+    assert_eq!(
+        (s.usage.attached, s.usage.cooling),
+        (1, 1),
+        "cooldown survives the restart"
+    );
     assert!(ipam.inconsistencies().is_empty());
     // The next fresh address continues after the used ones.
     let n = ipam.allocate(ephemeral("c3", "n1", "z1")).await.unwrap();
@@ -276,21 +377,34 @@ async fn restart_reads_everything_back() {
 #[tokio::test]
 async fn subnet_admin() {
     let (ipam, _, _) = setup("10.9.0.0/24").await;
-    let e = ipam.add_subnet(&subnet("z1", "10.9.0.0/25")).await.unwrap_err();
+    let e = ipam
+        .add_subnet(&subnet("z1", "10.9.0.0/25"))
+        .await
+        .unwrap_err();
     assert!(matches!(e, IpamError::SubnetOverlap { .. }), "{e}");
     let mut dup = subnet("z2", "10.10.0.0/24");
     dup.name = Some("10.9.0.0-24".into());
-    assert!(matches!(ipam.add_subnet(&dup).await.unwrap_err(), IpamError::SubnetExists { .. }));
-    ipam.allocate(fixed("redis-0", "c1", "n1", "z1")).await.unwrap();
+    assert!(matches!(
+        ipam.add_subnet(&dup).await.unwrap_err(),
+        IpamError::SubnetExists { .. }
+    ));
+    ipam.allocate(fixed("redis-0", "c1", "n1", "z1"))
+        .await
+        .unwrap();
     let e = ipam.remove_subnet("10.9.0.0-24").await.unwrap_err();
     assert!(matches!(e, IpamError::SubnetInUse { leases: 1, .. }), "{e}");
     // Refused removal leaves the subnet usable.
-    ipam.allocate(fixed("redis-1", "c2", "n1", "z1")).await.unwrap();
+    ipam.allocate(fixed("redis-1", "c2", "n1", "z1"))
+        .await
+        .unwrap();
     ipam.release(&owner("redis-0")).await.unwrap();
     ipam.release(&owner("redis-1")).await.unwrap();
     ipam.remove_subnet("10.9.0.0-24").await.unwrap();
     assert!(ipam.subnets().is_empty());
-    assert!(matches!(ipam.remove_subnet("10.9.0.0-24").await, Err(IpamError::NotFound { .. })));
+    assert!(matches!(
+        ipam.remove_subnet("10.9.0.0-24").await,
+        Err(IpamError::NotFound { .. })
+    ));
     // The same CIDR can be added again, all addresses fresh.
     ipam.add_subnet(&subnet("z1", "10.9.0.0/24")).await.unwrap();
     assert_eq!(ipam.subnet("10.9.0.0-24").unwrap().usage.free, 253);
@@ -303,7 +417,14 @@ async fn zones_report_capacity() {
     ipam.allocate(fixed("a", "c1", "n1", "z1")).await.unwrap();
     let zones = ipam.zones();
     assert_eq!(zones.len(), 2);
-    assert_eq!((zones[0].name.as_str(), zones[0].free_v4, zones[0].can_allocate), ("z1", Some(0), false));
+    assert_eq!(
+        (
+            zones[0].name.as_str(),
+            zones[0].free_v4,
+            zones[0].can_allocate
+        ),
+        ("z1", Some(0), false)
+    );
     assert_eq!((zones[1].free_v4, zones[1].can_allocate), (Some(253), true));
 }
 
@@ -311,7 +432,14 @@ async fn zones_report_capacity() {
 async fn list_filters_and_pages() {
     let (ipam, _, _) = setup("10.9.0.0/24").await;
     for i in 0..7 {
-        ipam.allocate(fixed(&format!("p{i}"), &format!("c{i}"), if i % 2 == 0 { "n1" } else { "n2" }, "z1")).await.unwrap();
+        ipam.allocate(fixed(
+            &format!("p{i}"),
+            &format!("c{i}"),
+            if i % 2 == 0 { "n1" } else { "n2" },
+            "z1",
+        ))
+        .await
+        .unwrap();
     }
     ipam.allocate(ephemeral("e1", "n1", "z1")).await.unwrap();
     let mut filter = LeaseFilter {
@@ -330,9 +458,19 @@ async fn list_filters_and_pages() {
         }
     }
     assert_eq!(pods, vec!["p0", "p1", "p2", "p3", "p4", "p5", "p6"]);
-    let n2 = ipam.list(&LeaseFilter { node: Some("n2".into()), ..Default::default() }).unwrap();
+    let n2 = ipam
+        .list(&LeaseFilter {
+            node: Some("n2".into()),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(n2.items.len(), 3);
-    let e = ipam.list(&LeaseFilter { limit: Some(0), ..Default::default() }).unwrap_err();
+    let e = ipam
+        .list(&LeaseFilter {
+            limit: Some(0),
+            ..Default::default()
+        })
+        .unwrap_err();
     assert_eq!(e.classify().2.as_deref(), Some("limit"));
 }
 
@@ -344,7 +482,8 @@ async fn concurrent_allocations_never_share_an_address() {
     for i in 0..300 {
         let ipam = ipam.clone();
         tasks.push(tokio::spawn(async move {
-            ipam.allocate(fixed(&format!("p{i}"), &format!("c{i}"), "n1", "z1")).await
+            ipam.allocate(fixed(&format!("p{i}"), &format!("c{i}"), "n1", "z1"))
+                .await
         }));
     }
     let mut ips = std::collections::HashSet::new();
@@ -371,7 +510,10 @@ async fn a_stale_cache_costs_a_retry_not_a_duplicate() {
     let mut got = std::collections::HashSet::new();
     for i in 0..5 {
         let (svc, name) = if i % 2 == 0 { (&a, "a") } else { (&b, "b") };
-        let r = svc.allocate(fixed(&format!("{name}{i}"), &format!("c{i}"), "n1", "z1")).await.unwrap();
+        let r = svc
+            .allocate(fixed(&format!("{name}{i}"), &format!("c{i}"), "n1", "z1"))
+            .await
+            .unwrap();
         assert!(got.insert(ip_of(&r)), "duplicate {}", ip_of(&r));
     }
     // Same owner through the other replica: the same address comes back.
@@ -379,5 +521,9 @@ async fn a_stale_cache_costs_a_retry_not_a_duplicate() {
     let via_b = b.allocate(fixed("a0", "c7", "n2", "z1")).await.unwrap();
     assert_eq!(ip_of(&first), ip_of(&via_b));
     let reloaded = ipam_on(store, &clock).await;
-    assert!(reloaded.inconsistencies().is_empty(), "{:?}", reloaded.inconsistencies());
+    assert!(
+        reloaded.inconsistencies().is_empty(),
+        "{:?}",
+        reloaded.inconsistencies()
+    );
 }

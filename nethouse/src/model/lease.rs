@@ -15,7 +15,10 @@ pub struct OwnerKey(String);
 
 impl OwnerKey {
     pub fn fixed(owner: &Owner) -> OwnerKey {
-        OwnerKey(format!("f/{}/{}/{}", owner.cluster, owner.namespace, owner.pod))
+        OwnerKey(format!(
+            "f/{}/{}/{}",
+            owner.cluster, owner.namespace, owner.pod
+        ))
     }
 
     pub fn ephemeral(container_id: &str, ifname: &str) -> OwnerKey {
@@ -63,14 +66,18 @@ pub fn validate_attachment_ref(
     if !cid_ok {
         return Err(FieldError::new(
             format!("{field}container_id"),
-            format!("{container_id:?} must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$ (at most 256 characters)"),
+            format!(
+                "{container_id:?} must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$ (at most 256 characters)"
+            ),
         ));
     }
     let if_ok = !ifname.is_empty()
         && ifname.len() <= 15
         && ifname != "."
         && ifname != ".."
-        && !ifname.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+        && !ifname
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace());
     if !if_ok {
         return Err(FieldError::new(
             format!("{field}ifname"),
@@ -158,7 +165,11 @@ impl ValidDetach {
 
 pub fn validate_valid_attachments(list: &[AttachmentRef]) -> Result<(), FieldError> {
     for (i, a) in list.iter().enumerate() {
-        validate_attachment_ref(&format!("valid_attachments[{i}]."), &a.container_id, &a.ifname)?;
+        validate_attachment_ref(
+            &format!("valid_attachments[{i}]."),
+            &a.container_id,
+            &a.ifname,
+        )?;
     }
     Ok(())
 }
@@ -221,7 +232,10 @@ mod tests {
             owner: Some(owner()),
             attachment: att(),
         };
-        assert_eq!(ValidAllocate::from_request(req).unwrap().key.as_str(), "e/c1/eth0");
+        assert_eq!(
+            ValidAllocate::from_request(req).unwrap().key.as_str(),
+            "e/c1/eth0"
+        );
     }
 
     #[test]
@@ -233,13 +247,70 @@ mod tests {
             attachment: att(),
         };
         let cases: Vec<(&str, AllocateRequest)> = vec![
-            ("owner", AllocateRequest { owner: None, ..base.clone() }),
-            ("zone", AllocateRequest { zone: "a b".into(), ..base.clone() }),
-            ("attachment.container_id", AllocateRequest { attachment: Attachment { container_id: "-x".into(), ..att() }, ..base.clone() }),
-            ("attachment.ifname", AllocateRequest { attachment: Attachment { ifname: "a/b".into(), ..att() }, ..base.clone() }),
-            ("attachment.ifname", AllocateRequest { attachment: Attachment { ifname: "0123456789abcdef".into(), ..att() }, ..base.clone() }),
-            ("attachment.node", AllocateRequest { attachment: Attachment { node: "".into(), ..att() }, ..base.clone() }),
-            ("owner.pod", AllocateRequest { owner: Some(Owner { pod: "a/b".into(), ..owner() }), ..base.clone() }),
+            (
+                "owner",
+                AllocateRequest {
+                    owner: None,
+                    ..base.clone()
+                },
+            ),
+            (
+                "zone",
+                AllocateRequest {
+                    zone: "a b".into(),
+                    ..base.clone()
+                },
+            ),
+            (
+                "attachment.container_id",
+                AllocateRequest {
+                    attachment: Attachment {
+                        container_id: "-x".into(),
+                        ..att()
+                    },
+                    ..base.clone()
+                },
+            ),
+            (
+                "attachment.ifname",
+                AllocateRequest {
+                    attachment: Attachment {
+                        ifname: "a/b".into(),
+                        ..att()
+                    },
+                    ..base.clone()
+                },
+            ),
+            (
+                "attachment.ifname",
+                AllocateRequest {
+                    attachment: Attachment {
+                        ifname: "0123456789abcdef".into(),
+                        ..att()
+                    },
+                    ..base.clone()
+                },
+            ),
+            (
+                "attachment.node",
+                AllocateRequest {
+                    attachment: Attachment {
+                        node: "".into(),
+                        ..att()
+                    },
+                    ..base.clone()
+                },
+            ),
+            (
+                "owner.pod",
+                AllocateRequest {
+                    owner: Some(Owner {
+                        pod: "a/b".into(),
+                        ..owner()
+                    }),
+                    ..base.clone()
+                },
+            ),
         ];
         for (field, req) in cases {
             let e = ValidAllocate::from_request(req).unwrap_err();

@@ -36,7 +36,9 @@ impl Subnet {
             .parse()
             .map_err(|e: String| FieldError::new("cidr", e))?;
         let family = cidr.family();
-        if (family == Family::V4 && cidr.prefix() < 8) || (family == Family::V6 && cidr.prefix() < 32) {
+        if (family == Family::V4 && cidr.prefix() < 8)
+            || (family == Family::V6 && cidr.prefix() < 32)
+        {
             return Err(FieldError::new(
                 "cidr",
                 format!("{cidr} is too large for one subnet (at most /8 for IPv4, /32 for IPv6)"),
@@ -64,9 +66,9 @@ impl Subnet {
         let gateway = match spec.gateway.as_deref().map(str::trim) {
             Some("none") => None,
             Some(text) => {
-                let gw: IpAddr = text
-                    .parse()
-                    .map_err(|_| FieldError::new("gateway", format!("{text:?} is not an IP address")))?;
+                let gw: IpAddr = text.parse().map_err(|_| {
+                    FieldError::new("gateway", format!("{text:?} is not an IP address"))
+                })?;
                 let off = cidr
                     .offset_of(gw)
                     .ok_or_else(|| FieldError::new("gateway", format!("{gw} is outside {cidr}")))?;
@@ -89,7 +91,8 @@ impl Subnet {
         let mut exclude = Vec::with_capacity(spec.exclude.len());
         for (i, text) in spec.exclude.iter().enumerate() {
             let field = format!("exclude[{i}]");
-            let (a, b) = parse_exclusion(&cidr, text.trim()).map_err(|m| FieldError::new(&field, m))?;
+            let (a, b) =
+                parse_exclusion(&cidr, text.trim()).map_err(|m| FieldError::new(&field, m))?;
             reserved.push((a, b));
             exclude.push(text.trim().to_string());
         }
@@ -111,7 +114,10 @@ impl Subnet {
             let gw = match &r.gw {
                 Some(g) => {
                     let ip: IpAddr = g.trim().parse().map_err(|_| {
-                        FieldError::new(format!("routes[{i}].gw"), format!("{g:?} is not an IP address"))
+                        FieldError::new(
+                            format!("routes[{i}].gw"),
+                            format!("{g:?} is not an IP address"),
+                        )
                     })?;
                     if Family::of(&ip) != family {
                         return Err(FieldError::new(
@@ -131,7 +137,10 @@ impl Subnet {
 
         for (i, ns) in spec.dns.nameservers.iter().enumerate() {
             ns.trim().parse::<IpAddr>().map_err(|_| {
-                FieldError::new(format!("dns.nameservers[{i}]"), format!("{ns:?} is not an IP address"))
+                FieldError::new(
+                    format!("dns.nameservers[{i}]"),
+                    format!("{ns:?} is not an IP address"),
+                )
             })?;
         }
         if let Some(c) = spec.cooldown_seconds
@@ -267,7 +276,11 @@ mod tests {
     fn exclusions_and_no_gateway() {
         let mut sp = spec("10.9.0.0/24");
         sp.gateway = Some("none".into());
-        sp.exclude = vec!["10.9.0.10-10.9.0.19".into(), "10.9.0.128/25".into(), "10.9.0.5".into()];
+        sp.exclude = vec![
+            "10.9.0.10-10.9.0.19".into(),
+            "10.9.0.128/25".into(),
+            "10.9.0.5".into(),
+        ];
         let s = Subnet::from_spec(&sp).unwrap();
         assert_eq!(s.gateway, None);
         // 256 - network - (10 + 128 incl. broadcast) - 1
@@ -290,22 +303,69 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let cases: &[(&str, fn(&mut SubnetSpec), &str)] = &[
+        type Case = (&'static str, fn(&mut SubnetSpec), &'static str);
+        let cases: &[Case] = &[
             ("cidr", |s| s.cidr = "10.9.0.1/24".into(), "host bits"),
             ("cidr", |s| s.cidr = "nope".into(), "not a CIDR"),
             ("cidr", |s| s.cidr = "0.0.0.0/4".into(), "too large"),
-            ("gateway", |s| s.gateway = Some("10.8.0.1".into()), "outside"),
-            ("gateway", |s| s.gateway = Some("10.9.0.255".into()), "broadcast"),
+            (
+                "gateway",
+                |s| s.gateway = Some("10.8.0.1".into()),
+                "outside",
+            ),
+            (
+                "gateway",
+                |s| s.gateway = Some("10.9.0.255".into()),
+                "broadcast",
+            ),
             ("gateway", |s| s.gateway = Some("x".into()), "not an IP"),
-            ("exclude[0]", |s| s.exclude = vec!["10.9.1.1".into()], "outside"),
-            ("exclude[0]", |s| s.exclude = vec!["10.9.0.9-10.9.0.1".into()], "ends before"),
-            ("exclude", |s| s.exclude = vec!["10.9.0.0/24".into()], "no address"),
-            ("routes[0].dst", |s| s.routes = vec![Route { dst: "fd00::/8".into(), gw: None }], "IPv4"),
-            ("routes[0].gw", |s| s.routes = vec![Route { dst: "0.0.0.0/0".into(), gw: Some("q".into()) }], "not an IP"),
-            ("dns.nameservers[0]", |s| s.dns.nameservers = vec!["dns".into()], "not an IP"),
+            (
+                "exclude[0]",
+                |s| s.exclude = vec!["10.9.1.1".into()],
+                "outside",
+            ),
+            (
+                "exclude[0]",
+                |s| s.exclude = vec!["10.9.0.9-10.9.0.1".into()],
+                "ends before",
+            ),
+            (
+                "exclude",
+                |s| s.exclude = vec!["10.9.0.0/24".into()],
+                "no address",
+            ),
+            (
+                "routes[0].dst",
+                |s| {
+                    s.routes = vec![Route {
+                        dst: "fd00::/8".into(),
+                        gw: None,
+                    }]
+                },
+                "IPv4",
+            ),
+            (
+                "routes[0].gw",
+                |s| {
+                    s.routes = vec![Route {
+                        dst: "0.0.0.0/0".into(),
+                        gw: Some("q".into()),
+                    }]
+                },
+                "not an IP",
+            ),
+            (
+                "dns.nameservers[0]",
+                |s| s.dns.nameservers = vec!["dns".into()],
+                "not an IP",
+            ),
             ("zone", |s| s.zone = "".into(), "empty"),
             ("name", |s| s.name = Some("a/b".into()), "contains"),
-            ("cooldown_seconds", |s| s.cooldown_seconds = Some(u64::MAX), "maximum"),
+            (
+                "cooldown_seconds",
+                |s| s.cooldown_seconds = Some(u64::MAX),
+                "maximum",
+            ),
         ];
         for (field, mutate, needle) in cases {
             let mut sp = spec("10.9.0.0/24");

@@ -91,9 +91,13 @@ impl Auth {
             (Auth::Tokens(t), _) => t,
         };
         let presented = header
-            .ok_or(Denied::Unauthenticated("missing Authorization: Bearer token"))?
+            .ok_or(Denied::Unauthenticated(
+                "missing Authorization: Bearer token",
+            ))?
             .strip_prefix("Bearer ")
-            .ok_or(Denied::Unauthenticated("Authorization header is not `Bearer <token>`"))?
+            .ok_or(Denied::Unauthenticated(
+                "Authorization header is not `Bearer <token>`",
+            ))?
             .trim();
         // Compare against every token in constant time so timing tells nothing about them.
         let mut role = None;
@@ -124,7 +128,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    const FILE: &str = "# tokens\nnode nodetoken-0123456789\ncontroller ctrltoken-0123456789 # ops\n";
+    const FILE: &str =
+        "# tokens\nnode nodetoken-0123456789\ncontroller ctrltoken-0123456789 # ops\n";
 
     #[test]
     fn roles_and_refusals() {
@@ -135,18 +140,40 @@ mod tests {
         assert_eq!(auth.check(Access::Read, node), Ok(()));
         assert_eq!(auth.check(Access::Read, ctrl), Ok(()));
         assert_eq!(auth.check(Access::Only(Role::Node), node), Ok(()));
-        assert!(matches!(auth.check(Access::Only(Role::Controller), node), Err(Denied::Forbidden { .. })));
-        assert!(matches!(auth.check(Access::Only(Role::Node), ctrl), Err(Denied::Forbidden { .. })));
-        assert!(matches!(auth.check(Access::Read, None), Err(Denied::Unauthenticated(_))));
-        assert!(matches!(auth.check(Access::Read, Some("Bearer nope")), Err(Denied::Unauthenticated(_))));
-        assert!(matches!(auth.check(Access::Read, Some("Basic x")), Err(Denied::Unauthenticated(_))));
-        assert_eq!(Auth::Disabled.check(Access::Only(Role::Controller), None), Ok(()));
+        assert!(matches!(
+            auth.check(Access::Only(Role::Controller), node),
+            Err(Denied::Forbidden { .. })
+        ));
+        assert!(matches!(
+            auth.check(Access::Only(Role::Node), ctrl),
+            Err(Denied::Forbidden { .. })
+        ));
+        assert!(matches!(
+            auth.check(Access::Read, None),
+            Err(Denied::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            auth.check(Access::Read, Some("Bearer nope")),
+            Err(Denied::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            auth.check(Access::Read, Some("Basic x")),
+            Err(Denied::Unauthenticated(_))
+        ));
+        assert_eq!(
+            Auth::Disabled.check(Access::Only(Role::Controller), None),
+            Ok(())
+        );
     }
 
     #[test]
     fn bad_files() {
         assert!(Auth::parse("").is_err());
-        assert!(Auth::parse("admin sometoken-0123456789").unwrap_err().contains("unknown role"));
+        assert!(
+            Auth::parse("admin sometoken-0123456789")
+                .unwrap_err()
+                .contains("unknown role")
+        );
         assert!(Auth::parse("node short").unwrap_err().contains("shorter"));
         assert!(Auth::parse("node a b").unwrap_err().contains("line 1"));
     }

@@ -19,15 +19,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiErr> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiErr::new(StatusCode::BAD_REQUEST, codes::INVALID_JSON, format!("reading the body: {e}"))
+            // axum enforces MAX_BODY (DefaultBodyLimit) and answers 413 for a larger body.
+            let status = e.status();
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                codes::PAYLOAD_TOO_LARGE
+            } else {
+                codes::INVALID_JSON
+            };
+            ApiErr::new(status, code, format!("reading the body: {}", e.body_text()))
         })?;
-        if bytes.len() > MAX_BODY {
-            return Err(ApiErr::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                codes::INVALID_JSON,
-                format!("body of {} bytes is larger than {MAX_BODY}", bytes.len()),
-            ));
-        }
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -38,7 +38,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErr> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.to_string();
-        let err = ApiErr::new(StatusCode::BAD_REQUEST, codes::INVALID_JSON, message.clone());
+        let err = ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID_JSON,
+            message.clone(),
+        );
         match field_of(&path, &message) {
             Some(f) if !inner.is_syntax() && !inner.is_eof() => err.with_field(f),
             _ => err,
@@ -54,23 +58,19 @@ pub fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> Result<T, ApiErr
         let path = e.path().to_string();
         let message = e.inner().to_string();
         let field = field_of(&path, &message).unwrap_or_else(|| "query".into());
-        ApiErr::new(StatusCode::BAD_REQUEST, codes::INVALID_FIELD, format!("query: {message}")).with_field(field)
+        ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID_FIELD,
+            format!("query: {message}"),
+        )
+        .with_field(field)
     })
 }
 
-/// The field a decode error is about: the path serde reached, or for an unknown field the
-/// field's own name under that path.
+/// The field a decode error is about: the path serde reached (for an unknown field that path
+/// already ends in the field's name); for a missing field, its name under that path.
 fn field_of(path: &str, message: &str) -> Option<String> {
     let parent = if path == "." { "" } else { path };
-    if let Some(rest) = message.strip_prefix("unknown field `")
-        && let Some(name) = rest.split('`').next()
-    {
-        return Some(if parent.is_empty() {
-            name.to_string()
-        } else {
-            format!("{parent}.{name}")
-        });
-    }
     if let Some(rest) = message.strip_prefix("missing field `")
         && let Some(name) = rest.split('`').next()
     {
@@ -97,13 +97,21 @@ mod tests {
     fn json_errors_name_the_field() {
         let ok = r#"{"zone":"z","kind":"fixed","attachment":{"container_id":"c","ifname":"eth0","node":"n"}}"#;
         assert!(parse_json::<AllocateRequest>(ok.as_bytes()).is_ok());
-        let (f, m) = field::<AllocateRequest>(r#"{"zone":"z","kind":"fixed","attachment":{"container_id":"c","ifname":"eth0","node":7}}"#);
+        let (f, m) = field::<AllocateRequest>(
+            r#"{"zone":"z","kind":"fixed","attachment":{"container_id":"c","ifname":"eth0","node":7}}"#,
+        );
         assert_eq!(f.as_deref(), Some("attachment.node"), "{m}");
-        let (f, _) = field::<AllocateRequest>(r#"{"zone":"z","kind":"fixed","bogus":1,"attachment":{"container_id":"c","ifname":"eth0","node":"n"}}"#);
+        let (f, _) = field::<AllocateRequest>(
+            r#"{"zone":"z","kind":"fixed","bogus":1,"attachment":{"container_id":"c","ifname":"eth0","node":"n"}}"#,
+        );
         assert_eq!(f.as_deref(), Some("bogus"));
-        let (f, _) = field::<AllocateRequest>(r#"{"zone":"z","kind":"sticky","attachment":{"container_id":"c","ifname":"eth0","node":"n"}}"#);
+        let (f, _) = field::<AllocateRequest>(
+            r#"{"zone":"z","kind":"sticky","attachment":{"container_id":"c","ifname":"eth0","node":"n"}}"#,
+        );
         assert_eq!(f.as_deref(), Some("kind"));
-        let (f, _) = field::<AllocateRequest>(r#"{"kind":"fixed","attachment":{"container_id":"c","ifname":"eth0","node":"n"}}"#);
+        let (f, _) = field::<AllocateRequest>(
+            r#"{"kind":"fixed","attachment":{"container_id":"c","ifname":"eth0","node":"n"}}"#,
+        );
         assert_eq!(f.as_deref(), Some("zone"));
         let (f, m) = field::<AllocateRequest>(r#"{"zone":"#);
         assert_eq!(f, None);
@@ -114,11 +122,17 @@ mod tests {
 
     #[test]
     fn query_errors_name_the_field() {
-        let q: LeaseFilter = parse_query(Some("zone=z1&kind=fixed&limit=10&retained=true")).unwrap();
+        let q: LeaseFilter =
+            parse_query(Some("zone=z1&kind=fixed&limit=10&retained=true")).unwrap();
         assert_eq!(q.limit, Some(10));
         assert_eq!(q.retained, Some(true));
         let e = parse_query::<LeaseFilter>(Some("limit=ten")).unwrap_err();
-        assert_eq!(e.error.field.as_deref(), Some("limit"), "{}", e.error.message);
+        assert_eq!(
+            e.error.field.as_deref(),
+            Some("limit"),
+            "{}",
+            e.error.message
+        );
         let e = parse_query::<LeaseFilter>(Some("colour=red")).unwrap_err();
         assert_eq!(e.error.field.as_deref(), Some("colour"));
         let e = parse_query::<LeaseFilter>(Some("kind=sticky")).unwrap_err();

@@ -37,7 +37,8 @@ async fn measured<S: Store, T: Serialize>(
         Ok(_) => "ok",
         Err(e) => e.error.code.as_str(),
     };
-    app.metrics.observe(op, result, start.elapsed().as_secs_f64());
+    app.metrics
+        .observe(op, result, start.elapsed().as_secs_f64());
     res.map(|(status, body)| (status, Json(body)).into_response())
 }
 
@@ -47,21 +48,30 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 pub async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Answer {
     if !app.ready.load(Ordering::SeqCst) {
-        return Err(ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, "shutting down"));
+        return Err(ApiErr::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::UNAVAILABLE,
+            "shutting down",
+        ));
     }
     // A cheap read proves the store answers.
-    app.ipam
-        .store()
-        .get("m/subnets")
-        .await
-        .map_err(|e| ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, e.to_string()))?;
+    app.ipam.store().get("m/subnets").await.map_err(|e| {
+        ApiErr::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::UNAVAILABLE,
+            e.to_string(),
+        )
+    })?;
     Ok(Json(serde_json::json!({"status": "ready"})).into_response())
 }
 
 pub async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
     let text = app.metrics.render(&app.ipam.subnets());
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         text,
     )
         .into_response()
@@ -109,7 +119,10 @@ pub async fn release<S: Store>(
     .await
 }
 
-pub async fn gc<S: Store>(State(app): State<Arc<App<S>>>, JsonBody(req): JsonBody<GcRequest>) -> Answer {
+pub async fn gc<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    JsonBody(req): JsonBody<GcRequest>,
+) -> Answer {
     measured(&app, "gc", async {
         validate_name("node", &req.node, 253).map_err(IpamError::from)?;
         validate_valid_attachments(&req.valid_attachments).map_err(IpamError::from)?;
@@ -120,7 +133,10 @@ pub async fn gc<S: Store>(State(app): State<Arc<App<S>>>, JsonBody(req): JsonBod
     .await
 }
 
-pub async fn list_leases<S: Store>(State(app): State<Arc<App<S>>>, RawQuery(q): RawQuery) -> Answer {
+pub async fn list_leases<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    RawQuery(q): RawQuery,
+) -> Answer {
     measured(&app, "list_leases", async {
         let filter: LeaseFilter = parse_query(q.as_deref())?;
         Ok((StatusCode::OK, app.ipam.list(&filter)?))
@@ -128,7 +144,10 @@ pub async fn list_leases<S: Store>(State(app): State<Arc<App<S>>>, RawQuery(q): 
     .await
 }
 
-pub async fn lease_by_ip<S: Store>(State(app): State<Arc<App<S>>>, Path(ip): Path<String>) -> Answer {
+pub async fn lease_by_ip<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path(ip): Path<String>,
+) -> Answer {
     measured(&app, "get_lease", async {
         let ip: IpAddr = ip
             .parse()
@@ -155,7 +174,10 @@ pub async fn lease_by_owner<S: Store>(
 }
 
 pub async fn list_subnets<S: Store>(State(app): State<Arc<App<S>>>) -> Answer {
-    measured(&app, "list_subnets", async { Ok((StatusCode::OK, app.ipam.subnets())) }).await
+    measured(&app, "list_subnets", async {
+        Ok((StatusCode::OK, app.ipam.subnets()))
+    })
+    .await
 }
 
 pub async fn add_subnet<S: Store>(
@@ -170,11 +192,20 @@ pub async fn add_subnet<S: Store>(
     .await
 }
 
-pub async fn get_subnet<S: Store>(State(app): State<Arc<App<S>>>, Path(name): Path<String>) -> Answer {
-    measured(&app, "get_subnet", async { Ok((StatusCode::OK, app.ipam.subnet(&name)?)) }).await
+pub async fn get_subnet<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path(name): Path<String>,
+) -> Answer {
+    measured(&app, "get_subnet", async {
+        Ok((StatusCode::OK, app.ipam.subnet(&name)?))
+    })
+    .await
 }
 
-pub async fn remove_subnet<S: Store>(State(app): State<Arc<App<S>>>, Path(name): Path<String>) -> Answer {
+pub async fn remove_subnet<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path(name): Path<String>,
+) -> Answer {
     measured(&app, "remove_subnet", async {
         let s = app.ipam.remove_subnet(&name).await?;
         tracing::info!(subnet = %s.name, "subnet removed");
@@ -184,5 +215,8 @@ pub async fn remove_subnet<S: Store>(State(app): State<Arc<App<S>>>, Path(name):
 }
 
 pub async fn zones<S: Store>(State(app): State<Arc<App<S>>>) -> Answer {
-    measured(&app, "zones", async { Ok((StatusCode::OK, app.ipam.zones())) }).await
+    measured(&app, "zones", async {
+        Ok((StatusCode::OK, app.ipam.zones()))
+    })
+    .await
 }

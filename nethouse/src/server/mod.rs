@@ -76,14 +76,54 @@ pub fn routes<S: Store>() -> Vec<RouteSpec<S>> {
     let node = Access::Only(Role::Node);
     let ctrl = Access::Only(Role::Controller);
     vec![
-        r(Method::GET, "/healthz", Access::Public, on(M::GET, h::healthz)),
-        r(Method::GET, "/readyz", Access::Public, on(M::GET, h::readyz::<S>)),
-        r(Method::GET, "/metrics", Access::Public, on(M::GET, h::metrics::<S>)),
-        r(Method::POST, "/v1/leases", node, on(M::POST, h::allocate::<S>)),
-        r(Method::GET, "/v1/leases", Access::Read, on(M::GET, h::list_leases::<S>)),
-        r(Method::POST, "/v1/leases/detach", node, on(M::POST, h::detach::<S>)),
-        r(Method::POST, "/v1/leases/release", ctrl, on(M::POST, h::release::<S>)),
-        r(Method::GET, "/v1/leases/by-ip/{ip}", Access::Read, on(M::GET, h::lease_by_ip::<S>)),
+        r(
+            Method::GET,
+            "/healthz",
+            Access::Public,
+            on(M::GET, h::healthz),
+        ),
+        r(
+            Method::GET,
+            "/readyz",
+            Access::Public,
+            on(M::GET, h::readyz::<S>),
+        ),
+        r(
+            Method::GET,
+            "/metrics",
+            Access::Public,
+            on(M::GET, h::metrics::<S>),
+        ),
+        r(
+            Method::POST,
+            "/v1/leases",
+            node,
+            on(M::POST, h::allocate::<S>),
+        ),
+        r(
+            Method::GET,
+            "/v1/leases",
+            Access::Read,
+            on(M::GET, h::list_leases::<S>),
+        ),
+        r(
+            Method::POST,
+            "/v1/leases/detach",
+            node,
+            on(M::POST, h::detach::<S>),
+        ),
+        r(
+            Method::POST,
+            "/v1/leases/release",
+            ctrl,
+            on(M::POST, h::release::<S>),
+        ),
+        r(
+            Method::GET,
+            "/v1/leases/by-ip/{ip}",
+            Access::Read,
+            on(M::GET, h::lease_by_ip::<S>),
+        ),
         r(
             Method::GET,
             "/v1/leases/by-owner/{cluster}/{namespace}/{pod}",
@@ -91,11 +131,36 @@ pub fn routes<S: Store>() -> Vec<RouteSpec<S>> {
             on(M::GET, h::lease_by_owner::<S>),
         ),
         r(Method::POST, "/v1/gc", node, on(M::POST, h::gc::<S>)),
-        r(Method::GET, "/v1/subnets", Access::Read, on(M::GET, h::list_subnets::<S>)),
-        r(Method::POST, "/v1/subnets", ctrl, on(M::POST, h::add_subnet::<S>)),
-        r(Method::GET, "/v1/subnets/{name}", Access::Read, on(M::GET, h::get_subnet::<S>)),
-        r(Method::DELETE, "/v1/subnets/{name}", ctrl, on(M::DELETE, h::remove_subnet::<S>)),
-        r(Method::GET, "/v1/zones", Access::Read, on(M::GET, h::zones::<S>)),
+        r(
+            Method::GET,
+            "/v1/subnets",
+            Access::Read,
+            on(M::GET, h::list_subnets::<S>),
+        ),
+        r(
+            Method::POST,
+            "/v1/subnets",
+            ctrl,
+            on(M::POST, h::add_subnet::<S>),
+        ),
+        r(
+            Method::GET,
+            "/v1/subnets/{name}",
+            Access::Read,
+            on(M::GET, h::get_subnet::<S>),
+        ),
+        r(
+            Method::DELETE,
+            "/v1/subnets/{name}",
+            ctrl,
+            on(M::DELETE, h::remove_subnet::<S>),
+        ),
+        r(
+            Method::GET,
+            "/v1/zones",
+            Access::Read,
+            on(M::GET, h::zones::<S>),
+        ),
     ]
 }
 
@@ -116,7 +181,10 @@ async fn check_access<S: Store>(
         Err(auth::Denied::Forbidden { role, needs }) => ApiErr::new(
             StatusCode::FORBIDDEN,
             codes::FORBIDDEN,
-            format!("role {} may not do this; it needs role {needs}", role.as_str()),
+            format!(
+                "role {} may not do this; it needs role {needs}",
+                role.as_str()
+            ),
         )
         .into_response(),
     }
@@ -136,7 +204,81 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
             ApiErr::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such route")
         })
         .method_not_allowed_fallback(|| async {
-            ApiErr::new(StatusCode::METHOD_NOT_ALLOWED, codes::NOT_FOUND, "method not allowed on this route")
+            ApiErr::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                codes::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
         })
+        .layer(axum::extract::DefaultBodyLimit::max(body::MAX_BODY))
         .with_state(app)
+}
+
+#[cfg(test)]
+mod openapi_tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn doc() -> Value {
+        serde_json::from_str(include_str!("../../openapi.json")).expect("openapi.json is JSON")
+    }
+
+    #[test]
+    fn document_and_routes_agree() {
+        let doc = doc();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    documented.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let routes = routes::<MemoryStore>();
+        let served: BTreeSet<(String, String)> = routes
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        assert_eq!(documented, served, "openapi.json and routes() disagree");
+
+        for r in &routes {
+            let op = &doc["paths"][r.path][r.method.as_str().to_lowercase()];
+            let roles: Option<BTreeSet<&str>> = op["x-nethouse-roles"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect());
+            let security_empty = op["security"].as_array().is_some_and(|a| a.is_empty());
+            let want: Option<BTreeSet<&str>> = match r.access {
+                Access::Public => None,
+                Access::Read => Some(["node", "controller"].into()),
+                Access::Only(role) => Some([role.as_str()].into()),
+            };
+            assert_eq!(roles, want, "{} {}: documented roles", r.method, r.path);
+            assert_eq!(
+                security_empty,
+                r.access == Access::Public,
+                "{} {}: security",
+                r.method,
+                r.path
+            );
+        }
+    }
+
+    #[test]
+    fn error_codes_agree() {
+        let doc = doc();
+        let documented: BTreeSet<&str> =
+            doc["components"]["schemas"]["ApiError"]["properties"]["code"]["enum"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+        let ours: BTreeSet<&str> = nethouse_api::codes::ALL.iter().copied().collect();
+        assert_eq!(documented, ours);
+    }
 }

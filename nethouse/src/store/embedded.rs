@@ -38,7 +38,8 @@ impl EmbeddedStore {
             path: dir.display().to_string(),
             message,
         };
-        std::fs::create_dir_all(dir).map_err(|e| open_err(format!("creating the directory: {e}")))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| open_err(format!("creating the directory: {e}")))?;
         let path = dir.join("nethouse.redb");
         let db = Database::create(&path).map_err(|e| open_err(e.to_string()))?;
         // Create the tables so readers never meet a missing table.
@@ -240,7 +241,10 @@ mod tests {
         let root = dir.path().to_path_buf();
         let n = std::sync::atomic::AtomicUsize::new(0);
         crate::store::conformance::run(|| {
-            let d = root.join(n.fetch_add(1, std::sync::atomic::Ordering::SeqCst).to_string());
+            let d = root.join(
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    .to_string(),
+            );
             async move { EmbeddedStore::open(&d).unwrap() }
         })
         .await;
@@ -252,7 +256,11 @@ mod tests {
         let rev = {
             let s = EmbeddedStore::open(dir.path()).unwrap();
             let Outcome::Committed(r) = s
-                .commit(Txn::default().check("a", super::super::Expect::Absent).put("a", b"1".to_vec()))
+                .commit(
+                    Txn::default()
+                        .check("a", super::super::Expect::Absent)
+                        .put("a", b"1".to_vec()),
+                )
                 .await
                 .unwrap()
             else {
@@ -264,7 +272,8 @@ mod tests {
         let got = s.get("a").await.unwrap().unwrap();
         assert_eq!(got.value, b"1");
         assert_eq!(got.revision, rev);
-        let Outcome::Committed(next) = s.commit(Txn::default().put("b", vec![])).await.unwrap() else {
+        let Outcome::Committed(next) = s.commit(Txn::default().put("b", vec![])).await.unwrap()
+        else {
             panic!()
         };
         assert!(next > rev, "revisions must keep increasing across restarts");

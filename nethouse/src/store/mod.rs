@@ -94,10 +94,10 @@ pub trait Store: Send + Sync + 'static {
 
 /// Evaluates a transaction against any key/value view; shared by the stores that apply
 /// transactions themselves, so their semantics cannot drift apart.
-pub(crate) fn first_failed_check<'a>(
-    txn: &'a Txn,
+pub(crate) fn first_failed_check(
+    txn: &Txn,
     mut revision_of: impl FnMut(&str) -> Result<Option<Revision>, StoreError>,
-) -> Result<Option<&'a str>, StoreError> {
+) -> Result<Option<&str>, StoreError> {
     for (key, expect) in &txn.checks {
         let current = revision_of(key)?;
         let ok = match (expect, current) {

@@ -1,0 +1,135 @@
+//! Runs the real `nethouse serve` binary for integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nethouse_api::{Client, ClientConfig, SubnetSpec};
+
+pub const NODE_TOKEN: &str = "node-token-0123456789abcdef";
+pub const CTRL_TOKEN: &str = "controller-token-0123456789abcdef";
+
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+fn auth_file(dir: &Path) -> PathBuf {
+    let p = dir.join("auth");
+    std::fs::write(&p, format!("node {NODE_TOKEN}\ncontroller {CTRL_TOKEN}\n")).unwrap();
+    p
+}
+
+impl Server {
+    /// Starts a server on a free port over `dir/data`; extra args are appended.
+    pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        let data_dir = dir.join("data");
+        let ready = dir.join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let log = dir.join(format!("server-{}.log", std::process::id()));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_nethouse"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .arg("--auth-file")
+            .arg(auth_file(dir))
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawning nethouse serve");
+        let mut server = Server {
+            child: Some(child),
+            url: String::new(),
+            data_dir,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(&ready) {
+                let scheme = if extra.contains(&"--tls-cert") {
+                    "https"
+                } else {
+                    "http"
+                };
+                server.url = format!("{scheme}://{addr}");
+                return server;
+            }
+            if let Some(status) = server
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("nethouse serve exited with {status}: {}", server.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nethouse serve not ready: {}",
+                server.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn client(&self, token: &str) -> Client {
+        let mut cfg = ClientConfig::new(self.url.clone());
+        cfg.token = Some(token.to_string());
+        Client::new(cfg).unwrap()
+    }
+
+    pub fn node(&self) -> Client {
+        self.client(NODE_TOKEN)
+    }
+
+    pub fn ctrl(&self) -> Client {
+        self.client(CTRL_TOKEN)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("server already stopped");
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        c.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn subnet(zone: &str, cidr: &str) -> SubnetSpec {
+    SubnetSpec {
+        zone: zone.into(),
+        cidr: cidr.into(),
+        ..Default::default()
+    }
+}

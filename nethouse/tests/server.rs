@@ -1,0 +1,231 @@
+//! The server as a process: health endpoints and metrics, graceful shutdown, TLS.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Server, subnet};
+use nethouse_api::{AllocateRequest, Attachment, Client, ClientConfig, LeaseKind, Owner};
+
+fn alloc(pod: &str) -> AllocateRequest {
+    AllocateRequest {
+        zone: "z1".into(),
+        kind: LeaseKind::Fixed,
+        owner: Some(Owner {
+            cluster: "k".into(),
+            namespace: "ns".into(),
+            pod: pod.into(),
+        }),
+        attachment: Attachment {
+            container_id: format!("c-{pod}"),
+            ifname: "eth0".into(),
+            node: "n1".into(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    for (path, want) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let r = http
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains(want));
+    }
+    server
+        .ctrl()
+        .add_subnet(&subnet("z1", "10.50.0.0/24"))
+        .await
+        .unwrap();
+    server.node().allocate(&alloc("a")).await.unwrap();
+    let _ = server.node().allocate(&alloc("a")).await.unwrap();
+    let text = http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        r#"nethouse_subnet_capacity_addresses{subnet="10.50.0.0-24",zone="z1"} 253"#,
+        r#"nethouse_subnet_attached_leases{subnet="10.50.0.0-24",zone="z1"} 1"#,
+        r#"nethouse_subnet_free_addresses{subnet="10.50.0.0-24",zone="z1"} 252"#,
+        r#"nethouse_operations_total{op="allocate",result="ok"} 2"#,
+        r#"nethouse_operation_duration_seconds_count{op="allocate"} 2"#,
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_and_keeps_every_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    server
+        .ctrl()
+        .add_subnet(&subnet("z1", "10.60.0.0/16"))
+        .await
+        .unwrap();
+    let acked: Arc<Mutex<HashMap<String, std::net::IpAddr>>> = Default::default();
+    let workers: Vec<_> = (0..32)
+        .map(|w| {
+            let node = server.node();
+            let acked = acked.clone();
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let pod = format!("w{w}-{i}");
+                    match node.allocate(&alloc(&pod)).await {
+                        Ok(r) => {
+                            acked.lock().unwrap().insert(pod, r.lease.ips[0].ip);
+                        }
+                        // After shutdown starts: refused connections, never a broken answer.
+                        Err(e) => return e,
+                    }
+                }
+                unreachable!()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = server.terminate();
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        server.log_text()
+    );
+    for w in workers {
+        let e = w.await.unwrap();
+        assert!(
+            e.is_transient(),
+            "a request failed other than by the server going away: {e}"
+        );
+    }
+    assert!(
+        server.log_text().contains("stopped"),
+        "{}",
+        server.log_text()
+    );
+    let server = Server::start(dir.path(), &[]);
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 50, "load too light: {}", acked.len());
+    let node = server.node();
+    for (pod, ip) in &acked {
+        let l = node
+            .lease_by_owner(&Owner {
+                cluster: "k".into(),
+                namespace: "ns".into(),
+                pod: pod.clone(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(l.ips[0].ip, *ip);
+    }
+}
+
+#[tokio::test]
+async fn serves_https_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca, cert, key) = (d.join("ca.crt"), d.join("tls.crt"), d.join("tls.key"));
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(d)
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // A CA and a server certificate it signs, as an operator's PKI would have.
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=nethouse",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+    ]);
+    std::fs::write(
+        d.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+        "-out",
+        "tls.crt",
+    ]);
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(server.url.starts_with("https://"));
+    let mut cfg = ClientConfig::new(server.url.clone());
+    cfg.token = Some(common::CTRL_TOKEN.into());
+    cfg.ca_pem = Some(std::fs::read(&ca).unwrap());
+    let client = Client::new(cfg).unwrap();
+    client.ready().await.unwrap();
+    client
+        .add_subnet(&subnet("z1", "10.70.0.0/24"))
+        .await
+        .unwrap();
+    // Without trusting the CA the connection is refused.
+    let mut untrusted = ClientConfig::new(server.url.clone());
+    untrusted.token = Some(common::CTRL_TOKEN.into());
+    assert!(
+        Client::new(untrusted)
+            .unwrap()
+            .list_subnets()
+            .await
+            .is_err()
+    );
+}
