@@ -1,1 +1,359 @@
-fn main() {}
+//! `cargo bench -p nethouse --bench service` — prints the table recorded in BENCHMARKS.md.
+//!
+//! 1. Durable allocate+detach over loopback HTTP against a real `nethouse serve` process, at
+//!    1, 16 and 64 concurrent clients: operations/s, allocations/s, p50/p99 latency.
+//! 2. Allocation cost at 1% vs 99% fill of a /16 (in-process, memory store).
+//! 3. Start-up (spawn -> serving) of `nethouse serve` with 100k and 1M leases, and its RSS.
+//!
+//! Set NETHOUSE_BENCH_QUICK=1 for a short smoke run (fewer seconds, 100k leases only).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nethouse::clock::SystemClock;
+use nethouse::ipam::{Ipam, IpamConfig};
+use nethouse::model::lease::{ValidAllocate, ValidDetach};
+use nethouse::store::embedded::EmbeddedStore;
+use nethouse::store::memory::MemoryStore;
+use nethouse_api::{
+    AllocateRequest, Attachment, Client, ClientConfig, DetachRequest, LeaseKind, Owner, SubnetSpec,
+};
+
+/// `NETHOUSE_BENCH_ONLY=http,fill,startup` runs only the named sections.
+fn section(name: &str) -> bool {
+    std::env::var("NETHOUSE_BENCH_ONLY").map_or(true, |v| v.split(',').any(|s| s == name))
+}
+
+fn quick() -> bool {
+    std::env::var("NETHOUSE_BENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns `nethouse serve` without auth on `data`; returns it, its URL and spawn->ready time.
+fn serve(data: &Path) -> (Proc, String, Duration) {
+    let ready = data.with_extension("ready");
+    let _ = std::fs::remove_file(&ready);
+    let start = Instant::now();
+    let mut child = Proc(
+        Command::new(env!("CARGO_BIN_EXE_nethouse"))
+            .args([
+                "serve",
+                "--insecure-no-auth",
+                "--listen",
+                "127.0.0.1:0",
+                "--default-cooldown",
+                "0s",
+            ])
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--ready-file")
+            .arg(&ready)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn nethouse serve"),
+    );
+    loop {
+        if let Ok(addr) = std::fs::read_to_string(&ready) {
+            return (child, format!("http://{addr}"), start.elapsed());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn client(url: &str) -> Client {
+    Client::new(ClientConfig::new(url)).unwrap()
+}
+
+fn alloc_req(worker: usize, i: u64, kind: LeaseKind) -> AllocateRequest {
+    AllocateRequest {
+        zone: "z1".into(),
+        kind,
+        owner: Some(Owner {
+            cluster: "bench".into(),
+            namespace: "ns".into(),
+            pod: format!("p{worker}-{i}"),
+        }),
+        attachment: Attachment {
+            container_id: format!("c{worker}-{i}"),
+            ifname: "eth0".into(),
+            node: format!("n{}", worker % 8),
+        },
+    }
+}
+
+async fn http_load(url: &str, clients: usize, secs: f64) -> (f64, f64, Duration, Duration) {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for w in 0..clients {
+        let c = client(url);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let req = alloc_req(w, i, LeaseKind::Ephemeral);
+                let t = Instant::now();
+                c.allocate(&req).await.expect("allocate");
+                lat.push(t.elapsed());
+                let t = Instant::now();
+                c.detach(&DetachRequest {
+                    container_id: req.attachment.container_id.clone(),
+                    ifname: "eth0".into(),
+                    owner: None,
+                })
+                .await
+                .expect("detach");
+                lat.push(t.elapsed());
+                i += 1;
+            }
+            lat
+        }));
+    }
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let ops = all.len() as f64 / elapsed;
+    (ops, ops / 2.0, pct(&all, 0.5), pct(&all, 0.99))
+}
+
+async fn fill_cost(fill: f64) -> Duration {
+    let store = MemoryStore::new();
+    let ipam = Ipam::load(
+        store,
+        Arc::new(SystemClock),
+        IpamConfig {
+            default_cooldown_ms: 0,
+        },
+    )
+    .await
+    .unwrap();
+    ipam.add_subnet(&SubnetSpec {
+        zone: "z1".into(),
+        cidr: "10.0.0.0/16".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let capacity = 65533usize;
+    let prefill = (capacity as f64 * fill) as usize;
+    for i in 0..prefill {
+        ipam.allocate(
+            ValidAllocate::from_request(alloc_req(0, i as u64, LeaseKind::Fixed)).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    // Warm up, then time allocate + release cycles; the subnet stays at `fill`.
+    let cycles = if quick() { 5_000 } else { 50_000 };
+    let run = |n: usize, base: u64| {
+        let ipam = &ipam;
+        async move {
+            let t = Instant::now();
+            for i in 0..n {
+                let req = alloc_req(1, base + i as u64, LeaseKind::Ephemeral);
+                let cid = req.attachment.container_id.clone();
+                ipam.allocate(ValidAllocate::from_request(req).unwrap())
+                    .await
+                    .unwrap();
+                ipam.detach(
+                    ValidDetach::from_request(DetachRequest {
+                        container_id: cid,
+                        ifname: "eth0".into(),
+                        owner: None,
+                    })
+                    .unwrap(),
+                )
+                .await
+                .unwrap();
+            }
+            t.elapsed()
+        }
+    };
+    run(cycles / 10, 0).await;
+    run(cycles, 1 << 40).await / cycles as u32
+}
+
+/// Writes `n` fixed leases into a fresh embedded store (in-process, many concurrent callers so
+/// group commit keeps it quick).
+async fn populate(dir: &Path, n: usize) {
+    let store = EmbeddedStore::open(dir).unwrap();
+    let ipam = Arc::new(
+        Ipam::load(store, Arc::new(SystemClock), IpamConfig::default())
+            .await
+            .unwrap(),
+    );
+    ipam.add_subnet(&SubnetSpec {
+        zone: "z1".into(),
+        cidr: "10.0.0.0/11".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let workers = 256;
+    let per = n.div_ceil(workers);
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let ipam = ipam.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                let mut req = alloc_req(w, i as u64, LeaseKind::Fixed);
+                // Realistic names: StatefulSet pods in a few hundred namespaces.
+                if let Some(o) = req.owner.as_mut() {
+                    o.namespace = format!("team-{}", w % 300);
+                    o.pod = format!("kafka-{w}-{i}");
+                }
+                req.attachment.container_id = format!("{:064x}", (w as u128) << 64 | i as u128);
+                ipam.allocate(ValidAllocate::from_request(req).unwrap())
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+fn row(cells: &[String]) {
+    println!("| {} |", cells.join(" | "));
+}
+
+#[tokio::main]
+async fn main() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secs = if quick() { 1.0 } else { 5.0 };
+    println!(
+        "## NetHouse service benchmark ({} cores)\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+
+    if section("http") {
+        println!(
+            "### Durable allocate + detach over loopback HTTP (real `nethouse serve`, redb, fsync per group commit)\n"
+        );
+        row(&[
+            "clients".into(),
+            "operations/s".into(),
+            "allocations/s".into(),
+            "p50".into(),
+            "p99".into(),
+        ]);
+        row(&[
+            "---".into(),
+            "---".into(),
+            "---".into(),
+            "---".into(),
+            "---".into(),
+        ]);
+        {
+            let (_p, url, _) = serve(&tmp.path().join("http"));
+            client(&url)
+                .add_subnet(&SubnetSpec {
+                    zone: "z1".into(),
+                    cidr: "10.0.0.0/16".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            for clients in [1, 16, 64] {
+                let (ops, allocs, p50, p99) = http_load(&url, clients, secs).await;
+                row(&[
+                    clients.to_string(),
+                    format!("{ops:.0}"),
+                    format!("{allocs:.0}"),
+                    ms(p50),
+                    ms(p99),
+                ]);
+            }
+        }
+    }
+    if section("fill") {
+        println!("\n### Allocation cost vs fill of a /16 (allocate + release, in-process)\n");
+        let low = fill_cost(0.01).await;
+        let high = fill_cost(0.99).await;
+        row(&["fill".into(), "per allocate+release".into()]);
+        row(&["---".into(), "---".into()]);
+        row(&["1%".into(), format!("{:.2} µs", low.as_secs_f64() * 1e6)]);
+        row(&["99%".into(), format!("{:.2} µs", high.as_secs_f64() * 1e6)]);
+        row(&[
+            "ratio 99%/1%".into(),
+            format!("{:.2}×", high.as_secs_f64() / low.as_secs_f64()),
+        ]);
+    }
+    if section("startup") {
+        println!("\n### Start-up of `nethouse serve` (spawn -> serving) and RSS\n");
+        row(&[
+            "leases".into(),
+            "populate".into(),
+            "start-up".into(),
+            "RSS".into(),
+        ]);
+        row(&["---".into(), "---".into(), "---".into(), "---".into()]);
+        let sizes: &[usize] = if quick() {
+            &[100_000]
+        } else {
+            &[100_000, 1_000_000]
+        };
+        for &n in sizes {
+            let dir = tmp.path().join(format!("startup-{n}"));
+            let t = Instant::now();
+            populate(&dir, n).await;
+            let populate = t.elapsed();
+            let (p, url, startup) = serve(&dir);
+            let rss = rss_mib(p.0.id());
+            let zones = client(&url).zones().await.unwrap();
+            assert!(zones[0].free_v4.unwrap() < 2_097_150 - n as u128 + 1);
+            row(&[
+                n.to_string(),
+                format!("{:.1} s", populate.as_secs_f64()),
+                ms(startup),
+                format!("{rss:.0} MiB"),
+            ]);
+        }
+    }
+}

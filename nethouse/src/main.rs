@@ -1,3 +1,8 @@
+// Start-up allocates one small object per string of every lease; mimalloc makes that (and
+// the steady state) markedly cheaper than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 #[tokio::main]

@@ -6,7 +6,7 @@ use nethouse_api::{Lease, SubnetSpec};
 use serde::{Deserialize, Serialize};
 
 use super::IpamError;
-use crate::model::lease::IpRecord;
+use crate::model::lease::{IpRecord, IpRecordRef};
 
 const FORMAT_V1: u8 = 1;
 
@@ -55,6 +55,23 @@ pub fn encode_ip(rec: &IpRecord) -> Vec<u8> {
 
 pub fn decode_ip(key: &str, bytes: &[u8]) -> Result<IpRecord, IpamError> {
     decode_v1(key, bytes)
+}
+
+/// Borrowing decode for start-up; the error is the message only (the store names the key).
+pub fn decode_ip_ref(bytes: &[u8]) -> Result<IpRecordRef<'_>, String> {
+    match bytes.split_first() {
+        Some((&FORMAT_V1, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((v, _)) => Err(format!("unknown record format {v}")),
+        None => Err("empty record".into()),
+    }
+}
+
+pub fn decode_lease_msg(bytes: &[u8]) -> Result<Lease, String> {
+    match bytes.split_first() {
+        Some((&FORMAT_V1, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((v, _)) => Err(format!("unknown record format {v}")),
+        None => Err("empty record".into()),
+    }
 }
 
 pub fn encode_subnet(s: &StoredSubnet) -> Vec<u8> {

@@ -55,6 +55,7 @@ impl IpamError {
             IpamError::SubnetInUse { .. } => (409, codes::SUBNET_IN_USE, None),
             IpamError::NotFound { .. } => (404, codes::NOT_FOUND, None),
             IpamError::Contention { .. } => (503, codes::CONFLICT, None),
+            IpamError::Store(StoreError::Decode { .. }) => (500, codes::INTERNAL, None),
             IpamError::Store(_) => (503, codes::UNAVAILABLE, None),
             IpamError::Corrupt { .. } => (500, codes::INTERNAL, None),
         }

@@ -16,8 +16,10 @@
 
 mod codec;
 mod error;
+mod load;
 pub mod pool;
 pub(crate) mod query;
+mod record;
 mod state;
 mod subnets;
 
@@ -26,14 +28,14 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nethouse_api::{
-    AllocateResponse, Attachment, AttachmentRef, DetachResponse, GcResponse, Lease, LeaseIp,
-    LeaseKind, Owner,
+    AllocateResponse, AttachmentRef, DetachResponse, GcResponse, Lease, LeaseKind, Owner,
 };
 
 use codec::{decode_ip, decode_lease, decode_subnet, encode_ip, encode_lease};
 pub use error::IpamError;
 use pool::Pick;
 pub use query::{DEFAULT_PAGE, MAX_PAGE};
+use record::{AttRec, IpRec, LeaseRec, OwnerRec};
 pub use state::IpState;
 use state::{Cached, State};
 
@@ -84,7 +86,7 @@ enum Plan {
     Write {
         txn: Txn,
         key: OwnerKey,
-        lease: Lease,
+        lease: LeaseRec,
         picks: Vec<(String, Pick)>,
         outcome: AllocOutcome,
     },
@@ -98,14 +100,14 @@ impl<S: Store> Ipam<S> {
         clock: Arc<dyn Clock>,
         config: IpamConfig,
     ) -> Result<Self, IpamError> {
-        let subnets = store.scan("s/").await?;
-        let meta = store.get(subnets::META_KEY).await?;
-        let ips = store.scan("i/").await?;
-        let leases = store.scan("l/").await?;
-        let state = State::load(subnets, meta, ips, leases)?;
-        for problem in state.inconsistencies().iter().take(20) {
-            tracing::error!(problem = %problem, "store inconsistency");
-        }
+        let t = std::time::Instant::now();
+        let state = load::read_back(&store).await?;
+        tracing::info!(
+            ms = t.elapsed().as_millis() as u64,
+            leases = state.leases.len(),
+            addresses = state.ips.len(),
+            "store read back"
+        );
         Ok(Ipam {
             store,
             clock,
@@ -152,7 +154,10 @@ impl<S: Store> Ipam<S> {
             let plan = {
                 let mut st = self.state();
                 match st.leases.get(&req.key) {
-                    Some(existing) => plan_existing(&st, &req, existing, now)?,
+                    Some(existing) => {
+                        let existing = existing.clone();
+                        plan_existing(&mut st, &req, &existing, now)?
+                    }
                     None => self.plan_new(&mut st, &req, now)?,
                 }
             };
@@ -185,8 +190,9 @@ impl<S: Store> Ipam<S> {
                         );
                     }
                     let ips = st.ip_configs(&lease);
-                    st.put_lease(key, rev, lease.clone());
-                    return Ok((AllocateResponse { lease, ips }, outcome));
+                    let api = lease.to_api();
+                    st.put_lease(key, rev, lease);
+                    return Ok((AllocateResponse { lease: api, ips }, outcome));
                 }
                 Ok(Outcome::Conflict { key: conflicted }) => {
                     self.give_back(picks);
@@ -279,22 +285,27 @@ impl<S: Store> Ipam<S> {
                         owner: req.key.as_str().to_string(),
                     }),
                 );
-            ips.push(LeaseIp {
+            ips.push(IpRec {
                 ip,
-                subnet: subnet.clone(),
+                subnet: st.syms.sym(&subnet),
             });
             picks.push((subnet, pick));
         }
-        let lease = Lease {
+        let owner = req.owner.as_ref().map(|o| OwnerRec {
+            cluster: st.syms.sym(&o.cluster),
+            namespace: st.syms.sym(&o.namespace),
+            pod: o.pod.as_str().into(),
+        });
+        let lease = LeaseRec {
             kind: req.kind,
-            owner: req.owner.clone(),
-            zone: req.zone.clone(),
-            ips,
-            attachment: Some(req.attachment.clone()),
+            owner,
+            zone: st.syms.sym(&req.zone),
+            ips: ips.into(),
+            attachment: Some(AttRec::new(&req.attachment, &mut st.syms)),
             created_unix_ms: now,
             updated_unix_ms: now,
         };
-        let txn = txn.put(lease_key(&req.key), encode_lease(&lease));
+        let txn = txn.put(lease_key(&req.key), encode_lease(&lease.to_api()));
         Ok(Plan::Write {
             txn,
             key: req.key.clone(),
@@ -359,7 +370,8 @@ impl<S: Store> Ipam<S> {
             match stored {
                 Some(v) => {
                     let lease = decode_lease(key, &v.value)?;
-                    st.put_lease(owner, v.revision, lease);
+                    let rec = LeaseRec::from_api(&lease, &mut st.syms);
+                    st.put_lease(owner, v.revision, rec);
                 }
                 None => {
                     st.remove_lease(&owner);
@@ -401,16 +413,18 @@ impl<S: Store> Ipam<S> {
     }
 
     /// Ends a lease: deletes it and marks its addresses released now (their cooldown starts).
-    fn end_lease_txn(st: &State, key: &OwnerKey, lease: &Cached<Lease>, now: u64) -> Txn {
+    /// The lease's revision is the only check needed: an address record that says "leased"
+    /// is written only together with its lease and changed only together with that lease's
+    /// deletion, so while the lease is unchanged its address records are too.
+    fn end_lease_txn(key: &OwnerKey, lease: &Cached<LeaseRec>, now: u64) -> Txn {
         let mut txn = Txn::default()
             .check(lease_key(key), Expect::Revision(lease.rev))
             .delete(lease_key(key));
-        for lip in &lease.value.ips {
-            let k = ip_key(&lip.subnet, lip.ip);
-            if let Some(c) = st.ips.get(&lip.ip) {
-                txn = txn.check(k.clone(), Expect::Revision(c.rev));
-            }
-            txn = txn.put(k, encode_ip(&IpRecord::Released { at_ms: now }));
+        for lip in lease.value.ips.iter() {
+            txn = txn.put(
+                ip_key(&lip.subnet, lip.ip),
+                encode_ip(&IpRecord::Released { at_ms: now }),
+            );
         }
         txn
     }
@@ -418,10 +432,10 @@ impl<S: Store> Ipam<S> {
     fn apply_ended(&self, key: &OwnerKey, rev: u64, now: u64) -> Option<Lease> {
         let mut st = self.state();
         let old = st.remove_lease(key)?;
-        for lip in &old.value.ips {
+        for lip in old.value.ips.iter() {
             st.apply_ip(&lip.subnet, lip.ip, Some((rev, IpState::Released(now))));
         }
-        Some(old.value)
+        Some(old.value.to_api())
     }
 
     /// Releases the fixed lease of `owner` (the location controller's call). Idempotent:
@@ -436,14 +450,14 @@ impl<S: Store> Ipam<S> {
     async fn end_with_retries(
         &self,
         key: &OwnerKey,
-        still_due: impl Fn(&Lease) -> bool,
+        still_due: impl Fn(&LeaseRec) -> bool,
     ) -> Result<Option<Lease>, IpamError> {
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now_ms();
             let txn = {
                 let st = self.state();
                 match st.leases.get(key) {
-                    Some(c) if still_due(&c.value) => Self::end_lease_txn(&st, key, c, now),
+                    Some(c) if still_due(&c.value) => Self::end_lease_txn(key, c, now),
                     _ => return Ok(None),
                 }
             };
@@ -461,7 +475,7 @@ impl<S: Store> Ipam<S> {
     async fn detach_fixed(
         &self,
         key: &OwnerKey,
-        still_due: impl Fn(&Lease) -> bool,
+        still_due: impl Fn(&LeaseRec) -> bool,
     ) -> Result<bool, IpamError> {
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now_ms();
@@ -474,7 +488,7 @@ impl<S: Store> Ipam<S> {
                         lease.updated_unix_ms = now;
                         let txn = Txn::default()
                             .check(lease_key(key), Expect::Revision(c.rev))
-                            .put(lease_key(key), encode_lease(&lease));
+                            .put(lease_key(key), encode_lease(&lease.to_api()));
                         (txn, lease)
                     }
                     _ => return Ok(false),
@@ -504,10 +518,14 @@ impl<S: Store> Ipam<S> {
                     .get(&key)
                     .map(|c| (c.value.kind, c.value.attachment.clone()))
             };
-            let attached_here = |l: &Lease| l.attachment.as_ref().is_some_and(|a| req.matches(a));
+            let attached_here = |l: &LeaseRec| {
+                l.attachment
+                    .as_ref()
+                    .is_some_and(|a| a.is(&req.container_id, &req.ifname))
+            };
             match kind {
                 None => continue,
-                Some((LeaseKind::Fixed, Some(a))) if req.matches(&a) => {
+                Some((LeaseKind::Fixed, Some(a))) if a.is(&req.container_id, &req.ifname) => {
                     if self.detach_fixed(&key, attached_here).await? {
                         return Ok(resp("detached"));
                     }
@@ -531,9 +549,9 @@ impl<S: Store> Ipam<S> {
             .iter()
             .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
             .collect();
-        let is_stale = |l: &Lease| {
+        let is_stale = |l: &LeaseRec| {
             l.attachment.as_ref().is_some_and(|a| {
-                a.node == node && !valid.contains(&(a.container_id.as_str(), a.ifname.as_str()))
+                &*a.node == node && !valid.contains(&(&*a.container_id, &*a.ifname))
             })
         };
         let candidates: Vec<(OwnerKey, LeaseKind)> = {
@@ -585,13 +603,13 @@ fn resp(outcome: &str) -> DetachResponse {
 /// A lease already exists for the key: same attachment → answer as before; another attachment
 /// of a fixed owner → move it (see the module docs for why that is safe).
 fn plan_existing(
-    st: &State,
+    st: &mut State,
     req: &ValidAllocate,
-    existing: &Cached<Lease>,
+    existing: &Cached<LeaseRec>,
     now: u64,
 ) -> Result<Plan, IpamError> {
     let lease = &existing.value;
-    if lease.zone != req.zone {
+    if *lease.zone != *req.zone {
         return Err(IpamError::WrongZone {
             owner: req
                 .owner
@@ -604,23 +622,27 @@ fn plan_existing(
                 .map(|l| l.ip.to_string())
                 .collect::<Vec<_>>()
                 .join(","),
-            lease_zone: lease.zone.clone(),
+            lease_zone: lease.zone.to_string(),
             requested_zone: req.zone.clone(),
         });
     }
-    if lease.attachment.as_ref() == Some(&req.attachment) {
+    if lease
+        .attachment
+        .as_ref()
+        .is_some_and(|a| a.same_as(&req.attachment))
+    {
         let resp = AllocateResponse {
             ips: st.ip_configs(lease),
-            lease: lease.clone(),
+            lease: lease.to_api(),
         };
         return Ok(Plan::Done(resp, AllocOutcome::Existing));
     }
     let mut moved = lease.clone();
-    moved.attachment = Some(Attachment::clone(&req.attachment));
+    moved.attachment = Some(AttRec::new(&req.attachment, &mut st.syms));
     moved.updated_unix_ms = now;
     let txn = Txn::default()
         .check(lease_key(&req.key), Expect::Revision(existing.rev))
-        .put(lease_key(&req.key), encode_lease(&moved));
+        .put(lease_key(&req.key), encode_lease(&moved.to_api()));
     Ok(Plan::Write {
         txn,
         key: req.key.clone(),

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use nethouse_api::{Lease, LeaseFilter, LeaseList, Owner};
 
+use super::record::LeaseRec;
 use super::state::IpState;
 use super::{Ipam, IpamError};
 use crate::model::FieldError;
@@ -20,7 +21,7 @@ impl<S: Store> Ipam<S> {
             Some(IpState::Leased(owner)) => st
                 .leases
                 .get(owner)
-                .map(|c| c.value.clone())
+                .map(|c| c.value.to_api())
                 .ok_or_else(|| IpamError::NotFound {
                     what: format!("lease of {ip}"),
                 }),
@@ -34,7 +35,7 @@ impl<S: Store> Ipam<S> {
         self.state()
             .leases
             .get(&OwnerKey::fixed(owner))
-            .map(|c| c.value.clone())
+            .map(|c| c.value.to_api())
             .ok_or_else(|| IpamError::NotFound {
                 what: format!("fixed lease of {owner}"),
             })
@@ -52,28 +53,26 @@ impl<S: Store> Ipam<S> {
             Some(c) => std::ops::Bound::Excluded(OwnerKey::from_stored(c)),
             None => std::ops::Bound::Unbounded,
         };
-        let matches = |l: &Lease| {
-            filter.zone.as_ref().is_none_or(|z| &l.zone == z)
+        let matches = |l: &LeaseRec| {
+            filter.zone.as_ref().is_none_or(|z| *l.zone == **z)
                 && filter.kind.is_none_or(|k| l.kind == k)
                 && filter
                     .subnet
                     .as_ref()
-                    .is_none_or(|s| l.ips.iter().any(|i| &i.subnet == s))
+                    .is_none_or(|s| l.ips.iter().any(|i| *i.subnet == **s))
                 && filter
                     .node
                     .as_ref()
-                    .is_none_or(|n| l.attachment.as_ref().is_some_and(|a| &a.node == n))
+                    .is_none_or(|n| l.node() == Some(n.as_str()))
                 && filter
                     .cluster
                     .as_ref()
-                    .is_none_or(|c| l.owner.as_ref().is_some_and(|o| &o.cluster == c))
+                    .is_none_or(|c| l.owner.as_ref().is_some_and(|o| *o.cluster == **c))
                 && filter
                     .namespace
                     .as_ref()
-                    .is_none_or(|n| l.owner.as_ref().is_some_and(|o| &o.namespace == n))
-                && filter.retained.is_none_or(|r| {
-                    r == (l.kind == nethouse_api::LeaseKind::Fixed && l.attachment.is_none())
-                })
+                    .is_none_or(|n| l.owner.as_ref().is_some_and(|o| *o.namespace == **n))
+                && filter.retained.is_none_or(|r| r == l.is_retained())
         };
         let mut items = Vec::new();
         let mut last: Option<&OwnerKey> = None;
@@ -87,7 +86,7 @@ impl<S: Store> Ipam<S> {
                 next = last.map(|k| k.as_str().to_string());
                 break;
             }
-            items.push(c.value.clone());
+            items.push(c.value.to_api());
             last = Some(key);
         }
         Ok(LeaseList { items, next })

@@ -2,17 +2,18 @@
 //! every write it leads to is a store transaction that checks the revisions the decision was
 //! based on, so a stale view can only cost a retry, never a duplicate address.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use nethouse_api::{IpConfig, Lease, LeaseKind};
+use nethouse_api::IpConfig;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::IpamError;
-use super::codec;
 use super::pool::Pool;
-use crate::model::lease::{IpRecord, OwnerKey};
+use super::record::{Interner, LeaseRec, Sym};
+use crate::model::lease::OwnerKey;
 use crate::model::subnet::Subnet;
-use crate::store::{Revision, Versioned};
+use crate::store::Revision;
 
 #[derive(Clone, Debug)]
 pub struct Cached<T> {
@@ -40,9 +41,10 @@ pub struct State {
     pub subnets: BTreeMap<String, SubnetEntry>,
     /// Revision of `m/subnets`, the key every subnet change bumps so subnet changes serialize.
     pub subnets_meta_rev: Option<Revision>,
-    pub leases: BTreeMap<OwnerKey, Cached<Lease>>,
-    pub ips: HashMap<IpAddr, Cached<IpState>>,
-    pub by_node: HashMap<String, BTreeSet<OwnerKey>>,
+    pub leases: BTreeMap<OwnerKey, Cached<LeaseRec>>,
+    pub ips: FxHashMap<IpAddr, Cached<IpState>>,
+    pub by_node: FxHashMap<Sym, FxHashSet<OwnerKey>>,
+    pub syms: Interner,
 }
 
 impl State {
@@ -62,10 +64,10 @@ impl State {
         out
     }
 
-    fn account(&mut self, lease: &Lease, add: bool) {
-        let retained = lease.kind == LeaseKind::Fixed && lease.attachment.is_none();
-        for lip in &lease.ips {
-            if let Some(e) = self.subnets.get_mut(&lip.subnet) {
+    fn account(&mut self, lease: &LeaseRec, add: bool) {
+        let retained = lease.is_retained();
+        for lip in lease.ips.iter() {
+            if let Some(e) = self.subnets.get_mut(&*lip.subnet) {
                 let counter = if retained {
                     &mut e.retained
                 } else {
@@ -81,30 +83,35 @@ impl State {
     }
 
     /// Records a lease written at `rev` (ignored if the cache already holds a newer one).
-    pub fn put_lease(&mut self, key: OwnerKey, rev: Revision, lease: Lease) {
+    pub fn put_lease(&mut self, key: OwnerKey, rev: Revision, lease: LeaseRec) {
         if self.leases.get(&key).is_some_and(|c| c.rev >= rev) {
             return;
         }
         self.remove_lease(&key);
-        self.account(&lease, true);
+        self.index_lease(&key, &lease);
+        self.leases.insert(key, Cached { rev, value: lease });
+    }
+
+    /// Usage counters and the by-node index of one lease.
+    pub fn index_lease(&mut self, key: &OwnerKey, lease: &LeaseRec) {
+        self.account(lease, true);
         if let Some(a) = &lease.attachment {
             self.by_node
                 .entry(a.node.clone())
                 .or_default()
                 .insert(key.clone());
         }
-        self.leases.insert(key, Cached { rev, value: lease });
     }
 
-    pub fn remove_lease(&mut self, key: &OwnerKey) -> Option<Cached<Lease>> {
+    pub fn remove_lease(&mut self, key: &OwnerKey) -> Option<Cached<LeaseRec>> {
         let old = self.leases.remove(key)?;
         self.account(&old.value, false);
         if let Some(a) = &old.value.attachment
-            && let Some(set) = self.by_node.get_mut(&a.node)
+            && let Some(set) = self.by_node.get_mut(&*a.node)
         {
             set.remove(key);
             if set.is_empty() {
-                self.by_node.remove(&a.node);
+                self.by_node.remove(&*a.node);
             }
         }
         Some(old)
@@ -136,104 +143,21 @@ impl State {
     }
 
     /// The per-address configuration a node applies for `lease`.
-    pub fn ip_configs(&self, lease: &Lease) -> Vec<IpConfig> {
+    pub fn ip_configs(&self, lease: &LeaseRec) -> Vec<IpConfig> {
         lease
             .ips
             .iter()
             .filter_map(|lip| {
-                let e = self.subnets.get(&lip.subnet)?;
+                let e = self.subnets.get(&*lip.subnet)?;
                 Some(IpConfig {
                     address: format!("{}/{}", lip.ip, e.subnet.cidr.prefix()),
                     gateway: e.subnet.gateway,
                     routes: e.subnet.routes.clone(),
                     dns: e.subnet.dns.clone(),
-                    subnet: lip.subnet.clone(),
+                    subnet: lip.subnet.to_string(),
                 })
             })
             .collect()
-    }
-
-    /// Builds the whole view from a full read of the store.
-    pub fn load(
-        subnets: Vec<(String, Versioned)>,
-        meta: Option<Versioned>,
-        ips: Vec<(String, Versioned)>,
-        leases: Vec<(String, Versioned)>,
-    ) -> Result<State, IpamError> {
-        let mut st = State {
-            subnets_meta_rev: meta.map(|m| m.revision),
-            ..State::default()
-        };
-        let mut used: HashMap<String, Vec<(u128, u128)>> = HashMap::new();
-        let mut released: HashMap<String, Vec<(u64, u128)>> = HashMap::new();
-        let mut parsed_subnets = Vec::with_capacity(subnets.len());
-        for (key, v) in subnets {
-            let stored = codec::decode_subnet(&key, &v.value)?;
-            let subnet = Subnet::from_spec(&stored.spec).map_err(|e| IpamError::Corrupt {
-                key: key.clone(),
-                message: e.to_string(),
-            })?;
-            parsed_subnets.push((subnet, v.revision, stored.draining));
-        }
-        let cidrs: HashMap<String, crate::model::cidr::Cidr> = parsed_subnets
-            .iter()
-            .map(|(s, _, _)| (s.name.clone(), s.cidr))
-            .collect();
-        st.ips.reserve(ips.len());
-        for (key, v) in ips {
-            let (subnet, ip) = parse_ip_key(&key)?;
-            let off = cidrs
-                .get(subnet)
-                .and_then(|c| c.offset_of(ip))
-                .ok_or_else(|| IpamError::Corrupt {
-                    key: key.clone(),
-                    message: "address outside every stored subnet".into(),
-                })?;
-            let state = match codec::decode_ip(&key, &v.value)? {
-                IpRecord::Leased { owner } => IpState::Leased(OwnerKey::from_stored(&owner)),
-                IpRecord::Released { at_ms } => {
-                    released
-                        .entry(subnet.to_string())
-                        .or_default()
-                        .push((at_ms, off));
-                    IpState::Released(at_ms)
-                }
-            };
-            used.entry(subnet.to_string()).or_default().push((off, off));
-            st.ips.insert(
-                ip,
-                Cached {
-                    rev: v.revision,
-                    value: state,
-                },
-            );
-        }
-        for (subnet, rev, draining) in parsed_subnets {
-            let mut blocked = used.remove(&subnet.name).unwrap_or_default();
-            blocked.extend_from_slice(subnet.reserved());
-            let pool = Pool::new(
-                subnet.cidr.size(),
-                blocked,
-                released.remove(&subnet.name).unwrap_or_default(),
-            );
-            st.subnets.insert(
-                subnet.name.clone(),
-                SubnetEntry {
-                    subnet,
-                    rev,
-                    draining,
-                    pool,
-                    attached: 0,
-                    retained: 0,
-                },
-            );
-        }
-        for (key, v) in leases {
-            let lease = codec::decode_lease(&key, &v.value)?;
-            let owner = key.strip_prefix("l/").unwrap_or(&key);
-            st.put_lease(OwnerKey::from_stored(owner), v.revision, lease);
-        }
-        Ok(st)
     }
 
     /// Consistency of the two directions (lease -> address, address -> lease); used by tests
@@ -241,7 +165,7 @@ impl State {
     pub fn inconsistencies(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (key, c) in &self.leases {
-            for lip in &c.value.ips {
+            for lip in c.value.ips.iter() {
                 match self.ips.get(&lip.ip).map(|c| &c.value) {
                     Some(IpState::Leased(o)) if o == key => {}
                     other => out.push(format!(

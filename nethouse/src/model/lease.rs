@@ -10,23 +10,21 @@ use super::{FieldError, validate_name};
 
 /// Key of a lease in the store. A fixed lease is keyed by the pod identity so a recreated pod
 /// finds it; an ephemeral one by its attachment so DEL finds it without any pod identity.
+/// Shared (`Arc`) because the same key sits in several indexes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OwnerKey(String);
+pub struct OwnerKey(std::sync::Arc<str>);
 
 impl OwnerKey {
     pub fn fixed(owner: &Owner) -> OwnerKey {
-        OwnerKey(format!(
-            "f/{}/{}/{}",
-            owner.cluster, owner.namespace, owner.pod
-        ))
+        OwnerKey(format!("f/{}/{}/{}", owner.cluster, owner.namespace, owner.pod).into())
     }
 
     pub fn ephemeral(container_id: &str, ifname: &str) -> OwnerKey {
-        OwnerKey(format!("e/{container_id}/{ifname}"))
+        OwnerKey(format!("e/{container_id}/{ifname}").into())
     }
 
     pub fn from_stored(s: &str) -> OwnerKey {
-        OwnerKey(s.to_string())
+        OwnerKey(s.into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -40,6 +38,18 @@ impl OwnerKey {
 pub enum IpRecord {
     Leased { owner: String },
     Released { at_ms: u64 },
+}
+
+/// The same record read without copying (start-up reads every one of them).
+#[derive(Deserialize, Debug, PartialEq, Eq)]
+pub enum IpRecordRef<'a> {
+    Leased {
+        #[allow(dead_code)]
+        owner: &'a str,
+    },
+    Released {
+        at_ms: u64,
+    },
 }
 
 pub fn validate_owner(field: &str, owner: &Owner) -> Result<(), FieldError> {

@@ -21,6 +21,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_REVISION: &str = "revision";
 /// Most transactions folded into one commit; bounds the latency a batch adds to its first caller.
 const MAX_BATCH: usize = 4096;
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
 
@@ -32,8 +33,12 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) `dir/nethouse.redb`.
+    /// Opens (or creates) `dir/nethouse.redb` with the default page cache.
     pub fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<EmbeddedStore, StoreError> {
         let open_err = |message: String| StoreError::Open {
             path: dir.display().to_string(),
             message,
@@ -41,7 +46,12 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| open_err(format!("creating the directory: {e}")))?;
         let path = dir.join("nethouse.redb");
-        let db = Database::create(&path).map_err(|e| open_err(e.to_string()))?;
+        // The cache serves the write path's B-tree pages; start-up reads the file once, so a
+        // large cache would only turn into resident memory.
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+            .map_err(|e| open_err(e.to_string()))?;
         // Create the tables so readers never meet a missing table.
         let init = || -> Result<(), redb::Error> {
             let w = db.begin_write()?;
@@ -101,12 +111,18 @@ impl Drop for EmbeddedStore {
     }
 }
 
-fn decode(bytes: &[u8]) -> Versioned {
+/// (revision, value) of a stored entry.
+fn split(bytes: &[u8]) -> (Revision, &[u8]) {
     let (rev, value) = bytes.split_at(8.min(bytes.len()));
     let mut buf = [0u8; 8];
     buf[..rev.len()].copy_from_slice(rev);
+    (u64::from_le_bytes(buf), value)
+}
+
+fn decode(bytes: &[u8]) -> Versioned {
+    let (revision, value) = split(bytes);
     Versioned {
-        revision: u64::from_le_bytes(buf),
+        revision,
         value: value.to_vec(),
     }
 }
@@ -123,28 +139,39 @@ impl Store for EmbeddedStore {
         self.read(key, |t| Ok(t.get(key)?.map(|v| decode(v.value()))))
     }
 
-    async fn scan(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
+    async fn scan_each<A, F>(&self, prefix: &str, acc: A, mut visit: F) -> Result<A, StoreError>
+    where
+        A: Send + 'static,
+        F: FnMut(&mut A, &str, Revision, &[u8]) -> Result<(), String> + Send + 'static,
+    {
         let db = self.db.clone();
         let prefix = prefix.to_string();
         let what = format!("keys under {prefix:?}");
-        let scan = move || -> Result<Vec<(String, Versioned)>, redb::Error> {
-            let r = db.begin_read()?;
-            let table = r.open_table(KV)?;
-            let mut out = Vec::new();
-            for entry in table.range(prefix.as_str()..)? {
-                let (k, v) = entry?;
-                if !k.value().starts_with(prefix.as_str()) {
+        let scan = move || -> Result<A, StoreError> {
+            let read = |e: redb::Error| StoreError::Read {
+                what: format!("keys under {prefix:?}"),
+                message: e.to_string(),
+            };
+            let r = db.begin_read().map_err(|e| read(e.into()))?;
+            let table = r.open_table(KV).map_err(|e| read(e.into()))?;
+            let mut acc = acc;
+            for entry in table.range(prefix.as_str()..).map_err(|e| read(e.into()))? {
+                let (k, v) = entry.map_err(|e| read(e.into()))?;
+                let key = k.value();
+                if !key.starts_with(prefix.as_str()) {
                     break;
                 }
-                out.push((k.value().to_string(), decode(v.value())));
+                let bytes = v.value();
+                let (rev, value) = split(bytes);
+                visit(&mut acc, key, rev, value).map_err(|message| StoreError::Decode {
+                    key: key.to_string(),
+                    message,
+                })?;
             }
-            Ok(out)
+            Ok(acc)
         };
         match tokio::task::spawn_blocking(scan).await {
-            Ok(res) => res.map_err(|e| StoreError::Read {
-                what,
-                message: e.to_string(),
-            }),
+            Ok(res) => res,
             Err(e) => Err(StoreError::Read {
                 what,
                 message: format!("scan task failed: {e}"),

@@ -35,14 +35,23 @@ impl Store for MemoryStore {
         Ok(self.lock().data.get(key).cloned())
     }
 
-    async fn scan(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
+    async fn scan_each<A, F>(&self, prefix: &str, mut acc: A, mut visit: F) -> Result<A, StoreError>
+    where
+        A: Send + 'static,
+        F: FnMut(&mut A, &str, Revision, &[u8]) -> Result<(), String> + Send + 'static,
+    {
         let inner = self.lock();
-        Ok(inner
+        for (k, v) in inner
             .data
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        {
+            visit(&mut acc, k, v.revision, &v.value).map_err(|message| StoreError::Decode {
+                key: k.clone(),
+                message,
+            })?;
+        }
+        Ok(acc)
     }
 
     async fn commit(&self, txn: Txn) -> Result<Outcome, StoreError> {

@@ -75,6 +75,8 @@ pub enum StoreError {
     Read { what: String, message: String },
     #[error("committing a transaction: {message}")]
     Commit { message: String },
+    #[error("stored record {key} is unreadable: {message}")]
+    Decode { key: String, message: String },
     #[error("the store is closed")]
     Closed,
 }
@@ -82,11 +84,35 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Versioned>, StoreError>> + Send;
 
-    /// Every key starting with `prefix`, in key order.
+    /// Visits every key starting with `prefix`, in key order, without copying it: `visit`
+    /// folds each (key, revision, value) into `acc`. Start-up reads the whole store this way.
+    /// A visitor error stops the scan and comes back as [`StoreError::Decode`] naming the key.
+    fn scan_each<A, F>(
+        &self,
+        prefix: &str,
+        acc: A,
+        visit: F,
+    ) -> impl Future<Output = Result<A, StoreError>> + Send
+    where
+        A: Send + 'static,
+        F: FnMut(&mut A, &str, Revision, &[u8]) -> Result<(), String> + Send + 'static;
+
+    /// Every key starting with `prefix`, in key order, copied out.
     fn scan(
         &self,
         prefix: &str,
-    ) -> impl Future<Output = Result<Vec<(String, Versioned)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(String, Versioned)>, StoreError>> + Send {
+        self.scan_each(prefix, Vec::new(), |acc, key, revision, value| {
+            acc.push((
+                key.to_string(),
+                Versioned {
+                    value: value.to_vec(),
+                    revision,
+                },
+            ));
+            Ok(())
+        })
+    }
 
     /// Applies `txn` atomically and durably; returns once the outcome is durable.
     fn commit(&self, txn: Txn) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
