@@ -55,7 +55,7 @@ fn serve(data: &Path) -> (Proc, String, Duration) {
     let ready = data.with_extension("ready");
     let _ = std::fs::remove_file(&ready);
     let start = Instant::now();
-    let mut child = Proc(
+    let child = Proc(
         Command::new(env!("CARGO_BIN_EXE_nethouse"))
             .args([
                 "serve",
