@@ -121,7 +121,12 @@ fn alloc_req(worker: usize, i: u64, kind: LeaseKind) -> AllocateRequest {
     }
 }
 
-async fn http_load(url: &str, clients: usize, secs: f64) -> (f64, f64, Duration, Duration) {
+async fn http_load(
+    url: &str,
+    clients: usize,
+    secs: f64,
+    detach: bool,
+) -> (f64, f64, Duration, Duration) {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
     for w in 0..clients {
@@ -130,10 +135,17 @@ async fn http_load(url: &str, clients: usize, secs: f64) -> (f64, f64, Duration,
             let mut lat = Vec::new();
             let mut i = 0u64;
             while Instant::now() < deadline {
-                let req = alloc_req(w, i, LeaseKind::Ephemeral);
+                let mut req = alloc_req(w, i, LeaseKind::Ephemeral);
+                if !detach {
+                    req.zone = "big".into();
+                }
                 let t = Instant::now();
                 c.allocate(&req).await.expect("allocate");
                 lat.push(t.elapsed());
+                i += 1;
+                if !detach {
+                    continue;
+                }
                 let t = Instant::now();
                 c.detach(&DetachRequest {
                     container_id: req.attachment.container_id.clone(),
@@ -143,7 +155,6 @@ async fn http_load(url: &str, clients: usize, secs: f64) -> (f64, f64, Duration,
                 .await
                 .expect("detach");
                 lat.push(t.elapsed());
-                i += 1;
             }
             lat
         }));
@@ -156,7 +167,8 @@ async fn http_load(url: &str, clients: usize, secs: f64) -> (f64, f64, Duration,
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
     let ops = all.len() as f64 / elapsed;
-    (ops, ops / 2.0, pct(&all, 0.5), pct(&all, 0.99))
+    let allocs = if detach { ops / 2.0 } else { ops };
+    (ops, allocs, pct(&all, 0.5), pct(&all, 0.99))
 }
 
 async fn fill_cost(fill: f64) -> Duration {
@@ -277,6 +289,7 @@ async fn main() {
             "### Durable allocate + detach over loopback HTTP (real `nethouse serve`, redb, fsync per group commit)\n"
         );
         row(&[
+            "mix".into(),
             "clients".into(),
             "operations/s".into(),
             "allocations/s".into(),
@@ -284,6 +297,7 @@ async fn main() {
             "p99".into(),
         ]);
         row(&[
+            "---".into(),
             "---".into(),
             "---".into(),
             "---".into(),
@@ -300,9 +314,23 @@ async fn main() {
                 })
                 .await
                 .unwrap();
-            for clients in [1, 16, 64] {
-                let (ops, allocs, p50, p99) = http_load(&url, clients, secs).await;
+            client(&url)
+                .add_subnet(&SubnetSpec {
+                    zone: "big".into(),
+                    cidr: "10.16.0.0/12".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            for (clients, detach) in [(1, true), (16, true), (64, true), (64, false)] {
+                let (ops, allocs, p50, p99) = http_load(&url, clients, secs, detach).await;
+                let mode = if detach {
+                    "allocate+detach"
+                } else {
+                    "allocate only"
+                };
                 row(&[
+                    mode.to_string(),
                     clients.to_string(),
                     format!("{ops:.0}"),
                     format!("{allocs:.0}"),

@@ -433,7 +433,7 @@ impl<S: Store> Ipam<S> {
         let mut st = self.state();
         let old = st.remove_lease(key)?;
         for lip in old.value.ips.iter() {
-            st.apply_ip(&lip.subnet, lip.ip, Some((rev, IpState::Released(now))));
+            st.mark_released(&lip.subnet, lip.ip, rev, now);
         }
         Some(old.value.to_api())
     }

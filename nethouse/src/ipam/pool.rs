@@ -126,7 +126,9 @@ impl Pool {
         }
     }
 
-    /// Forgets `off` wherever it is: the store says it is leased (learned after a lost race).
+    /// Stops offering `off` as never-used (the store says it has a record, learned after a lost
+    /// race). Released entries are not searched: [`Pool::pick`]'s caller checks every released
+    /// entry against the address cache and skips stale ones, which keeps this O(log ranges).
     pub fn remove(&mut self, off: u128) {
         if let Some((&a, &b)) = self.fresh.range(..=off).next_back()
             && b >= off
@@ -140,7 +142,6 @@ impl Pool {
             }
             self.fresh_count -= 1;
         }
-        self.released.retain(|&(_, o)| o != off);
     }
 
     pub fn fresh_count(&self) -> u128 {

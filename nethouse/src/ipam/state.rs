@@ -117,7 +117,25 @@ impl State {
         Some(old)
     }
 
-    /// Applies what the store says about one address key, keeping the pool in step.
+    /// An address of an ended lease: its cooldown starts at `at`. The address was leased, so
+    /// the pool does not hold it; it only joins the released queue.
+    pub fn mark_released(&mut self, subnet: &str, ip: IpAddr, rev: Revision, at: u64) {
+        if let Some(entry) = self.subnets.get_mut(subnet)
+            && let Some(off) = entry.subnet.cidr.offset_of(ip)
+        {
+            entry.pool.released(off, at);
+        }
+        self.ips.insert(
+            ip,
+            Cached {
+                rev,
+                value: IpState::Released(at),
+            },
+        );
+    }
+
+    /// Applies what the store says about one address key (after a lost race), keeping the
+    /// pool in step.
     pub fn apply_ip(&mut self, subnet: &str, ip: IpAddr, stored: Option<(Revision, IpState)>) {
         let Some(entry) = self.subnets.get_mut(subnet) else {
             return;
