@@ -26,6 +26,9 @@ fn section(name: &str) -> bool {
     std::env::var("NETHOUSE_BENCH_ONLY").map_or(true, |v| v.split(',').any(|s| s == name))
 }
 
+/// Starts of the server per store size in the start-up section.
+const STARTS: usize = 5;
+
 fn quick() -> bool {
     std::env::var("NETHOUSE_BENCH_QUICK").is_ok_and(|v| v == "1")
 }
@@ -71,7 +74,7 @@ fn serve(data: &Path) -> (Proc, String, Duration) {
             .arg(&ready)
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
             )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -230,7 +233,7 @@ async fn fill_cost(fill: f64) -> Duration {
 
 /// Writes `n` fixed leases into a fresh embedded store (in-process, many concurrent callers so
 /// group commit keeps it quick).
-async fn populate(dir: &Path, n: usize) {
+async fn populate(dir: &Path, n: usize) -> usize {
     let store = EmbeddedStore::open(dir).unwrap();
     let ipam = Arc::new(
         Ipam::load(store, Arc::new(SystemClock), IpamConfig::default())
@@ -267,6 +270,7 @@ async fn populate(dir: &Path, n: usize) {
     for t in tasks {
         t.await.unwrap();
     }
+    per * workers
 }
 
 fn row(cells: &[String]) {
@@ -358,10 +362,17 @@ async fn main() {
         row(&[
             "leases".into(),
             "populate".into(),
-            "start-up".into(),
+            "start-up (median)".into(),
+            "min .. max".into(),
             "RSS".into(),
         ]);
-        row(&["---".into(), "---".into(), "---".into(), "---".into()]);
+        row(&[
+            "---".into(),
+            "---".into(),
+            "---".into(),
+            "---".into(),
+            "---".into(),
+        ]);
         let sizes: &[usize] = if quick() {
             &[100_000]
         } else {
@@ -370,16 +381,26 @@ async fn main() {
         for &n in sizes {
             let dir = tmp.path().join(format!("startup-{n}"));
             let t = Instant::now();
-            populate(&dir, n).await;
+            let populated = populate(&dir, n).await;
             let populate = t.elapsed();
-            let (p, url, startup) = serve(&dir);
-            let rss = rss_mib(p.0.id());
-            let zones = client(&url).zones().await.unwrap();
-            assert!(zones[0].free_v4.unwrap() < 2_097_150 - n as u128 + 1);
+            // Start-up time on a shared VM swings with how fast the kernel hands out fresh
+            // pages; report the median of several starts and the spread.
+            let mut times = Vec::new();
+            let mut rss = 0.0;
+            for _ in 0..STARTS {
+                let (p, url, startup) = serve(&dir);
+                rss = rss_mib(p.0.id());
+                let zones = client(&url).zones().await.unwrap();
+                // A /11 minus network, gateway and broadcast, minus what was populated.
+                assert_eq!(zones[0].free_v4, Some(2_097_149 - populated as u128));
+                times.push(startup);
+            }
+            times.sort();
             row(&[
                 n.to_string(),
                 format!("{:.1} s", populate.as_secs_f64()),
-                ms(startup),
+                ms(times[times.len() / 2]),
+                format!("{} .. {}", ms(times[0]), ms(times[times.len() - 1])),
                 format!("{rss:.0} MiB"),
             ]);
         }

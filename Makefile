@@ -1,0 +1,22 @@
+# The two commands of the README, and a few helpers.
+.PHONY: run test lint bench
+
+# A local NetHouse with two zones, serving until Ctrl-C.
+run:
+	./scripts/install-deps.sh
+	./scripts/nethouse-local.sh
+
+# Every test: formatting, lints, unit, property and integration tests.
+test:
+	./scripts/install-deps.sh
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo test --workspace
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+# Prints the tables recorded in BENCHMARKS.md (a few minutes; 1M-lease start-up included).
+bench:
+	cargo bench -p nethouse --bench service

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian machine of this kind.
+# Idempotent: asks apt only for packages that are missing.
+set -euo pipefail
+
+packages=(openssl curl iproute2)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "install-deps: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "install-deps: cargo not found; this machine kind ships Rust via rustup (~/.cargo/bin)" >&2
+    exit 1
+fi
