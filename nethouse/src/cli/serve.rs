@@ -3,17 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 
 use super::duration::parse_duration;
-use crate::clock::SystemClock;
-use crate::ipam::{Ipam, IpamConfig};
-use crate::server::{App, Auth, router};
-use crate::store::embedded::EmbeddedStore;
+use crate::server::Auth;
+use crate::server::running::{ServerOptions, start};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -87,77 +84,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Auth::Disabled
         }
     };
-    let started = Instant::now();
-    let store = EmbeddedStore::open(&args.data_dir).context("--data-dir")?;
-    let ipam = Ipam::load(
-        store,
-        Arc::new(SystemClock),
-        IpamConfig {
-            default_cooldown_ms: args.default_cooldown.as_millis() as u64,
-        },
-    )
-    .await
-    .context("reading the store back")?;
-    let subnets = ipam.subnets();
-    let leases: u64 = subnets
-        .iter()
-        .map(|s| s.usage.attached + s.usage.retained)
-        .sum();
-    tracing::info!(
-        subnets = subnets.len(),
-        addresses_leased = leases,
-        load_ms = started.elapsed().as_millis() as u64,
-        "store loaded"
-    );
-    let app = App::new(ipam, auth);
-    let service = router(app.clone()).into_make_service();
-    let handle = axum_server::Handle::new();
-
-    let server = {
-        let handle = handle.clone();
-        let listen = args.listen;
-        match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => {
-                let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                    .await
-                    .context("loading --tls-cert/--tls-key")?;
-                tokio::spawn(async move {
-                    axum_server::bind_rustls(listen, tls)
-                        .handle(handle)
-                        .serve(service)
-                        .await
-                })
-            }
-            _ => tokio::spawn(async move {
-                axum_server::bind(listen)
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            }),
-        }
-    };
-    let Some(bound) = handle.listening().await else {
-        let err = server.await.context("server task")?.err();
-        anyhow::bail!("could not listen on {}: {:?}", args.listen, err);
-    };
-    tracing::info!(address = %bound, tls = args.tls_cert.is_some(), "serving");
+    let running = start(ServerOptions {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        auth,
+        tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+        default_cooldown: args.default_cooldown,
+    })
+    .await?;
     if let Some(path) = &args.ready_file {
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bound.to_string()).context("writing --ready-file")?;
+        std::fs::write(&tmp, running.addr.to_string()).context("writing --ready-file")?;
         std::fs::rename(&tmp, path).context("writing --ready-file")?;
     }
-
     let why = shutdown_signal().await;
     tracing::info!(signal = why, "shutting down: finishing in-flight requests");
-    app.set_ready(false);
-    handle.graceful_shutdown(Some(args.shutdown_grace));
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "server error"),
-        Err(e) => tracing::error!(error = %e, "server task failed"),
-    }
-    // Last reference: dropping the app closes the store (the writer drains its queue first).
-    drop(app);
+    running.shutdown(args.shutdown_grace).await;
     tracing::info!("stopped");
     Ok(())
 }

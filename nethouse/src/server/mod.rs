@@ -5,6 +5,7 @@ mod auth;
 mod body;
 mod errors;
 mod handlers;
+pub mod running;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

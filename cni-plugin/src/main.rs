@@ -1,0 +1,40 @@
+//! The binary a container runtime executes for every pod (CNI mode), or the DaemonSet runs once
+//! per node (`nethouse-cni install`).
+
+use std::io::{Read, Write};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("install") {
+        let env = |k: &str| std::env::var(k).ok();
+        let result = nethouse_cni::install::parse_args(&args[1..], &env).and_then(|a| {
+            let exe = std::env::current_exe().map_err(|e| format!("locating this binary: {e}"))?;
+            nethouse_cni::install::install(&a, &exe)
+        });
+        match result {
+            Ok(summary) => println!("{summary}"),
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
+    let env = std::env::vars().collect();
+    let mut stdin = Vec::new();
+    let out = match std::io::stdin().read_to_end(&mut stdin) {
+        Ok(_) => nethouse_cni::run(&env, &stdin),
+        Err(e) => nethouse_cni::Output {
+            stdout: nethouse_cni::error::CniError::new(
+                nethouse_cni::error::IO_FAILURE,
+                format!("reading the network config from stdin: {e}"),
+            )
+            .to_json("1.1.0"),
+            exit_code: 1,
+        },
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.stdout.as_bytes());
+    let _ = stdout.flush();
+    std::process::exit(out.exit_code);
+}

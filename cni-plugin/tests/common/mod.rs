@@ -1,0 +1,208 @@
+//! A real NetHouse (in this process, on loopback) and a way to run the real `nethouse-cni`
+//! binary the way a runtime does: a fresh process, CNI_* variables, config on stdin.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nethouse::server::running::{Running, ServerOptions, start};
+use nethouse_api::{Client, ClientConfig, SubnetSpec};
+use serde_json::{Value, json};
+
+pub const PLUGIN: &str = env!("CARGO_BIN_EXE_nethouse-cni");
+
+pub struct Nethouse {
+    pub rt: tokio::runtime::Runtime,
+    server: Option<Running>,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    cooldown: Duration,
+}
+
+impl Nethouse {
+    pub fn start(cooldown: Duration) -> Nethouse {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut nh = Nethouse {
+            rt,
+            server: None,
+            dir,
+            url: String::new(),
+            cooldown,
+        };
+        nh.run(None);
+        nh
+    }
+
+    fn run(&mut self, port: Option<u16>) {
+        let mut opts = ServerOptions::local(self.dir.path().join("data"));
+        opts.default_cooldown = self.cooldown;
+        if let Some(p) = port {
+            opts.listen.set_port(p);
+        }
+        let running = self.rt.block_on(start(opts)).expect("NetHouse starts");
+        self.url = running.url();
+        self.server = Some(running);
+    }
+
+    /// Stops the server (the port is closed; state stays on disk).
+    pub fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            self.rt.block_on(s.shutdown(Duration::from_secs(2)));
+        }
+    }
+
+    /// Starts it again on the same port, so configs keep pointing at it.
+    pub fn restart(&mut self) {
+        let port = self.url.rsplit(':').next().and_then(|p| p.parse().ok());
+        self.run(port);
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(ClientConfig::new(self.url.clone())).unwrap()
+    }
+
+    pub fn add_subnet(&self, spec: SubnetSpec) {
+        let c = self.client();
+        self.rt.block_on(c.add_subnet(&spec)).unwrap();
+    }
+}
+
+impl Drop for Nethouse {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn subnet(zone: &str, cidr: &str) -> SubnetSpec {
+    SubnetSpec {
+        zone: zone.into(),
+        cidr: cidr.into(),
+        ..Default::default()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Call {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "{self:?}");
+        self
+    }
+
+    pub fn ip(&self) -> String {
+        self.ok();
+        let v = self.json();
+        let addr = v["ips"][0]["address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no ips: {v}"));
+        addr.split('/').next().unwrap().to_string()
+    }
+
+    /// Asserts a CNI error with this code; returns the error object.
+    pub fn err(&self, code: u64) -> Value {
+        assert_ne!(self.code, 0, "{self:?}");
+        let v = self.json();
+        assert_eq!(v["code"], code, "{self:?}");
+        v
+    }
+}
+
+/// The CNI call a runtime would make.
+pub struct Cni<'a> {
+    pub command: &'a str,
+    pub container_id: &'a str,
+    pub ifname: &'a str,
+    pub netns: &'a str,
+    pub args: String,
+    pub path: String,
+}
+
+impl<'a> Cni<'a> {
+    pub fn new(command: &'a str, container_id: &'a str) -> Self {
+        Cni {
+            command,
+            container_id,
+            ifname: "eth0",
+            netns: "/var/run/netns/none",
+            args: String::new(),
+            path: format!(
+                "/usr/lib/cni:{}",
+                std::path::Path::new(PLUGIN).parent().unwrap().display()
+            ),
+        }
+    }
+
+    pub fn pod(mut self, namespace: &str, name: &str) -> Self {
+        self.args = format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID=uid-{name}",
+            self.container_id
+        );
+        self
+    }
+
+    /// Runs `binary` (the plugin itself, or a main plugin like Debian's bridge).
+    pub fn run_binary(&self, binary: &str, stdin: &str) -> Call {
+        let mut child = Command::new(binary)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_COMMAND", self.command)
+            .env("CNI_CONTAINERID", self.container_id)
+            .env("CNI_NETNS", self.netns)
+            .env("CNI_IFNAME", self.ifname)
+            .env("CNI_ARGS", &self.args)
+            .env("CNI_PATH", &self.path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn plugin");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Call {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn run(&self, stdin: &str) -> Call {
+        self.run_binary(PLUGIN, stdin)
+    }
+}
+
+/// A network config with `nethouse-cni` as IPAM. `fixed` sets the pod annotation the way
+/// containerd passes it (runtimeConfig).
+pub fn conf(version: &str, url: &str, zone: &str, node: &str, fixed: Option<bool>) -> Value {
+    let mut c = json!({
+        "cniVersion": version,
+        "name": "nhtest",
+        "type": "bridge",
+        "ipam": {"type": "nethouse-cni", "servers": [url], "zone": zone, "node": node, "cluster": "test"}
+    });
+    if let Some(f) = fixed {
+        c["runtimeConfig"] =
+            json!({"io.kubernetes.cri.pod-annotations": {"nethouse.io/fixed-ip": f.to_string()}});
+    }
+    c
+}

@@ -1,0 +1,129 @@
+//! Starting and stopping a NetHouse server: used by `nethouse serve`, and by tests and demos of
+//! other components that need a real NetHouse in their own process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::{App, Auth, router};
+use crate::clock::SystemClock;
+use crate::ipam::{Ipam, IpamConfig};
+use crate::store::embedded::EmbeddedStore;
+
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub auth: Auth,
+    /// (certificate chain, key), PEM files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub default_cooldown: Duration,
+}
+
+impl ServerOptions {
+    /// Loopback, any free port, no auth, no TLS: for tests and demos.
+    pub fn local(data_dir: impl Into<PathBuf>) -> Self {
+        ServerOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            auth: Auth::Disabled,
+            tls: None,
+            default_cooldown: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub app: Arc<App<EmbeddedStore>>,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Stops taking connections, lets in-flight requests finish within `grace`, and closes the
+    /// store (its writer drains what was queued).
+    pub async fn shutdown(self, grace: Duration) {
+        self.app.set_ready(false);
+        self.handle.graceful_shutdown(Some(grace));
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "server error"),
+            Err(e) => tracing::error!(error = %e, "server task failed"),
+        }
+        drop(self.app);
+    }
+}
+
+/// Opens the store, reads it back, and serves until [`Running::shutdown`].
+pub async fn start(opts: ServerOptions) -> anyhow::Result<Running> {
+    let started = Instant::now();
+    let store = EmbeddedStore::open(&opts.data_dir).context("--data-dir")?;
+    let ipam = Ipam::load(
+        store,
+        Arc::new(SystemClock),
+        IpamConfig {
+            default_cooldown_ms: opts.default_cooldown.as_millis() as u64,
+        },
+    )
+    .await
+    .context("reading the store back")?;
+    let subnets = ipam.subnets();
+    let leases: u64 = subnets
+        .iter()
+        .map(|s| s.usage.attached + s.usage.retained)
+        .sum();
+    tracing::info!(
+        subnets = subnets.len(),
+        addresses_leased = leases,
+        load_ms = started.elapsed().as_millis() as u64,
+        "store loaded"
+    );
+    let app = App::new(ipam, opts.auth);
+    let service = router(app.clone()).into_make_service();
+    let handle = axum_server::Handle::new();
+    let task = {
+        let handle = handle.clone();
+        let listen = opts.listen;
+        match &opts.tls {
+            Some((cert, key)) => {
+                let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .context("loading --tls-cert/--tls-key")?;
+                tokio::spawn(async move {
+                    axum_server::bind_rustls(listen, tls)
+                        .handle(handle)
+                        .serve(service)
+                        .await
+                })
+            }
+            None => tokio::spawn(async move {
+                axum_server::bind(listen)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }),
+        }
+    };
+    let Some(addr) = handle.listening().await else {
+        let err = task.await.context("server task")?.err();
+        anyhow::bail!("could not listen on {}: {:?}", opts.listen, err);
+    };
+    tracing::info!(address = %addr, tls = opts.tls.is_some(), "serving");
+    Ok(Running {
+        addr,
+        tls: opts.tls.is_some(),
+        app,
+        handle,
+        task,
+    })
+}
