@@ -3,7 +3,9 @@
 # Idempotent: asks apt only for packages that are missing.
 set -euo pipefail
 
-packages=(openssl curl iproute2)
+# containernetworking-plugins: Debian's bridge/macvlan/host-local for the CNI tests and bench;
+# iputils-ping: the netns tests prove connectivity with ping.
+packages=(openssl curl iproute2 containernetworking-plugins iputils-ping)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
