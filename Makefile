@@ -8,10 +8,7 @@ run:
 
 # Every test: formatting, lints, unit, property and integration tests.
 test:
-	./scripts/install-deps.sh
-	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
-	cargo test --workspace
+	./scripts/test.sh
 
 lint:
 	cargo fmt --all -- --check
@@ -20,3 +17,4 @@ lint:
 # Prints the tables recorded in BENCHMARKS.md (a few minutes; 1M-lease start-up included).
 bench:
 	cargo bench -p nethouse --bench service
+	cargo bench -p nethouse-cni --bench cni

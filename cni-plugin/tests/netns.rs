@@ -12,15 +12,29 @@ use nethouse_api::Route;
 use serde_json::{Value, json};
 
 fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("run");
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn require_root() {
     let uid = sh(&["id", "-u"]);
-    assert_eq!(uid.trim(), "0", "these tests create network namespaces and need root");
-    assert!(std::path::Path::new("/usr/lib/cni/bridge").exists(), "install containernetworking-plugins");
+    assert_eq!(
+        uid.trim(),
+        "0",
+        "these tests create network namespaces and need root"
+    );
+    assert!(
+        std::path::Path::new("/usr/lib/cni/bridge").exists(),
+        "install containernetworking-plugins"
+    );
 }
 
 /// Deleted on drop, also when the test fails.
@@ -63,7 +77,14 @@ fn link_name(tag: &str) -> String {
     format!("nh{}{tag}", std::process::id() % 100_000)
 }
 
-fn main_plugin_call(binary: &str, command: &'static str, cid: &str, ns: &Netns, pod: (&str, &str), conf: &Value) -> Call {
+fn main_plugin_call(
+    binary: &str,
+    command: &'static str,
+    cid: &str,
+    ns: &Netns,
+    pod: (&str, &str),
+    conf: &Value,
+) -> Call {
     let call = Cni {
         netns: Box::leak(ns.path().into_boxed_str()),
         ..Cni::new(command, Box::leak(cid.to_string().into_boxed_str())).pod(pod.0, pod.1)
@@ -85,7 +106,10 @@ fn bridge_chain_fixed_and_ordinary_pods() {
     require_root();
     let nh = Nethouse::start(Duration::from_secs(3600));
     let mut s = subnet("z1", "10.98.0.0/24");
-    s.routes = vec![Route { dst: "0.0.0.0/0".into(), gw: None }];
+    s.routes = vec![Route {
+        dst: "0.0.0.0/0".into(),
+        gw: None,
+    }];
     nh.add_subnet(s);
     let bridge = Link(link_name("br"));
     let with_bridge = |fixed: Option<bool>| {
@@ -98,45 +122,147 @@ fn bridge_chain_fixed_and_ordinary_pods() {
 
     // A StatefulSet pod: its interface gets NetHouse's address and route, and it reaches its gateway.
     let ns1 = Netns::new("a");
-    let add = main_plugin_call(bridge_bin, "ADD", "redis0-sb1", &ns1, ("db", "redis-0"), &with_bridge(Some(true)));
+    let add = main_plugin_call(
+        bridge_bin,
+        "ADD",
+        "redis0-sb1",
+        &ns1,
+        ("db", "redis-0"),
+        &with_bridge(Some(true)),
+    );
     add.ok();
     let result = add.json();
     let ip = result["ips"][0]["address"].as_str().unwrap().to_string();
-    assert!(ip.starts_with("10.98.0.") && ip.ends_with("/24"), "{result}");
+    assert!(
+        ip.starts_with("10.98.0.") && ip.ends_with("/24"),
+        "{result}"
+    );
     assert_eq!(address_in(&ns1), ip);
     let routes = ns1.exec(&["ip", "-4", "route"]);
-    assert!(routes.contains("default via 10.98.0.1 dev eth0"), "{routes}");
+    assert!(
+        routes.contains("default via 10.98.0.1 dev eth0"),
+        "{routes}"
+    );
     ns1.exec(&["ping", "-c", "1", "-W", "2", "10.98.0.1"]);
-    let lease = nh.rt.block_on(nh.client().lease_by_ip(ip.split('/').next().unwrap().parse().unwrap())).unwrap();
+    let lease = nh
+        .rt
+        .block_on(
+            nh.client()
+                .lease_by_ip(ip.split('/').next().unwrap().parse().unwrap()),
+        )
+        .unwrap();
     assert_eq!(lease.attachment.unwrap().container_id, "redis0-sb1");
 
     // The pod is deleted (DEL) and recreated with a new sandbox: the same address.
-    main_plugin_call(bridge_bin, "DEL", "redis0-sb1", &ns1, ("db", "redis-0"), &with_bridge(Some(true))).ok();
+    main_plugin_call(
+        bridge_bin,
+        "DEL",
+        "redis0-sb1",
+        &ns1,
+        ("db", "redis-0"),
+        &with_bridge(Some(true)),
+    )
+    .ok();
     drop(ns1);
     let ns2 = Netns::new("b");
-    let again = main_plugin_call(bridge_bin, "ADD", "redis0-sb2", &ns2, ("db", "redis-0"), &with_bridge(Some(true)));
+    let again = main_plugin_call(
+        bridge_bin,
+        "ADD",
+        "redis0-sb2",
+        &ns2,
+        ("db", "redis-0"),
+        &with_bridge(Some(true)),
+    );
     again.ok();
     assert_eq!(address_in(&ns2), ip, "same name, same IP");
 
     // CHECK through the main plugin passes while NetHouse holds the attachment.
     let mut check = with_bridge(Some(true));
     check["prevResult"] = again.json();
-    main_plugin_call(bridge_bin, "CHECK", "redis0-sb2", &ns2, ("db", "redis-0"), &check).ok();
+    main_plugin_call(
+        bridge_bin,
+        "CHECK",
+        "redis0-sb2",
+        &ns2,
+        ("db", "redis-0"),
+        &check,
+    )
+    .ok();
 
     // An ordinary pod: its address ends at DEL and is not reused inside the cooldown.
     let ns3 = Netns::new("c");
-    let web = main_plugin_call(bridge_bin, "ADD", "web-sb1", &ns3, ("web", "nginx-1"), &with_bridge(None));
-    let web_ip = web.json()["ips"][0]["address"].as_str().unwrap().to_string();
+    let web = main_plugin_call(
+        bridge_bin,
+        "ADD",
+        "web-sb1",
+        &ns3,
+        ("web", "nginx-1"),
+        &with_bridge(None),
+    );
+    let web_ip = web.json()["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(address_in(&ns3), web_ip);
-    main_plugin_call(bridge_bin, "DEL", "web-sb1", &ns3, ("web", "nginx-1"), &with_bridge(None)).ok();
+    main_plugin_call(
+        bridge_bin,
+        "DEL",
+        "web-sb1",
+        &ns3,
+        ("web", "nginx-1"),
+        &with_bridge(None),
+    )
+    .ok();
     // DEL twice, and DEL without a netns, succeed.
-    main_plugin_call(bridge_bin, "DEL", "web-sb1", &ns3, ("web", "nginx-1"), &with_bridge(None)).ok();
-    assert!(nh.rt.block_on(nh.client().lease_by_ip(web_ip.split('/').next().unwrap().parse().unwrap())).is_err());
+    main_plugin_call(
+        bridge_bin,
+        "DEL",
+        "web-sb1",
+        &ns3,
+        ("web", "nginx-1"),
+        &with_bridge(None),
+    )
+    .ok();
+    assert!(
+        nh.rt
+            .block_on(
+                nh.client()
+                    .lease_by_ip(web_ip.split('/').next().unwrap().parse().unwrap())
+            )
+            .is_err()
+    );
     let ns4 = Netns::new("d");
-    let next = main_plugin_call(bridge_bin, "ADD", "web-sb2", &ns4, ("web", "nginx-2"), &with_bridge(None));
-    assert_ne!(next.json()["ips"][0]["address"].as_str().unwrap(), web_ip, "cooling address not reused");
-    main_plugin_call(bridge_bin, "DEL", "web-sb2", &ns4, ("web", "nginx-2"), &with_bridge(None)).ok();
-    main_plugin_call(bridge_bin, "DEL", "redis0-sb2", &ns2, ("db", "redis-0"), &with_bridge(Some(true))).ok();
+    let next = main_plugin_call(
+        bridge_bin,
+        "ADD",
+        "web-sb2",
+        &ns4,
+        ("web", "nginx-2"),
+        &with_bridge(None),
+    );
+    assert_ne!(
+        next.json()["ips"][0]["address"].as_str().unwrap(),
+        web_ip,
+        "cooling address not reused"
+    );
+    main_plugin_call(
+        bridge_bin,
+        "DEL",
+        "web-sb2",
+        &ns4,
+        ("web", "nginx-2"),
+        &with_bridge(None),
+    )
+    .ok();
+    main_plugin_call(
+        bridge_bin,
+        "DEL",
+        "redis0-sb2",
+        &ns2,
+        ("db", "redis-0"),
+        &with_bridge(Some(true)),
+    )
+    .ok();
 }
 
 /// macvlan over a veth end as master: this machine's kernel has no `dummy` link type (the
@@ -148,7 +274,9 @@ fn macvlan_over_a_veth_master() {
     nh.add_subnet(subnet("z1", "10.99.0.0/24"));
     let master = Link(link_name("ma"));
     let peer = link_name("mb");
-    sh(&["ip", "link", "add", &master.0, "type", "veth", "peer", "name", &peer]);
+    sh(&[
+        "ip", "link", "add", &master.0, "type", "veth", "peer", "name", &peer,
+    ]);
     sh(&["ip", "link", "set", &master.0, "up"]);
     sh(&["ip", "link", "set", &peer, "up"]);
     let mut c = conf("0.4.0", &nh.url, "z1", "n1", Some(true));
@@ -159,8 +287,15 @@ fn macvlan_over_a_veth_master() {
     let ns1 = Netns::new("m1");
     let first = main_plugin_call(macvlan, "ADD", "zk0-sb1", &ns1, ("db", "zk-0"), &c);
     first.ok();
-    let ip = first.json()["ips"][0]["address"].as_str().unwrap().to_string();
-    assert_eq!(first.json()["ips"][0]["version"], "4", "0.4.0 results carry ips[].version");
+    let ip = first.json()["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        first.json()["ips"][0]["version"],
+        "4",
+        "0.4.0 results carry ips[].version"
+    );
     assert_eq!(address_in(&ns1), ip);
     // The node dies: no DEL; the pod is recreated elsewhere with a new sandbox.
     let ns2 = Netns::new("m2");
