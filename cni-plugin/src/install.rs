@@ -178,6 +178,17 @@ mod tests {
     }
 
     #[test]
+    fn shipped_templates_render() {
+        for t in [
+            include_str!("../conflist/bridge.conflist.tmpl"),
+            include_str!("../conflist/macvlan.conflist.tmpl"),
+        ] {
+            let out = render(t, "node-1", "rack-a").unwrap();
+            assert!(out.contains(r#""zone": "rack-a""#), "{out}");
+        }
+    }
+
+    #[test]
     fn installs_atomically_and_idempotently() {
         let dir = tempfile::tempdir().unwrap();
         let template = dir.path().join("t.conflist");
