@@ -394,3 +394,45 @@ fn two_hundred_concurrent_adds_from_two_hundred_processes() {
     let ips: HashSet<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(ips.len(), 200, "200 distinct IPs");
 }
+
+#[test]
+fn logs_go_to_the_log_file_never_to_stdout() {
+    let nh = Nethouse::start(Duration::from_secs(60));
+    nh.add_subnet(subnet("z1", "10.90.0.0/24"));
+    let log = nh.dir.path().join("cni.log");
+    let mut c = conf("1.0.0", &nh.url, "z1", "n1", Some(true));
+    c["ipam"]["logFile"] = json!(log);
+    let add = Cni::new("ADD", "log1")
+        .pod("db", "redis-0")
+        .run(&c.to_string());
+    let ip = add.ip();
+    assert_eq!(add.stderr, "", "with logFile nothing goes to stderr");
+    assert!(
+        add.json().get("ts_ms").is_none(),
+        "stdout carries only the result"
+    );
+    let failed = Cni::new("ADD", "log2")
+        .pod("db", "redis-1")
+        .run(&conf("1.0.0", &nh.url, "nope", "n1", Some(true)).to_string());
+    failed.err(102);
+    assert!(
+        failed.stderr.contains("\"result\":\"error\""),
+        "without logFile the line goes to stderr: {}",
+        failed.stderr
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["command"], "ADD");
+    assert_eq!(lines[0]["pod"], "db/redis-0");
+    assert_eq!(lines[0]["result"], "ok");
+    assert!(
+        lines[0]["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with(&ip)
+    );
+}
