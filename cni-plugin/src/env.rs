@@ -113,11 +113,7 @@ pub fn parse(env: &BTreeMap<String, String>) -> Result<Invocation, CniError> {
 }
 
 pub fn validate_container_id(id: &str) -> Result<(), CniError> {
-    let ok = id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
+    if nethouse_api::cni_names::valid_container_id(id) {
         Ok(())
     } else {
         Err(CniError::new(
@@ -128,14 +124,7 @@ pub fn validate_container_id(id: &str) -> Result<(), CniError> {
 }
 
 pub fn validate_ifname(name: &str) -> Result<(), CniError> {
-    let ok = !name.is_empty()
-        && name.len() <= 15
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace());
-    if ok {
+    if nethouse_api::cni_names::valid_ifname(name) {
         Ok(())
     } else {
         Err(CniError::new(

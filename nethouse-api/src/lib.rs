@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+pub mod cni_names;
 mod types;
 
 pub use client::{Client, ClientConfig, ClientError};

@@ -33,12 +33,17 @@ fn encode_v1<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
-fn decode_v1<'a, T: Deserialize<'a>>(key: &str, bytes: &'a [u8]) -> Result<T, IpamError> {
+/// The one place that knows the record framing: a format byte, then postcard.
+fn decode_framed<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
     match bytes.split_first() {
-        Some((&FORMAT_V1, rest)) => postcard::from_bytes(rest).map_err(|e| corrupt(key, e)),
-        Some((v, _)) => Err(corrupt(key, format!("unknown record format {v}"))),
-        None => Err(corrupt(key, "empty record")),
+        Some((&FORMAT_V1, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((v, _)) => Err(format!("unknown record format {v}")),
+        None => Err("empty record".into()),
     }
+}
+
+fn decode_v1<'a, T: Deserialize<'a>>(key: &str, bytes: &'a [u8]) -> Result<T, IpamError> {
+    decode_framed(bytes).map_err(|e| corrupt(key, e))
 }
 
 pub fn encode_lease(lease: &Lease) -> Vec<u8> {
@@ -59,19 +64,11 @@ pub fn decode_ip(key: &str, bytes: &[u8]) -> Result<IpRecord, IpamError> {
 
 /// Borrowing decode for start-up; the error is the message only (the store names the key).
 pub fn decode_ip_ref(bytes: &[u8]) -> Result<IpRecordRef<'_>, String> {
-    match bytes.split_first() {
-        Some((&FORMAT_V1, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
-        Some((v, _)) => Err(format!("unknown record format {v}")),
-        None => Err("empty record".into()),
-    }
+    decode_framed(bytes)
 }
 
 pub fn decode_lease_msg(bytes: &[u8]) -> Result<Lease, String> {
-    match bytes.split_first() {
-        Some((&FORMAT_V1, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
-        Some((v, _)) => Err(format!("unknown record format {v}")),
-        None => Err("empty record".into()),
-    }
+    decode_framed(bytes)
 }
 
 pub fn encode_subnet(s: &StoredSubnet) -> Vec<u8> {

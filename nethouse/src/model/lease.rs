@@ -65,14 +65,7 @@ pub fn validate_attachment_ref(
     container_id: &str,
     ifname: &str,
 ) -> Result<(), FieldError> {
-    let cid_ok = container_id
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
-        && container_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        && container_id.len() <= 256;
+    let cid_ok = nethouse_api::cni_names::valid_container_id(container_id);
     if !cid_ok {
         return Err(FieldError::new(
             format!("{field}container_id"),
@@ -81,13 +74,7 @@ pub fn validate_attachment_ref(
             ),
         ));
     }
-    let if_ok = !ifname.is_empty()
-        && ifname.len() <= 15
-        && ifname != "."
-        && ifname != ".."
-        && !ifname
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace());
+    let if_ok = nethouse_api::cni_names::valid_ifname(ifname);
     if !if_ok {
         return Err(FieldError::new(
             format!("{field}ifname"),
