@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release -p nethouse --quiet
+cargo build --release -p nethouse -p nethouse-cni --quiet
 bin=target/release/nethouse
+cni=target/release/nethouse-cni
 work=$(mktemp -d /tmp/nethouse-local.XXXXXX)
 node_token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 ctrl_token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -25,15 +26,23 @@ export NETHOUSE_SERVER="http://$(cat "$work/address")" NETHOUSE_TOKEN_FILE="$wor
 "$bin" subnet add --zone z1 --cidr fd00:81::/64 -o json >/dev/null
 "$bin" subnet add --zone z2 --cidr 10.82.0.0/24 --exclude 10.82.0.2-10.82.0.9 --cooldown 5m -o json >/dev/null
 
-# What a node's CNI plugin does on ADD for a StatefulSet pod (fixed) and for a plain pod.
-alloc() {
-    curl -sf -X POST "$NETHOUSE_SERVER/v1/leases" -H "Authorization: Bearer $node_token" -d "$1" >/dev/null
+# What a node's container runtime does for each pod: run the CNI plugin (here IPAM only, as
+# the bridge or macvlan plugin would run it) with the pod identity in CNI_ARGS and the pod's
+# annotations in runtimeConfig.
+cni_add() { # node zone container namespace pod fixed
+    local conf
+    conf=$(printf '{"cniVersion":"1.0.0","name":"demo","ipam":{"type":"nethouse-cni","servers":["%s"],"tokenFile":"%s","zone":"%s","node":"%s","logFile":"%s"},"runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"nethouse.io/fixed-ip":"%s"}}}' \
+        "$NETHOUSE_SERVER" "$work/node.token" "$2" "$1" "$work/cni.log" "$6")
+    printf '%s' "$conf" | CNI_COMMAND=ADD CNI_CONTAINERID="$3" CNI_NETNS=/var/run/netns/demo CNI_IFNAME=eth0 \
+        CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=$4;K8S_POD_NAME=$5" "$cni"
+    echo
 }
-alloc '{"zone":"z1","kind":"fixed","owner":{"cluster":"default","namespace":"db","pod":"redis-0"},"attachment":{"container_id":"c0ffee01","ifname":"eth0","node":"node-a"}}'
-alloc '{"zone":"z2","kind":"fixed","owner":{"cluster":"default","namespace":"db","pod":"redis-1"},"attachment":{"container_id":"c0ffee02","ifname":"eth0","node":"node-c"}}'
-alloc '{"zone":"z1","kind":"ephemeral","attachment":{"container_id":"beef0001","ifname":"eth0","node":"node-b"}}'
-# redis-0's node dies; the pod is recreated on node-b with a new sandbox: same addresses.
-alloc '{"zone":"z1","kind":"fixed","owner":{"cluster":"default","namespace":"db","pod":"redis-0"},"attachment":{"container_id":"c0ffee03","ifname":"eth0","node":"node-b"}}'
+echo "== redis-0 (fixed) starts on node-a, zone z1"; cni_add node-a z1 c0ffee01 db redis-0 true
+echo "== redis-1 (fixed) starts on node-c, zone z2"; cni_add node-c z2 c0ffee02 db redis-1 true
+echo "== web-7d9 (ordinary) starts on node-b";       cni_add node-b z1 beef0001 web web-7d9 false
+echo "== node-a dies without CNI DEL; redis-0 is recreated on node-b: same addresses"
+cni_add node-b z1 c0ffee03 db redis-0 true
+echo
 
 echo "== nethouse subnet list";  "$bin" subnet list
 echo; echo "== nethouse zone list";  "$bin" zone list
