@@ -4,8 +4,8 @@
 set -euo pipefail
 
 # containernetworking-plugins: Debian's bridge/macvlan/host-local for the CNI tests and bench;
-# iputils-ping: the netns tests prove connectivity with ping.
-packages=(openssl curl iproute2 containernetworking-plugins iputils-ping)
+# iputils-ping: the netns tests prove connectivity with ping; etcd-server: the control plane's etcd.
+packages=(openssl curl iproute2 containernetworking-plugins iputils-ping etcd-server)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,6 +15,11 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
+    echo "install-deps: go not found; the control-plane harness builds Kubernetes from the Go module proxy with it" >&2
+    exit 1
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

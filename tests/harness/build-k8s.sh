@@ -54,6 +54,18 @@ STAGING_VERSION="v0.${rest}"           # v0.35.8
 
 mkdir -p "$BIN_DIR" "$SRC_DIR"
 BIN_DIR="$(cd "$BIN_DIR" && pwd)"
+
+# Serialise concurrent callers (they share $SRC_DIR); re-check after waiting.
+exec 9>"$CACHE_ROOT/.lock"
+if ! flock -n 9; then
+    log "another build of $K8S_VERSION is running; waiting for its lock..."
+    flock 9
+fi
+if have_all; then
+    log "kubernetes $K8S_VERSION binaries already present in $BIN_DIR"
+    printf '%s\n' "$BIN_DIR"
+    exit 0
+fi
 rm -f "$STAMP"
 
 export CGO_ENABLED=0

@@ -1,0 +1,10 @@
+//! The end-to-end harness: the real upstream Kubernetes control plane (kube-apiserver,
+//! kube-controller-manager, kube-scheduler from the pinned `k8s.io/kubernetes` module; etcd
+//! from Debian) on loopback, for tests and the demo. Everything it starts it stops by PID,
+//! also when a test panics; a failed test keeps the component logs.
+#![forbid(unsafe_code)]
+
+pub mod binaries;
+pub mod cluster;
+pub mod pki;
+mod ports;
