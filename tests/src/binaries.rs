@@ -46,3 +46,22 @@ pub fn ensure() -> anyhow::Result<Binaries> {
     }
     Ok(Binaries { k8s, etcd })
 }
+
+/// A binary of this workspace (`nethouse`, `nethouse-cni`, `nethouse-node-agent`), built by
+/// `cargo build` into target/debug or target/release — whichever is newer.
+pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let newest = ["debug", "release"]
+        .iter()
+        .map(|p| target.join(p).join(name))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max();
+    match newest {
+        Some((_, p)) => Ok(p),
+        None => bail!(
+            "{name} is not built: run `cargo build -p nethouse -p nethouse-cni -p nethouse-e2e` first"
+        ),
+    }
+}

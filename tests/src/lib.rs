@@ -4,6 +4,7 @@
 //! also when a test panics; a failed test keeps the component logs.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod binaries;
 pub mod cluster;
 pub mod pki;
