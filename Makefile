@@ -1,5 +1,12 @@
 # The two commands of the README, and a few helpers.
-.PHONY: run test lint bench
+.PHONY: demo run test lint bench
+
+# The whole stack: real control plane, NetHouse, simulated nodes, a StatefulSet keeping its IPs.
+demo:
+	./scripts/install-deps.sh
+	cargo build --release -p nethouse -p nethouse-cni -p nethouse-e2e
+	bash tests/harness/build-k8s.sh >/dev/null
+	target/release/nethouse-demo
 
 # A local NetHouse with two zones, serving until Ctrl-C.
 run:
