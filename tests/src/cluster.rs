@@ -186,7 +186,11 @@ impl Cluster {
             &logs,
         )?;
         cluster.procs.push(("kube-scheduler", sched));
-        cluster.check_alive()?;
+        // Pods cannot be admitted before the controller manager created the namespace's
+        // default ServiceAccount; a cluster handed out earlier would reject the first pods.
+        cluster.wait_for("the default ServiceAccount", Duration::from_secs(60), |c| {
+            c.kubectl(&["get", "serviceaccount", "default", "-o", "name"]).ok()
+        })?;
         Ok(cluster)
     }
 

@@ -1,0 +1,103 @@
+//! `cargo bench -p nethouse-e2e --bench cluster` — control-plane start-to-ready time (warm
+//! binary cache) and pod create -> Running-with-IP latency through the node agent (Debian's
+//! bridge + nethouse-cni + a real NetHouse) for 100 pods.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use nethouse::server::running::{ServerOptions, start};
+use nethouse_api::{Client, ClientConfig, SubnetSpec};
+use nethouse_e2e::agent::{Agent, AgentConfig};
+use nethouse_e2e::binaries::workspace_bin;
+use nethouse_e2e::cluster::{Cluster, ClusterOptions};
+
+const PODS: usize = 100;
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn pct(v: &[Duration], p: f64) -> Duration {
+    v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+fn main() {
+    nethouse_e2e::binaries::ensure().expect("binaries");
+    println!("## Control plane and pod start-up\n");
+    let mut starts = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let c = Cluster::start(ClusterOptions::default()).expect("control plane");
+        starts.push(t.elapsed());
+        drop(c);
+    }
+    starts.sort();
+    println!("| measure | value |\n| --- | --- |");
+    println!("| control plane start → ready for pods (median of 3, warm binary cache) | {} |", ms(starts[1]));
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let _enter = rt.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = ServerOptions::local(dir.path().join("nh"));
+    opts.default_cooldown = Duration::ZERO;
+    let nethouse = rt.block_on(start(opts)).unwrap();
+    let nh = Client::new(ClientConfig::new(nethouse.url())).unwrap();
+    rt.block_on(nh.add_subnet(&SubnetSpec { zone: "z1".into(), cidr: "10.220.0.0/24".into(), ..Default::default() })).unwrap();
+    let mut cluster = Cluster::start(ClusterOptions::default()).unwrap();
+    let kube = rt
+        .block_on(async {
+            let kc = kube::config::Kubeconfig::read_from(&cluster.kubeconfig)?;
+            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+            anyhow::Ok(kube::Client::try_from(cfg)?)
+        })
+        .unwrap();
+    let cni = workspace_bin("nethouse-cni").unwrap();
+    let mut agent = Agent::new(
+        kube,
+        AgentConfig {
+            nethouse_urls: vec![nethouse.url()],
+            nethouse_token_file: None,
+            cni_path: format!("/usr/lib/cni:{}", cni.parent().unwrap().display()),
+            cluster: "bench".into(),
+            prefix: format!("nhk{}", std::process::id() % 1000),
+        },
+    );
+    for n in ["n1", "n2", "n3", "n4"] {
+        rt.block_on(agent.add_node(n, "z1")).unwrap();
+    }
+    let manifest: String = (0..PODS)
+        .map(|i| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p{i}\n  labels: {{app: bench}}\n  annotations: {{nethouse.io/fixed-ip: \"true\"}}\nspec:\n  containers: [{{name: c, image: busybox}}]\n---\n"
+            )
+        })
+        .collect();
+    let t0 = Instant::now();
+    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(&manifest)).unwrap();
+    let created = t0.elapsed();
+    let mut seen: HashMap<String, Duration> = HashMap::new();
+    cluster
+        .wait_for("100 pods running", Duration::from_secs(300), |c| {
+            let out = c
+                .kubectl(&["get", "pods", "-l", "app=bench", "-o", r#"jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.podIP}{"\n"}{end}"#])
+                .ok()?;
+            let now = t0.elapsed();
+            for l in out.lines() {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                if f.len() == 3 && f[1] == "Running" {
+                    seen.entry(f[0].to_string()).or_insert(now);
+                }
+            }
+            (seen.len() == PODS).then_some(())
+        })
+        .unwrap();
+    let mut lat: Vec<Duration> = seen.values().copied().collect();
+    lat.sort();
+    println!("| `kubectl apply` of {PODS} pods took | {} |", ms(created));
+    println!("| pod create → Running with IP, p50 ({PODS} pods, 4 nodes) | {} |", ms(pct(&lat, 0.5)));
+    println!("| pod create → Running with IP, p99 | {} |", ms(pct(&lat, 0.99)));
+    println!("| all {PODS} running after | {} |", ms(*lat.last().unwrap()));
+    agent.shutdown();
+    drop(cluster);
+    rt.block_on(nethouse.shutdown(Duration::from_secs(1)));
+}
