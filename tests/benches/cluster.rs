@@ -33,16 +33,28 @@ fn main() {
     }
     starts.sort();
     println!("| measure | value |\n| --- | --- |");
-    println!("| control plane start → ready for pods (median of 3, warm binary cache) | {} |", ms(starts[1]));
+    println!(
+        "| control plane start → ready for pods (median of 3, warm binary cache) | {} |",
+        ms(starts[1])
+    );
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let mut opts = ServerOptions::local(dir.path().join("nh"));
     opts.default_cooldown = Duration::ZERO;
     let nethouse = rt.block_on(start(opts)).unwrap();
     let nh = Client::new(ClientConfig::new(nethouse.url())).unwrap();
-    rt.block_on(nh.add_subnet(&SubnetSpec { zone: "z1".into(), cidr: "10.220.0.0/24".into(), ..Default::default() })).unwrap();
+    rt.block_on(nh.add_subnet(&SubnetSpec {
+        zone: "z1".into(),
+        cidr: "10.220.0.0/24".into(),
+        ..Default::default()
+    }))
+    .unwrap();
     let mut cluster = Cluster::start(ClusterOptions::default()).unwrap();
     let kube = rt
         .block_on(async {
@@ -73,7 +85,9 @@ fn main() {
         })
         .collect();
     let t0 = Instant::now();
-    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(&manifest)).unwrap();
+    cluster
+        .kubectl_stdin(&["apply", "-f", "-"], Some(&manifest))
+        .unwrap();
     let created = t0.elapsed();
     let mut seen: HashMap<String, Duration> = HashMap::new();
     cluster
@@ -94,9 +108,18 @@ fn main() {
     let mut lat: Vec<Duration> = seen.values().copied().collect();
     lat.sort();
     println!("| `kubectl apply` of {PODS} pods took | {} |", ms(created));
-    println!("| pod create → Running with IP, p50 ({PODS} pods, 4 nodes) | {} |", ms(pct(&lat, 0.5)));
-    println!("| pod create → Running with IP, p99 | {} |", ms(pct(&lat, 0.99)));
-    println!("| all {PODS} running after | {} |", ms(*lat.last().unwrap()));
+    println!(
+        "| pod create → Running with IP, p50 ({PODS} pods, 4 nodes) | {} |",
+        ms(pct(&lat, 0.5))
+    );
+    println!(
+        "| pod create → Running with IP, p99 | {} |",
+        ms(pct(&lat, 0.99))
+    );
+    println!(
+        "| all {PODS} running after | {} |",
+        ms(*lat.last().unwrap())
+    );
     agent.shutdown();
     drop(cluster);
     rt.block_on(nethouse.shutdown(Duration::from_secs(1)));

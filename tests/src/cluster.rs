@@ -189,7 +189,8 @@ impl Cluster {
         // Pods cannot be admitted before the controller manager created the namespace's
         // default ServiceAccount; a cluster handed out earlier would reject the first pods.
         cluster.wait_for("the default ServiceAccount", Duration::from_secs(60), |c| {
-            c.kubectl(&["get", "serviceaccount", "default", "-o", "name"]).ok()
+            c.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
+                .ok()
         })?;
         Ok(cluster)
     }
