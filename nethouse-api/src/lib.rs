@@ -6,6 +6,8 @@
 
 mod client;
 pub mod cni_names;
+#[cfg(feature = "crd")]
+pub mod location;
 mod types;
 
 pub use client::{Client, ClientConfig, ClientError};

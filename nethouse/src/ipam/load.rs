@@ -56,18 +56,21 @@ pub async fn read_back<S: Store>(store: &S) -> Result<State, IpamError> {
             Ok(())
         }
     });
-    // Keys arrive in order, so each insert lands at the right edge of the ordered map.
+    // Keys arrive in order: collected, they build the ordered map in bulk with full nodes.
     let scan_leases = store.scan_each(
         "l/",
         (
-            BTreeMap::<OwnerKey, Cached<LeaseRec>>::new(),
+            Vec::<(OwnerKey, Box<Cached<LeaseRec>>)>::new(),
             Interner::default(),
         ),
         |(leases, syms), key, rev, value| {
             let lease = decode_lease_msg(value)?;
             let owner = key.strip_prefix("l/").unwrap_or(key);
             let rec = LeaseRec::from_api(&lease, syms);
-            leases.insert(OwnerKey::from_stored(owner), Cached { rev, value: rec });
+            leases.push((
+                OwnerKey::from_stored(owner),
+                Box::new(Cached { rev, value: rec }),
+            ));
             Ok(())
         },
     );
@@ -145,6 +148,6 @@ pub async fn read_back<S: Store>(store: &S) -> Result<State, IpamError> {
     for (key, lease) in &leases {
         st.index_lease(key, &lease.value);
     }
-    st.leases = leases;
+    st.leases = BTreeMap::from_iter(leases);
     Ok(st)
 }

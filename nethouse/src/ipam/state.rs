@@ -41,7 +41,9 @@ pub struct State {
     pub subnets: BTreeMap<String, SubnetEntry>,
     /// Revision of `m/subnets`, the key every subnet change bumps so subnet changes serialize.
     pub subnets_meta_rev: Option<Revision>,
-    pub leases: BTreeMap<OwnerKey, Cached<LeaseRec>>,
+    /// Boxed: the ordered map then moves 8-byte pointers, and its nodes stay small enough
+    /// that a million leases cost tens of MB of map, not hundreds.
+    pub leases: BTreeMap<OwnerKey, Box<Cached<LeaseRec>>>,
     pub ips: FxHashMap<IpAddr, Cached<IpState>>,
     pub by_node: FxHashMap<Sym, FxHashSet<OwnerKey>>,
     pub syms: Interner,
@@ -89,7 +91,8 @@ impl State {
         }
         self.remove_lease(&key);
         self.index_lease(&key, &lease);
-        self.leases.insert(key, Cached { rev, value: lease });
+        self.leases
+            .insert(key, Box::new(Cached { rev, value: lease }));
     }
 
     /// Usage counters and the by-node index of one lease.
@@ -103,7 +106,7 @@ impl State {
         }
     }
 
-    pub fn remove_lease(&mut self, key: &OwnerKey) -> Option<Cached<LeaseRec>> {
+    pub fn remove_lease(&mut self, key: &OwnerKey) -> Option<Box<Cached<LeaseRec>>> {
         let old = self.leases.remove(key)?;
         self.account(&old.value, false);
         if let Some(a) = &old.value.attachment
