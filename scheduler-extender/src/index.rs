@@ -1,0 +1,73 @@
+//! What the decisions need, kept in plain maps that the watchers (reflectors on Nodes and
+//! Locations, a poller of NetHouse's zones) fill and tests fill directly. Handlers read it
+//! through [`View`].
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use crate::decide::LocationInfo;
+
+#[derive(Default)]
+pub struct Index {
+    /// node name -> its `nethouse.io/network-zone` label.
+    nodes: HashMap<String, Option<String>>,
+    /// `namespace/name` -> Location.
+    locations: HashMap<String, LocationInfo>,
+    /// zone -> whether a new lease can be allocated there (from NetHouse `/v1/zones`).
+    zones: HashMap<String, bool>,
+    synced: bool,
+}
+
+impl Index {
+    pub fn apply_node(&mut self, name: &str, zone: Option<&str>) {
+        self.nodes
+            .insert(name.to_string(), zone.map(str::to_string));
+    }
+
+    pub fn delete_node(&mut self, name: &str) {
+        self.nodes.remove(name);
+    }
+
+    pub fn apply_location(&mut self, namespace: &str, name: &str, info: LocationInfo) {
+        self.locations.insert(format!("{namespace}/{name}"), info);
+    }
+
+    pub fn delete_location(&mut self, namespace: &str, name: &str) {
+        self.locations.remove(&format!("{namespace}/{name}"));
+    }
+
+    pub fn set_zones(&mut self, zones: impl IntoIterator<Item = (String, bool)>) {
+        self.zones = zones.into_iter().collect();
+    }
+
+    pub fn set_synced(&mut self, synced: bool) {
+        self.synced = synced;
+    }
+}
+
+/// Read access for the handlers.
+pub trait View: Send + Sync + 'static {
+    /// `None`: node unknown; `Some(None)`: known, without a zone label.
+    fn node_zone(&self, node: &str) -> Option<Option<String>>;
+    fn location(&self, pod_key: &str) -> Option<LocationInfo>;
+    fn zone_has_room(&self, zone: &str) -> Option<bool>;
+    fn ready(&self) -> bool;
+}
+
+impl View for RwLock<Index> {
+    fn node_zone(&self, node: &str) -> Option<Option<String>> {
+        self.read().ok()?.nodes.get(node).cloned()
+    }
+
+    fn location(&self, pod_key: &str) -> Option<LocationInfo> {
+        self.read().ok()?.locations.get(pod_key).cloned()
+    }
+
+    fn zone_has_room(&self, zone: &str) -> Option<bool> {
+        self.read().ok()?.zones.get(zone).copied()
+    }
+
+    fn ready(&self) -> bool {
+        self.read().is_ok_and(|i| i.synced)
+    }
+}
