@@ -71,3 +71,22 @@ impl View for RwLock<Index> {
         self.read().is_ok_and(|i| i.synced)
     }
 }
+
+/// Shared between the watchers (writers) and the handlers (readers).
+impl<T: View> View for std::sync::Arc<T> {
+    fn node_zone(&self, node: &str) -> Option<Option<String>> {
+        (**self).node_zone(node)
+    }
+
+    fn location(&self, pod_key: &str) -> Option<LocationInfo> {
+        (**self).location(pod_key)
+    }
+
+    fn zone_has_room(&self, zone: &str) -> Option<bool> {
+        (**self).zone_has_room(zone)
+    }
+
+    fn ready(&self) -> bool {
+        (**self).ready()
+    }
+}

@@ -12,3 +12,66 @@ pub mod decide;
 pub mod index;
 pub mod protocol;
 pub mod server;
+pub mod watch;
+pub mod writer;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// A running extender: its HTTP server, watchers and writer.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub index: Arc<RwLock<index::Index>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub listen: SocketAddr,
+    pub cluster: String,
+    pub zones_refresh: Duration,
+}
+
+/// Starts the watchers, the Location writer and the HTTP server.
+pub async fn start(
+    client: kube::Client,
+    nethouse: nethouse_api::Client,
+    opts: Options,
+) -> anyhow::Result<Running> {
+    let index = Arc::new(RwLock::new(index::Index::default()));
+    let mut tasks = watch::start(client.clone(), nethouse, index.clone(), opts.zones_refresh);
+    tasks.push(tokio::spawn(writer::run(
+        client,
+        index.clone(),
+        opts.cluster,
+    )));
+    let ext = Arc::new(server::Extender {
+        view: index.clone(),
+        metrics: Default::default(),
+    });
+    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
+    let addr = listener.local_addr()?;
+    let app = server::router(ext);
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "extender server failed");
+        }
+    }));
+    tracing::info!(address = %addr, "scheduler extender serving");
+    Ok(Running { addr, index, tasks })
+}

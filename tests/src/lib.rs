@@ -8,4 +8,4 @@ pub mod agent;
 pub mod binaries;
 pub mod cluster;
 pub mod pki;
-mod ports;
+pub mod ports;

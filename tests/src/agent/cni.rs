@@ -48,6 +48,20 @@ pub fn remove_netns(name: &str) {
         .output();
 }
 
+/// Every namespace named with `prefix`: also those of a sandbox whose ADD was interrupted by a
+/// shutdown before it was recorded.
+pub fn remove_all_netns(prefix: &str) {
+    let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{prefix}-")) {
+            remove_netns(&name);
+        }
+    }
+}
+
 pub fn remove_link(name: &str) {
     let _ = std::process::Command::new("ip")
         .args(["link", "del", name])

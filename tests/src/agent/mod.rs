@@ -156,6 +156,7 @@ impl Agent {
             }
             cni::remove_link(&cni::bridge_name(&self.config.prefix, node.index));
         }
+        cni::remove_all_netns(&self.config.prefix);
     }
 }
 
