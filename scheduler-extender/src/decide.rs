@@ -1,6 +1,8 @@
 //! The extender's decisions, pure and table-tested: which nodes a pod may go to, and which it
 //! should prefer.
 
+use std::sync::Arc;
+
 use crate::protocol::PodRef;
 
 /// What the extender knows about a fixed pod's Location.
@@ -14,21 +16,22 @@ pub struct LocationInfo {
     pub deleting: bool,
 }
 
+/// Reasons are shared: the verdict depends only on the pod and the node's zone (the node is
+/// the key it is reported under), so one text serves every node of a zone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Keep,
     /// Another attempt may succeed (e.g. the node is not in the cache yet).
-    Failed(String),
+    Failed(Arc<str>),
     /// Preemption cannot help: the IP cannot live there.
-    Unresolvable(String),
+    Unresolvable(Arc<str>),
 }
 
-/// May `pod` run on `node` (whose zone label is `node_zone`)?
+/// May `pod` run on a node whose zone label is `node_zone`?
 /// `zone_has_room(zone)`: `Some(true/false)` from NetHouse's capacity view, `None` when unknown.
-pub fn filter_node(
+pub fn filter_zone(
     pod: &PodRef,
     location: Option<&LocationInfo>,
-    node: &str,
     node_zone: Option<&str>,
     zone_has_room: impl Fn(&str) -> Option<bool>,
 ) -> Verdict {
@@ -37,25 +40,34 @@ pub fn filter_node(
     }
     let location = location.filter(|l| !l.deleting);
     let Some(zone) = node_zone else {
-        return Verdict::Unresolvable(format!(
-            "node {node} has no nethouse.io/network-zone label, so no fixed IP can live there (pod {})",
-            pod.key()
-        ));
+        return Verdict::Unresolvable(
+            format!(
+                "the node has no nethouse.io/network-zone label, so no fixed IP can live there (pod {})",
+                pod.key()
+            )
+            .into(),
+        );
     };
     match location {
         Some(loc) if loc.zone == zone => Verdict::Keep,
-        Some(loc) => Verdict::Unresolvable(format!(
-            "pod {} holds IP {} in zone {}; node {node} is in zone {zone}",
-            pod.key(),
-            loc.ips.join(","),
-            loc.zone
-        )),
+        Some(loc) => Verdict::Unresolvable(
+            format!(
+                "pod {} holds IP {} in zone {}; the node is in zone {zone}",
+                pod.key(),
+                loc.ips.join(","),
+                loc.zone
+            )
+            .into(),
+        ),
         None => match zone_has_room(zone) {
             Some(true) => Verdict::Keep,
-            Some(false) => Verdict::Unresolvable(format!(
-                "zone {zone} of node {node} has no free address for pod {}",
-                pod.key()
-            )),
+            Some(false) => Verdict::Unresolvable(
+                format!(
+                    "zone {zone} of the node has no free address for pod {}",
+                    pod.key()
+                )
+                .into(),
+            ),
             // Capacity unknown (NetHouse not answering yet): let the node through; the CNI
             // plugin is the last word on whether an address can be had.
             None => Verdict::Keep,
@@ -116,14 +128,14 @@ mod tests {
                 pod(true),
                 Some(&z1),
                 Some("z2"),
-                Verdict::Unresolvable("pod db/redis-0 holds IP 10.9.0.7 in zone z1; node n9 is in zone z2".into()),
+                Verdict::Unresolvable("pod db/redis-0 holds IP 10.9.0.7 in zone z1; the node is in zone z2".into()),
             ),
             (
                 "fixed, unlabelled node",
                 pod(true),
                 Some(&z1),
                 None,
-                Verdict::Unresolvable("node n9 has no nethouse.io/network-zone label, so no fixed IP can live there (pod db/redis-0)".into()),
+                Verdict::Unresolvable("the node has no nethouse.io/network-zone label, so no fixed IP can live there (pod db/redis-0)".into()),
             ),
             ("no Location, zone with room", pod(true), None, Some("z1"), Verdict::Keep),
             (
@@ -131,13 +143,13 @@ mod tests {
                 pod(true),
                 None,
                 Some("full"),
-                Verdict::Unresolvable("zone full of node n9 has no free address for pod db/redis-0".into()),
+                Verdict::Unresolvable("zone full of the node has no free address for pod db/redis-0".into()),
             ),
             ("no Location, capacity unknown", pod(true), None, Some("z9"), Verdict::Keep),
             ("Location being deleted counts as absent", pod(true), Some(&deleting), Some("z1"), Verdict::Keep),
         ];
         for (name, p, l, zone, want) in cases {
-            assert_eq!(filter_node(&p, l, "n9", zone, room), want, "{name}");
+            assert_eq!(filter_zone(&p, l, zone, room), want, "{name}");
         }
     }
 

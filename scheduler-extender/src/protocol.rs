@@ -142,13 +142,24 @@ pub enum Kept<'a> {
     None,
 }
 
+/// node name -> reason; reasons are shared between nodes of one zone.
+pub type Reasons = Vec<(String, std::sync::Arc<str>)>;
+
+struct ReasonMap<'a>(&'a Reasons);
+
+impl Serialize for ReasonMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, &**v)))
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct FilterResult<'a> {
     nodes: Option<RawNodeList<'a>>,
     node_names: Option<Vec<String>>,
-    failed_nodes: BTreeMap<String, String>,
-    failed_and_unresolvable_nodes: BTreeMap<String, String>,
+    failed_nodes: ReasonMap<'a>,
+    failed_and_unresolvable_nodes: ReasonMap<'a>,
     error: &'a str,
 }
 
@@ -159,8 +170,8 @@ struct RawNodeList<'a> {
 
 pub fn filter_result(
     kept: Kept<'_>,
-    failed: BTreeMap<String, String>,
-    unresolvable: BTreeMap<String, String>,
+    failed: &Reasons,
+    unresolvable: &Reasons,
     error: &str,
 ) -> String {
     let (nodes, node_names) = match kept {
@@ -171,8 +182,8 @@ pub fn filter_result(
     serde_json::to_string(&FilterResult {
         nodes,
         node_names,
-        failed_nodes: failed,
-        failed_and_unresolvable_nodes: unresolvable,
+        failed_nodes: ReasonMap(failed),
+        failed_and_unresolvable_nodes: ReasonMap(unresolvable),
         error,
     })
     .unwrap_or_else(|e| format!(r#"{{"Error":"encoding the answer: {e}"}}"#))

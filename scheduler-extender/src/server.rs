@@ -2,7 +2,7 @@
 //! `/healthz`, `/readyz` (only once the caches are synced), `/metrics`. A body that cannot be
 //! read is a 400 with a message — never a panic or a 5xx.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,11 +19,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::decide::{Verdict, filter_node, score};
+use crate::decide::{Verdict, filter_zone, score};
 use crate::index::View;
 use crate::protocol::{
-    Candidates, HostPriority, Kept, ProtocolError, filter_result, node_name_and_zone, parse_args,
-    priority_result,
+    Candidates, HostPriority, Kept, ProtocolError, Reasons, filter_result, node_name_and_zone,
+    parse_args, priority_result,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -96,6 +96,7 @@ fn bad_request(e: ProtocolError) -> Response {
 pub fn filter<V: View>(view: &V, body: &[u8]) -> Result<(String, bool), ProtocolError> {
     let args = parse_args(body)?;
     let pod = &args.pod;
+    let none = Reasons::new();
     if !pod.fixed {
         // Not ours: hand the candidates back untouched.
         let kept = match args.candidates {
@@ -103,48 +104,57 @@ pub fn filter<V: View>(view: &V, body: &[u8]) -> Result<(String, bool), Protocol
             Candidates::Nodes(n) => Kept::Nodes(n),
             Candidates::None => Kept::None,
         };
-        return Ok((
-            filter_result(kept, BTreeMap::new(), BTreeMap::new(), ""),
-            false,
-        ));
+        return Ok((filter_result(kept, &none, &none, ""), false));
     }
     let location = view.location(&pod.key());
-    let room = |z: &str| view.zone_has_room(z);
-    let mut failed = BTreeMap::new();
-    let mut unresolvable = BTreeMap::new();
-    let mut sort = |node: String, verdict: Verdict| -> bool {
+    // One verdict per distinct zone: thousands of nodes share a handful of zones.
+    let mut by_zone: HashMap<Option<Arc<str>>, Verdict> = HashMap::new();
+    let mut verdict_for = |zone: Option<Arc<str>>| -> Verdict {
+        by_zone
+            .entry(zone)
+            .or_insert_with_key(|z| {
+                filter_zone(pod, location.as_ref(), z.as_deref(), |z| {
+                    view.zone_has_room(z)
+                })
+            })
+            .clone()
+    };
+    let mut failed = Reasons::new();
+    let mut unresolvable = Reasons::new();
+    let mut sort = |node: &str, verdict: Verdict| -> bool {
         match verdict {
             Verdict::Keep => true,
             Verdict::Failed(r) => {
-                failed.insert(node, r);
+                failed.push((node.to_string(), r));
                 false
             }
             Verdict::Unresolvable(r) => {
-                unresolvable.insert(node, r);
+                unresolvable.push((node.to_string(), r));
                 false
             }
         }
     };
+    let not_cached: Arc<str> = Arc::from("the node is not in the extender's cache yet");
     let kept = match args.candidates {
         Candidates::Names(names) => {
-            let mut keep = Vec::new();
-            for n in names {
-                let verdict = match view.node_zone(&n) {
-                    Some(zone) => filter_node(pod, location.as_ref(), &n, zone.as_deref(), room),
-                    None => Verdict::Failed(format!("node {n} is not in the extender's cache yet")),
+            let zones = view.node_zones(&names);
+            let mut keep = Vec::with_capacity(names.len());
+            for (n, zone) in names.into_iter().zip(zones) {
+                let verdict = match zone {
+                    Some(zone) => verdict_for(zone),
+                    None => Verdict::Failed(not_cached.clone()),
                 };
-                if sort(n.clone(), verdict) {
+                if sort(&n, verdict) {
                     keep.push(n);
                 }
             }
             Kept::Names(keep)
         }
         Candidates::Nodes(items) => {
-            let mut keep = Vec::new();
+            let mut keep = Vec::with_capacity(items.len());
             for raw in items {
                 let (n, zone) = node_name_and_zone(raw, ZONE_LABEL)?;
-                let verdict = filter_node(pod, location.as_ref(), &n, zone.as_deref(), room);
-                if sort(n, verdict) {
+                if sort(&n, verdict_for(zone.map(Arc::from))) {
                     keep.push(raw);
                 }
             }
@@ -152,7 +162,7 @@ pub fn filter<V: View>(view: &V, body: &[u8]) -> Result<(String, bool), Protocol
         }
         Candidates::None => Kept::None,
     };
-    Ok((filter_result(kept, failed, unresolvable, ""), true))
+    Ok((filter_result(kept, &failed, &unresolvable, ""), true))
 }
 
 /// Scores for one request body; `Err` is a 400.

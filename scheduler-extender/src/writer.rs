@@ -80,7 +80,7 @@ async fn write(
     let location = json!({
         "apiVersion": "nethouse.io/v1alpha1", "kind": "Location",
         "metadata": meta,
-        "spec": {"ips": ips, "zone": zone, "cluster": cluster, "statefulset": owner.as_ref().map(|o| o.name.clone())}
+        "spec": {"ips": ips, "zone": &*zone, "cluster": cluster, "statefulset": owner.as_ref().map(|o| o.name.clone())}
     });
     let api: Api<Location> = Api::namespaced(client.clone(), &ns);
     let pp = PatchParams::apply(MANAGER).force();

@@ -40,8 +40,8 @@ fn payload(name: &str) -> Vec<u8> {
 
 fn unresolvable() -> Value {
     json!({
-        "n3": "pod db/redis-0 holds IP 10.9.0.7 in zone z1; node n3 is in zone z2",
-        "n4": "node n4 has no nethouse.io/network-zone label, so no fixed IP can live there (pod db/redis-0)"
+        "n3": "pod db/redis-0 holds IP 10.9.0.7 in zone z1; the node is in zone z2",
+        "n4": "the node has no nethouse.io/network-zone label, so no fixed IP can live there (pod db/redis-0)"
     })
 }
 
@@ -112,7 +112,7 @@ fn a_location_being_deleted_or_a_new_pod_uses_zone_capacity() {
     assert_eq!(v["NodeNames"], json!(["n3"]));
     assert_eq!(
         v["FailedAndUnresolvableNodes"]["n1"],
-        "zone z1 of node n1 has no free address for pod db/redis-0"
+        "zone z1 of the node has no free address for pod db/redis-0"
     );
 }
 
@@ -123,7 +123,7 @@ fn unknown_nodes_are_retryable_failures() {
     let v: Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(
         v["FailedNodes"]["new-node"],
-        "node new-node is not in the extender's cache yet"
+        "the node is not in the extender's cache yet"
     );
     assert_eq!(v["NodeNames"], json!(["n1"]));
 }
