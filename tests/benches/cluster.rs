@@ -5,11 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use nethouse::server::running::{ServerOptions, start};
-use nethouse_api::{Client, ClientConfig, SubnetSpec};
-use nethouse_e2e::agent::{Agent, AgentConfig};
-use nethouse_e2e::binaries::workspace_bin;
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
+use nethouse_e2e::stack::{agent, kube_client, local_nethouse};
 
 const PODS: usize = 100;
 
@@ -45,35 +42,16 @@ fn main() {
         .unwrap();
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = ServerOptions::local(dir.path().join("nh"));
-    opts.default_cooldown = Duration::ZERO;
-    let nethouse = rt.block_on(start(opts)).unwrap();
-    let nh = Client::new(ClientConfig::new(nethouse.url())).unwrap();
-    rt.block_on(nh.add_subnet(&SubnetSpec {
-        zone: "z1".into(),
-        cidr: "10.220.0.0/24".into(),
-        ..Default::default()
-    }))
-    .unwrap();
-    let mut cluster = Cluster::start(ClusterOptions::default()).unwrap();
-    let kube = rt
-        .block_on(async {
-            let kc = kube::config::Kubeconfig::read_from(&cluster.kubeconfig)?;
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-            anyhow::Ok(kube::Client::try_from(cfg)?)
-        })
+    let (nethouse, _nh) = rt
+        .block_on(local_nethouse(
+            dir.path(),
+            Duration::ZERO,
+            &[("z1", "10.220.0.0/24")],
+        ))
         .unwrap();
-    let cni = workspace_bin("nethouse-cni").unwrap();
-    let mut agent = Agent::new(
-        kube,
-        AgentConfig {
-            nethouse_urls: vec![nethouse.url()],
-            nethouse_token_file: None,
-            cni_path: format!("/usr/lib/cni:{}", cni.parent().unwrap().display()),
-            cluster: "bench".into(),
-            prefix: format!("nhk{}", std::process::id() % 1000),
-        },
-    );
+    let mut cluster = Cluster::start(ClusterOptions::default()).unwrap();
+    let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
+    let mut agent = agent(kube, &nethouse.url(), "bench", "bk").unwrap();
     for n in ["n1", "n2", "n3", "n4"] {
         rt.block_on(agent.add_node(n, "z1")).unwrap();
     }

@@ -4,70 +4,16 @@
 //! after its node died it comes back on the other node of that zone with the same IP, never in
 //! the other zone; with no node of its zone left it stays Pending and FailedScheduling says why.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use nethouse::server::running::{ServerOptions, start};
-use nethouse_api::{Client, ClientConfig, SubnetSpec};
-use nethouse_e2e::agent::{Agent, AgentConfig};
-use nethouse_e2e::binaries::workspace_bin;
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::ports::free_port;
-
-const STS: &str = r#"
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: redis, namespace: default}
-spec:
-  serviceName: redis
-  replicas: 3
-  podManagementPolicy: Parallel
-  selector: {matchLabels: {app: redis}}
-  template:
-    metadata:
-      labels: {app: redis}
-      annotations: {nethouse.io/fixed-ip: "true"}
-    spec:
-      terminationGracePeriodSeconds: 5
-      containers: [{name: redis, image: redis:7}]
-"#;
+use nethouse_e2e::stack::{
+    agent, fixed_statefulset, kube_client, local_nethouse, wait_node_not_ready, wait_running,
+};
 
 fn zone_of(node: &str) -> &str {
     &node[..2]
-}
-
-/// pod -> (uid, node, ip) of Running pods.
-fn running(c: &Cluster) -> HashMap<String, (String, String, String)> {
-    let out = c
-        .kubectl(&["get", "pods", "-l", "app=redis", "-o", r#"jsonpath={range .items[*]}{.metadata.name} {.metadata.uid} {.spec.nodeName} {.status.phase} {.status.podIP}{"\n"}{end}"#])
-        .unwrap_or_default();
-    out.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 5 && f[3] == "Running").then(|| {
-                (
-                    f[0].to_string(),
-                    (f[1].to_string(), f[2].to_string(), f[4].to_string()),
-                )
-            })
-        })
-        .collect()
-}
-
-fn wait_not_ready(c: &mut Cluster, node: &str) {
-    c.wait_for(&format!("{node} NotReady"), Duration::from_secs(90), |c| {
-        let s = c
-            .kubectl(&[
-                "get",
-                "node",
-                node,
-                "-o",
-                r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
-            ])
-            .ok()?;
-        (s.trim() == "Unknown").then_some(())
-    })
-    .unwrap();
 }
 
 #[test]
@@ -79,18 +25,13 @@ fn fixed_pods_stay_in_their_zone() {
         .unwrap();
     let _enter = rt.enter();
     let nh_dir = tempfile::tempdir().unwrap();
-    let mut opts = ServerOptions::local(nh_dir.path().join("data"));
-    opts.default_cooldown = Duration::from_secs(600);
-    let nethouse = rt.block_on(start(opts)).unwrap();
-    let nh = Client::new(ClientConfig::new(nethouse.url())).unwrap();
-    for (zone, cidr) in [("z1", "10.230.0.0/24"), ("z2", "10.231.0.0/24")] {
-        rt.block_on(nh.add_subnet(&SubnetSpec {
-            zone: zone.into(),
-            cidr: cidr.into(),
-            ..Default::default()
-        }))
+    let (nethouse, nh) = rt
+        .block_on(local_nethouse(
+            nh_dir.path(),
+            Duration::from_secs(600),
+            &[("z1", "10.230.0.0/24"), ("z2", "10.231.0.0/24")],
+        ))
         .unwrap();
-    }
 
     // The scheduler gets the users' configuration, pointed at this test's extender.
     let port = free_port().unwrap();
@@ -124,13 +65,7 @@ fn fixed_pods_stay_in_their_zone() {
         })
         .unwrap();
 
-    let kube = rt
-        .block_on(async {
-            let kc = kube::config::Kubeconfig::read_from(&cluster.kubeconfig)?;
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-            anyhow::Ok(kube::Client::try_from(cfg)?)
-        })
-        .unwrap();
+    let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
     let extender = rt
         .block_on(nethouse_scheduler_extender::start(
             kube.clone(),
@@ -142,18 +77,7 @@ fn fixed_pods_stay_in_their_zone() {
             },
         ))
         .unwrap();
-    let cni = workspace_bin("nethouse-cni").unwrap();
-    let prefix = format!("nhx{}", std::process::id() % 1000);
-    let mut agent = Agent::new(
-        kube,
-        AgentConfig {
-            nethouse_urls: vec![nethouse.url()],
-            nethouse_token_file: None,
-            cni_path: format!("/usr/lib/cni:{}", cni.parent().unwrap().display()),
-            cluster: "e2e".into(),
-            prefix: prefix.clone(),
-        },
-    );
+    let mut agent = agent(kube, &nethouse.url(), "e2e", "xt").unwrap();
     for (node, zone) in [
         ("z1-a", "z1"),
         ("z1-b", "z1"),
@@ -164,14 +88,12 @@ fn fixed_pods_stay_in_their_zone() {
     }
 
     cluster
-        .kubectl_stdin(&["apply", "-f", "-"], Some(STS))
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            Some(&fixed_statefulset("redis", 3, None, true)),
+        )
         .unwrap();
-    let pods = cluster
-        .wait_for("3 redis pods running", Duration::from_secs(120), |c| {
-            let r = running(c);
-            (r.len() == 3).then_some(r)
-        })
-        .unwrap();
+    let pods = wait_running(&mut cluster, "app=redis", 3, None).unwrap();
     // Every running fixed pod gets its Location: IP, zone, node.
     let locations = cluster
         .wait_for("3 Locations", Duration::from_secs(60), |c| {
@@ -179,8 +101,8 @@ fn fixed_pods_stay_in_their_zone() {
             (out.lines().filter(|l| l.split_whitespace().count() == 4).count() == 3).then_some(out)
         })
         .unwrap();
-    for (pod, (_, node, ip)) in &pods {
-        let line = format!("{pod} {ip} {} {node}", zone_of(node));
+    for (pod, row) in &pods {
+        let line = format!("{pod} {} {} {}", row.ip, zone_of(&row.node), row.node);
         assert!(
             locations.contains(&line),
             "missing `{line}` in\n{locations}"
@@ -188,7 +110,11 @@ fn fixed_pods_stay_in_their_zone() {
     }
 
     // redis-0's node dies; the pod is force-deleted and must come back in its zone.
-    let (uid, dead, ip) = pods["redis-0"].clone();
+    let (uid, dead, ip) = (
+        pods["redis-0"].uid.clone(),
+        pods["redis-0"].node.clone(),
+        pods["redis-0"].ip.clone(),
+    );
     let zone = zone_of(&dead).to_string();
     let sibling = if dead.ends_with('a') {
         dead.replace("-a", "-b")
@@ -196,27 +122,22 @@ fn fixed_pods_stay_in_their_zone() {
         dead.replace("-b", "-a")
     };
     agent.kill(&dead).unwrap();
-    wait_not_ready(&mut cluster, &dead);
+    wait_node_not_ready(&mut cluster, &dead).unwrap();
     cluster
         .kubectl(&["delete", "pod", "redis-0", "--force", "--grace-period=0"])
         .unwrap();
-    let (uid2, node, new_ip) = cluster
-        .wait_for("redis-0 back", Duration::from_secs(90), |c| {
-            running(c)
-                .get("redis-0")
-                .filter(|(u, _, _)| *u != uid)
-                .cloned()
-        })
-        .unwrap();
+    let back =
+        wait_running(&mut cluster, "app=redis", 3, Some(("redis-0", &uid))).unwrap()["redis-0"]
+            .clone();
     assert_eq!(
-        node, sibling,
+        back.node, sibling,
         "redis-0 must come back on the other node of zone {zone}"
     );
-    assert_eq!(new_ip, ip, "same IP");
+    assert_eq!(back.ip, ip, "same IP");
 
     // Its zone loses its last node: the pod stays Pending and the scheduler says why.
     agent.kill(&sibling).unwrap();
-    wait_not_ready(&mut cluster, &sibling);
+    wait_node_not_ready(&mut cluster, &sibling).unwrap();
     cluster
         .kubectl(&["delete", "pod", "redis-0", "--force", "--grace-period=0"])
         .unwrap();
@@ -251,7 +172,7 @@ fn fixed_pods_stay_in_their_zone() {
         ])
         .unwrap();
     assert!(
-        phase.starts_with("Pending") && !phase.contains(&uid2),
+        phase.starts_with("Pending") && !phase.contains(&back.uid),
         "{phase}"
     );
 

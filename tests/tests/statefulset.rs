@@ -3,35 +3,16 @@
 //! gets the same IP) and through a node failure with a force-deleted pod; a Deployment's
 //! ordinary pods get ordinary IPs that are released when they go.
 //!
-//! Zone placement is not enforced yet (the scheduler extender is a later issue): the
-//! StatefulSet pins its zone with a nodeSelector on `nethouse.io/network-zone`.
+//! This test pins the zone with a nodeSelector, so it proves IP keeping on its own;
+//! `extender.rs` proves zone placement by the scheduler extender.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use nethouse::server::running::{ServerOptions, start};
-use nethouse_api::{Client, ClientConfig, SubnetSpec};
-use nethouse_e2e::agent::{Agent, AgentConfig};
-use nethouse_e2e::binaries::workspace_bin;
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
-
-const STS: &str = r#"
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: redis, namespace: default}
-spec:
-  serviceName: redis
-  replicas: 3
-  selector: {matchLabels: {app: redis}}
-  template:
-    metadata:
-      labels: {app: redis}
-      annotations: {nethouse.io/fixed-ip: "true"}
-    spec:
-      nodeSelector: {nethouse.io/network-zone: z1}
-      terminationGracePeriodSeconds: 5
-      containers: [{name: redis, image: redis:7}]
-"#;
+use nethouse_e2e::stack::{
+    agent, fixed_statefulset, kube_client, local_nethouse, running_pods, wait_node_not_ready,
+    wait_running,
+};
 
 const DEPLOY: &str = r#"
 apiVersion: apps/v1
@@ -48,27 +29,6 @@ spec:
       containers: [{name: web, image: nginx}]
 "#;
 
-/// pod name -> (uid, node, ip) of Running pods with an IP, from `kubectl get pods`.
-fn running(c: &Cluster, selector: &str) -> HashMap<String, (String, String, String)> {
-    let out = c
-        .kubectl(&[
-            "get", "pods", "-l", selector, "-o",
-            r#"jsonpath={range .items[*]}{.metadata.name} {.metadata.uid} {.spec.nodeName} {.status.phase} {.status.podIP} {.metadata.deletionTimestamp}{"\n"}{end}"#,
-        ])
-        .unwrap_or_default();
-    out.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 5 && f[3] == "Running").then(|| {
-                (
-                    f[0].to_string(),
-                    (f[1].to_string(), f[2].to_string(), f[4].to_string()),
-                )
-            })
-        })
-        .collect()
-}
-
 #[test]
 fn statefulset_pods_keep_their_ips_through_deletion_and_node_failure() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -76,41 +36,18 @@ fn statefulset_pods_keep_their_ips_through_deletion_and_node_failure() {
         .enable_all()
         .build()
         .unwrap();
-    let nh_dir = tempfile::tempdir().unwrap();
-    let mut opts = ServerOptions::local(nh_dir.path().join("data"));
-    opts.default_cooldown = Duration::from_secs(600);
-    let nethouse = rt.block_on(start(opts)).unwrap();
-    let nh = Client::new(ClientConfig::new(nethouse.url())).unwrap();
-    for (zone, cidr) in [("z1", "10.210.0.0/24"), ("z2", "10.211.0.0/24")] {
-        rt.block_on(nh.add_subnet(&SubnetSpec {
-            zone: zone.into(),
-            cidr: cidr.into(),
-            ..Default::default()
-        }))
+    let _enter = rt.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let (nethouse, nh) = rt
+        .block_on(local_nethouse(
+            dir.path(),
+            Duration::from_secs(600),
+            &[("z1", "10.210.0.0/24"), ("z2", "10.211.0.0/24")],
+        ))
         .unwrap();
-    }
-
     let mut cluster = Cluster::start(ClusterOptions::default()).expect("control plane");
-    let cni = workspace_bin("nethouse-cni").unwrap();
-    let kube = rt
-        .block_on(async {
-            let kc = kube::config::Kubeconfig::read_from(&cluster.kubeconfig)?;
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-            anyhow::Ok(kube::Client::try_from(cfg)?)
-        })
-        .unwrap();
-    let prefix = format!("nhe{}", std::process::id() % 1000);
-    let mut agent = Agent::new(
-        kube,
-        AgentConfig {
-            nethouse_urls: vec![nethouse.url()],
-            nethouse_token_file: None,
-            cni_path: format!("/usr/lib/cni:{}", cni.parent().unwrap().display()),
-            cluster: "e2e".into(),
-            prefix: prefix.clone(),
-        },
-    );
-    let _guard = rt.enter();
+    let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
+    let mut agent = agent(kube, &nethouse.url(), "e2e", "se").unwrap();
     for (node, zone) in [
         ("z1-a", "z1"),
         ("z1-b", "z1"),
@@ -121,75 +58,56 @@ fn statefulset_pods_keep_their_ips_through_deletion_and_node_failure() {
     }
 
     cluster
-        .kubectl_stdin(&["apply", "-f", "-"], Some(STS))
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            Some(&fixed_statefulset("redis", 3, Some("z1"), false)),
+        )
         .unwrap();
-    let first = cluster
-        .wait_for("3 redis pods running", Duration::from_secs(120), |c| {
-            let r = running(c, "app=redis");
-            (r.len() == 3).then_some(r)
-        })
-        .unwrap();
-    for (pod, (_, _, ip)) in &first {
+    let first = wait_running(&mut cluster, "app=redis", 3, None).unwrap();
+    for (pod, row) in &first {
         assert!(
-            ip.starts_with("10.210.0."),
-            "{pod} got {ip}, not from zone z1's subnet"
+            row.ip.starts_with("10.210.0."),
+            "{pod} got {}, not from zone z1's subnet",
+            row.ip
         );
     }
 
     // Delete each pod: the StatefulSet controller recreates it, CNI ADD gives the same IP.
     for pod in ["redis-0", "redis-1", "redis-2"] {
-        let (old_uid, _, ip) = first[pod].clone();
         cluster
             .kubectl(&["delete", "pod", pod, "--wait=false"])
             .unwrap();
-        let (_, _, new_ip) = cluster
-            .wait_for(&format!("{pod} recreated"), Duration::from_secs(90), |c| {
-                running(c, "app=redis")
-                    .get(pod)
-                    .filter(|(uid, _, _)| *uid != old_uid)
-                    .cloned()
-            })
-            .unwrap();
-        assert_eq!(new_ip, ip, "{pod} came back with another IP");
+        let now = wait_running(&mut cluster, "app=redis", 3, Some((pod, &first[pod].uid))).unwrap();
+        assert_eq!(
+            now[pod].ip, first[pod].ip,
+            "{pod} came back with another IP"
+        );
     }
 
     // The node of redis-0 dies; once the control plane sees it NotReady an operator
     // force-deletes the pod; it comes back on the other node of zone z1 with the same IP.
-    let before = running(&cluster, "app=redis");
-    let (old_uid, dead, ip) = before["redis-0"].clone();
-    agent.kill(&dead).unwrap();
-    cluster
-        .wait_for(&format!("{dead} NotReady"), Duration::from_secs(90), |c| {
-            let s = c
-                .kubectl(&[
-                    "get",
-                    "node",
-                    &dead,
-                    "-o",
-                    r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
-                ])
-                .ok()?;
-            (s.trim() == "Unknown").then_some(())
-        })
-        .unwrap();
+    let before = running_pods(&cluster, "app=redis")["redis-0"].clone();
+    agent.kill(&before.node).unwrap();
+    wait_node_not_ready(&mut cluster, &before.node).unwrap();
     cluster
         .kubectl(&["delete", "pod", "redis-0", "--force", "--grace-period=0"])
         .unwrap();
-    let (_, node, new_ip) = cluster
-        .wait_for("redis-0 on a live node", Duration::from_secs(90), |c| {
-            running(c, "app=redis")
-                .get("redis-0")
-                .filter(|(uid, _, _)| *uid != old_uid)
-                .cloned()
-        })
+    let after = wait_running(&mut cluster, "app=redis", 3, Some(("redis-0", &before.uid))).unwrap()
+        ["redis-0"]
+        .clone();
+    assert_ne!(after.node, before.node);
+    assert!(
+        after.node.starts_with("z1-"),
+        "redis-0 left its zone: {}",
+        after.node
+    );
+    assert_eq!(after.ip, before.ip, "same IP after the node failure");
+    let lease = rt
+        .block_on(nh.lease_by_ip(after.ip.parse().unwrap()))
         .unwrap();
-    assert_ne!(node, dead);
-    assert!(node.starts_with("z1-"), "redis-0 left its zone: {node}");
-    assert_eq!(new_ip, ip, "same IP after the node failure");
-    let lease = rt.block_on(nh.lease_by_ip(ip.parse().unwrap())).unwrap();
     assert_eq!(
         lease.attachment.unwrap().node,
-        node,
+        after.node,
         "NetHouse moved the attachment"
     );
 
@@ -197,13 +115,8 @@ fn statefulset_pods_keep_their_ips_through_deletion_and_node_failure() {
     cluster
         .kubectl_stdin(&["apply", "-f", "-"], Some(DEPLOY))
         .unwrap();
-    let web = cluster
-        .wait_for("2 web pods running", Duration::from_secs(90), |c| {
-            let r = running(c, "app=web");
-            (r.len() == 2).then_some(r)
-        })
-        .unwrap();
-    let web_ips: Vec<String> = web.values().map(|(_, _, ip)| ip.clone()).collect();
+    let web = wait_running(&mut cluster, "app=web", 2, None).unwrap();
+    let web_ips: Vec<String> = web.values().map(|r| r.ip.clone()).collect();
     for ip in &web_ips {
         assert!(ip.starts_with("10.211.0."), "{ip}");
         let l = rt.block_on(nh.lease_by_ip(ip.parse().unwrap())).unwrap();
@@ -228,7 +141,7 @@ fn statefulset_pods_keep_their_ips_through_deletion_and_node_failure() {
         .unwrap();
     let left = String::from_utf8_lossy(&left.stdout);
     assert!(
-        !left.contains(&prefix),
+        !left.contains(&format!("nhse{}", std::process::id() % 1000)),
         "network namespaces left behind: {left}"
     );
 }
