@@ -22,13 +22,15 @@ use std::time::Duration;
 /// A running extender: its HTTP server, watchers and writer.
 pub struct Running {
     pub addr: SocketAddr,
+    pub tls: bool,
     pub index: Arc<RwLock<index::Index>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 }
 
@@ -45,6 +47,9 @@ pub struct Options {
     pub listen: SocketAddr,
     pub cluster: String,
     pub zones_refresh: Duration,
+    /// (certificate chain, key) PEM files: serve HTTPS (the scheduler config then sets
+    /// `enableHTTPS: true` and `tlsConfig.caFile`).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Starts the watchers, the Location writer and the HTTP server.
@@ -64,14 +69,13 @@ pub async fn start(
         view: index.clone(),
         metrics: Default::default(),
     });
-    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
-    let addr = listener.local_addr()?;
-    let app = server::router(ext);
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "extender server failed");
-        }
-    }));
+    let (addr, server) = server::serve(server::router(ext), opts.listen, opts.tls.clone()).await?;
+    tasks.push(server);
     tracing::info!(address = %addr, "scheduler extender serving");
-    Ok(Running { addr, index, tasks })
+    Ok(Running {
+        addr,
+        tls: opts.tls.is_some(),
+        index,
+        tasks,
+    })
 }

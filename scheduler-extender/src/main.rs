@@ -27,6 +27,11 @@ struct Args {
     /// Cluster name, part of a fixed lease's owner (as in nethouse-cni's config).
     #[arg(long, default_value = "default")]
     cluster: String,
+    /// PEM certificate chain; with --tls-key serves HTTPS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// How often zone capacity is read from NetHouse, in seconds.
     #[arg(long, default_value_t = 5)]
     zones_refresh_seconds: u64,
@@ -62,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
             listen: args.listen,
             cluster: args.cluster,
             zones_refresh: Duration::from_secs(args.zones_refresh_seconds),
+            tls: args.tls_cert.clone().zip(args.tls_key.clone()),
         },
     )
     .await?;

@@ -255,3 +255,53 @@ pub fn router<V: View>(ext: Arc<Extender<V>>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
         .with_state(ext)
 }
+
+/// Serves `app` on `listen`, over TLS when `tls` (certificate chain, key; PEM files) is given.
+/// Returns the bound address and the serving task.
+pub async fn serve(
+    app: Router,
+    listen: std::net::SocketAddr,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let handle = axum_server::Handle::new();
+    let service = app.into_make_service();
+    let task = {
+        let handle = handle.clone();
+        match tls {
+            Some((cert, key)) => {
+                let cfg = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "loading --tls-cert {} / --tls-key {}: {e}",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?;
+                tokio::spawn(async move {
+                    if let Err(e) = axum_server::bind_rustls(listen, cfg)
+                        .handle(handle)
+                        .serve(service)
+                        .await
+                    {
+                        tracing::error!(error = %e, "extender server failed");
+                    }
+                })
+            }
+            None => tokio::spawn(async move {
+                if let Err(e) = axum_server::bind(listen)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+                {
+                    tracing::error!(error = %e, "extender server failed");
+                }
+            }),
+        }
+    };
+    let addr = handle
+        .listening()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("could not listen on {listen}"))?;
+    Ok((addr, task))
+}

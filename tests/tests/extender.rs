@@ -74,6 +74,7 @@ fn fixed_pods_stay_in_their_zone() {
                 listen: format!("127.0.0.1:{port}").parse().unwrap(),
                 cluster: "e2e".into(),
                 zones_refresh: Duration::from_secs(1),
+                tls: None,
             },
         ))
         .unwrap();
