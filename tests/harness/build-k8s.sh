@@ -22,7 +22,9 @@ BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 log() { printf '[build-k8s] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-command -v go >/dev/null 2>&1 || die "go not found in PATH"
+# This machine kind installs Go under /usr/local/go.
+command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
+command -v go >/dev/null 2>&1 || die "go not found in PATH or /usr/local/go/bin"
 
 CACHE_ROOT="${NETHOUSE_K8S_CACHE:-$HOME/.cache/nethouse/k8s}/${K8S_VERSION}"
 BIN_DIR="${1:-$CACHE_ROOT/bin}"
