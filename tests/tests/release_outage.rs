@@ -1,0 +1,124 @@
+//! NetHouse stopped while 100 Locations are deleted: nothing is released while it is down, every
+//! finalizer stays, and once it is back every IP is released (and every Location gone) within
+//! 30 s. No pods are involved: the Locations' pods never existed, so each release is due.
+
+use std::time::{Duration, Instant};
+
+use nethouse::server::running::{ServerOptions, start};
+use nethouse_api::{
+    AllocateRequest, Attachment, Client, ClientConfig, LeaseKind, Owner, SubnetSpec,
+};
+use nethouse_e2e::cluster::{Cluster, ClusterOptions};
+use nethouse_e2e::stack::kube_client;
+
+const N: usize = 100;
+
+fn owner(i: usize) -> Owner {
+    Owner {
+        cluster: "e2e".into(),
+        namespace: "default".into(),
+        pod: format!("kafka-{i}"),
+    }
+}
+
+#[test]
+fn nethouse_outage_delays_releases_and_loses_none() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _enter = rt.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ServerOptions::local(dir.path().join("nethouse"));
+    let mut nethouse = Some(rt.block_on(start(opts.clone())).unwrap());
+    let url = nethouse.as_ref().unwrap().url();
+    let nh = Client::new(ClientConfig::new(url.clone())).unwrap();
+    rt.block_on(nh.add_subnet(&SubnetSpec {
+        zone: "z1".into(),
+        cidr: "10.250.0.0/24".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+
+    let mut cluster = Cluster::start(ClusterOptions::default()).expect("control plane");
+    cluster
+        .kubectl(&[
+            "apply",
+            "-k",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests"),
+            "--server-side",
+        ])
+        .unwrap();
+    cluster
+        .wait_for("the Location CRD", Duration::from_secs(30), |c| {
+            c.kubectl(&["get", "loc"]).ok()
+        })
+        .unwrap();
+
+    // 100 fixed leases and their Locations (with the finalizer, as the writer makes them).
+    let mut manifest = String::new();
+    for i in 0..N {
+        let lease = rt
+            .block_on(nh.allocate(&AllocateRequest {
+                zone: "z1".into(),
+                kind: LeaseKind::Fixed,
+                owner: Some(owner(i)),
+                attachment: Attachment {
+                    container_id: format!("c{i}"),
+                    ifname: "eth0".into(),
+                    node: "gone".into(),
+                },
+            }))
+            .unwrap();
+        manifest.push_str(&format!(
+            "apiVersion: nethouse.io/v1alpha1\nkind: Location\nmetadata: {{name: kafka-{i}, namespace: default, finalizers: [nethouse.io/release-ip]}}\n\
+             spec: {{ips: [\"{}\"], zone: z1, cluster: e2e}}\n---\n",
+            lease.lease.ips[0].ip
+        ));
+    }
+    cluster
+        .kubectl_stdin(&["apply", "-f", "-"], Some(&manifest))
+        .unwrap();
+    let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
+    let controller = nethouse_location_controller::start(
+        nethouse_location_controller::Context::new(kube, nh.clone()),
+    );
+
+    // NetHouse goes down; all 100 Locations are deleted.
+    let port = nethouse.as_ref().unwrap().addr.port();
+    rt.block_on(nethouse.take().unwrap().shutdown(Duration::from_secs(1)));
+    cluster
+        .kubectl(&["delete", "loc", "--all", "--wait=false"])
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    let left = cluster.kubectl(&["get", "loc", "-o", "name"]).unwrap();
+    assert_eq!(
+        left.lines().count(),
+        N,
+        "a finalizer came off while NetHouse could not confirm a release"
+    );
+
+    // It comes back (same port, same store): everything is released within 30 s.
+    let mut again = opts.clone();
+    again.listen.set_port(port);
+    let back = rt.block_on(start(again)).unwrap();
+    let t = Instant::now();
+    cluster
+        .wait_for("every Location gone", Duration::from_secs(30), |c| {
+            c.kubectl(&["get", "loc", "-o", "name"])
+                .ok()
+                .filter(|o| o.trim().is_empty())
+        })
+        .unwrap();
+    let took = t.elapsed();
+    let held = rt
+        .block_on(nh.list_all_leases(&Default::default()))
+        .unwrap();
+    assert!(held.is_empty(), "{} leases were not released", held.len());
+    eprintln!("all {N} released {took:?} after NetHouse came back");
+
+    controller.abort();
+    drop(cluster);
+    rt.block_on(back.shutdown(Duration::from_secs(1)));
+}
