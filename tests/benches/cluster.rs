@@ -99,6 +99,97 @@ fn main() {
         ms(*lat.last().unwrap())
     );
     agent.shutdown();
+
+    // Location deletion -> IP released, for 100 Locations whose pods are gone.
+    let nh = nethouse_api::Client::new(nethouse_api::ClientConfig::new(nethouse.url())).unwrap();
+    rt.block_on(nh.add_subnet(&nethouse_api::SubnetSpec {
+        zone: "z9".into(),
+        cidr: "10.221.0.0/24".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    cluster
+        .kubectl(&[
+            "apply",
+            "-k",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests"),
+            "--server-side",
+        ])
+        .unwrap();
+    cluster
+        .wait_for("the Location CRD", Duration::from_secs(30), |c| {
+            c.kubectl(&["get", "loc"]).ok()
+        })
+        .unwrap();
+    let mut manifest = String::new();
+    for i in 0..PODS {
+        let owner = nethouse_api::Owner {
+            cluster: "bench".into(),
+            namespace: "default".into(),
+            pod: format!("gone-{i}"),
+        };
+        let lease = rt
+            .block_on(nh.allocate(&nethouse_api::AllocateRequest {
+                zone: "z9".into(),
+                kind: nethouse_api::LeaseKind::Fixed,
+                owner: Some(owner),
+                attachment: nethouse_api::Attachment {
+                    container_id: format!("g{i}"),
+                    ifname: "eth0".into(),
+                    node: "n1".into(),
+                },
+            }))
+            .unwrap();
+        manifest.push_str(&format!(
+            "apiVersion: nethouse.io/v1alpha1\nkind: Location\nmetadata: {{name: gone-{i}, namespace: default, finalizers: [nethouse.io/release-ip]}}\n\
+             spec: {{ips: [\"{}\"], zone: z9, cluster: bench}}\n---\n",
+            lease.lease.ips[0].ip
+        ));
+    }
+    cluster
+        .kubectl_stdin(&["apply", "-f", "-"], Some(&manifest))
+        .unwrap();
+    let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
+    let controller = nethouse_location_controller::start(
+        nethouse_location_controller::Context::new(kube, nh.clone()),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let t0 = Instant::now();
+    cluster
+        .kubectl(&["delete", "loc", "--all", "--wait=false"])
+        .unwrap();
+    let mut released: HashMap<String, Duration> = HashMap::new();
+    while released.len() < PODS && t0.elapsed() < Duration::from_secs(120) {
+        let held = rt
+            .block_on(nh.list_all_leases(&nethouse_api::LeaseFilter {
+                zone: Some("z9".into()),
+                ..Default::default()
+            }))
+            .unwrap();
+        let now = t0.elapsed();
+        let still: std::collections::HashSet<String> = held
+            .iter()
+            .filter_map(|l| l.owner.as_ref().map(|o| o.pod.clone()))
+            .collect();
+        for i in 0..PODS {
+            let name = format!("gone-{i}");
+            if !still.contains(&name) {
+                released.entry(name).or_insert(now);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut rel: Vec<Duration> = released.values().copied().collect();
+    rel.sort();
+    println!(
+        "| Location deleted → IP released in NetHouse, p50 ({PODS} deleted at once) | {} |",
+        ms(pct(&rel, 0.5))
+    );
+    println!(
+        "| Location deleted → IP released, p99 | {} |",
+        ms(pct(&rel, 0.99))
+    );
+    controller.abort();
     drop(cluster);
     rt.block_on(nethouse.shutdown(Duration::from_secs(1)));
 }
