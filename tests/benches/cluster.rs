@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
-use nethouse_e2e::stack::{agent, kube_client, local_nethouse};
+use nethouse_e2e::stack::{agent, apply_manifests, kube_client, local_nethouse, orphan_locations};
 
 const PODS: usize = 100;
 
@@ -108,46 +108,8 @@ fn main() {
         ..Default::default()
     }))
     .unwrap();
-    cluster
-        .kubectl(&[
-            "apply",
-            "-k",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests"),
-            "--server-side",
-        ])
-        .unwrap();
-    cluster
-        .wait_for("the Location CRD", Duration::from_secs(30), |c| {
-            c.kubectl(&["get", "loc"]).ok()
-        })
-        .unwrap();
-    let mut manifest = String::new();
-    for i in 0..PODS {
-        let owner = nethouse_api::Owner {
-            cluster: "bench".into(),
-            namespace: "default".into(),
-            pod: format!("gone-{i}"),
-        };
-        let lease = rt
-            .block_on(nh.allocate(&nethouse_api::AllocateRequest {
-                zone: "z9".into(),
-                kind: nethouse_api::LeaseKind::Fixed,
-                owner: Some(owner),
-                attachment: nethouse_api::Attachment {
-                    container_id: format!("g{i}"),
-                    ifname: "eth0".into(),
-                    node: "n1".into(),
-                },
-            }))
-            .unwrap();
-        manifest.push_str(&format!(
-            "apiVersion: nethouse.io/v1alpha1\nkind: Location\nmetadata: {{name: gone-{i}, namespace: default, finalizers: [nethouse.io/release-ip]}}\n\
-             spec: {{ips: [\"{}\"], zone: z9, cluster: bench}}\n---\n",
-            lease.lease.ips[0].ip
-        ));
-    }
-    cluster
-        .kubectl_stdin(&["apply", "-f", "-"], Some(&manifest))
+    apply_manifests(&mut cluster).unwrap();
+    rt.block_on(orphan_locations(&nh, &cluster, "z9", "bench", "gone", PODS))
         .unwrap();
     let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
     let controller = nethouse_location_controller::start(

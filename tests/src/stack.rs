@@ -154,3 +154,55 @@ pub fn wait_node_not_ready(c: &mut Cluster, node: &str) -> anyhow::Result<()> {
         (s.trim() == "Unknown").then_some(())
     })
 }
+
+/// `kubectl apply -k manifests/` (server-side) and waits until Locations can be listed.
+pub fn apply_manifests(c: &mut Cluster) -> anyhow::Result<()> {
+    c.kubectl(&[
+        "apply",
+        "-k",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests"),
+        "--server-side",
+    ])?;
+    c.wait_for("the Location CRD", Duration::from_secs(30), |c| {
+        c.kubectl(&["get", "loc"]).ok()
+    })?;
+    Ok(())
+}
+
+/// `n` fixed leases in `zone` and their Locations (finalizer included, as the writer makes
+/// them) for pods `{prefix}-{i}` that do not exist: each one's release is due once deleted.
+pub async fn orphan_locations(
+    nh: &Client,
+    c: &Cluster,
+    zone: &str,
+    cluster: &str,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<()> {
+    let mut manifest = String::new();
+    for i in 0..n {
+        let lease = nh
+            .allocate(&nethouse_api::AllocateRequest {
+                zone: zone.into(),
+                kind: nethouse_api::LeaseKind::Fixed,
+                owner: Some(nethouse_api::Owner {
+                    cluster: cluster.into(),
+                    namespace: "default".into(),
+                    pod: format!("{prefix}-{i}"),
+                }),
+                attachment: nethouse_api::Attachment {
+                    container_id: format!("{prefix}{i}"),
+                    ifname: "eth0".into(),
+                    node: "gone".into(),
+                },
+            })
+            .await?;
+        manifest.push_str(&format!(
+            "apiVersion: nethouse.io/v1alpha1\nkind: Location\nmetadata: {{name: {prefix}-{i}, namespace: default, finalizers: [nethouse.io/release-ip]}}\n\
+             spec: {{ips: [\"{}\"], zone: {zone}, cluster: {cluster}}}\n---\n",
+            lease.lease.ips[0].ip
+        ));
+    }
+    c.kubectl_stdin(&["apply", "-f", "-"], Some(&manifest))?;
+    Ok(())
+}

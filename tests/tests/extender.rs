@@ -9,7 +9,8 @@ use std::time::Duration;
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::ports::free_port;
 use nethouse_e2e::stack::{
-    agent, fixed_statefulset, kube_client, local_nethouse, wait_node_not_ready, wait_running,
+    agent, apply_manifests, fixed_statefulset, kube_client, local_nethouse, wait_node_not_ready,
+    wait_running,
 };
 
 fn zone_of(node: &str) -> &str {
@@ -51,19 +52,7 @@ fn fixed_pods_stay_in_their_zone() {
         ..ClusterOptions::default()
     })
     .expect("control plane");
-    cluster
-        .kubectl(&[
-            "apply",
-            "-k",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests"),
-            "--server-side",
-        ])
-        .unwrap();
-    cluster
-        .wait_for("the Location CRD", Duration::from_secs(30), |c| {
-            c.kubectl(&["get", "loc"]).ok()
-        })
-        .unwrap();
+    apply_manifests(&mut cluster).unwrap();
 
     let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
     let extender = rt

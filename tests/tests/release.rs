@@ -8,7 +8,9 @@ use std::time::Duration;
 use nethouse_api::Owner;
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::ports::free_port;
-use nethouse_e2e::stack::{agent, fixed_statefulset, kube_client, local_nethouse, wait_running};
+use nethouse_e2e::stack::{
+    agent, apply_manifests, fixed_statefulset, kube_client, local_nethouse, wait_running,
+};
 
 fn owner(pod: &str) -> Owner {
     Owner {
@@ -35,19 +37,7 @@ fn ip_is_released_only_when_the_location_is_deleted_and_the_pod_is_gone() {
         ))
         .unwrap();
     let mut cluster = Cluster::start(ClusterOptions::default()).expect("control plane");
-    cluster
-        .kubectl(&[
-            "apply",
-            "-k",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests"),
-            "--server-side",
-        ])
-        .unwrap();
-    cluster
-        .wait_for("the Location CRD", Duration::from_secs(30), |c| {
-            c.kubectl(&["get", "loc"]).ok()
-        })
-        .unwrap();
+    apply_manifests(&mut cluster).unwrap();
     let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
     let _writer = rt
         .block_on(nethouse_scheduler_extender::start(

@@ -5,21 +5,11 @@
 use std::time::{Duration, Instant};
 
 use nethouse::server::running::{ServerOptions, start};
-use nethouse_api::{
-    AllocateRequest, Attachment, Client, ClientConfig, LeaseKind, Owner, SubnetSpec,
-};
+use nethouse_api::{Client, ClientConfig, SubnetSpec};
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
-use nethouse_e2e::stack::kube_client;
+use nethouse_e2e::stack::{apply_manifests, kube_client, orphan_locations};
 
 const N: usize = 100;
-
-fn owner(i: usize) -> Owner {
-    Owner {
-        cluster: "e2e".into(),
-        namespace: "default".into(),
-        pod: format!("kafka-{i}"),
-    }
-}
 
 #[test]
 fn nethouse_outage_delays_releases_and_loses_none() {
@@ -42,43 +32,9 @@ fn nethouse_outage_delays_releases_and_loses_none() {
     .unwrap();
 
     let mut cluster = Cluster::start(ClusterOptions::default()).expect("control plane");
-    cluster
-        .kubectl(&[
-            "apply",
-            "-k",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests"),
-            "--server-side",
-        ])
-        .unwrap();
-    cluster
-        .wait_for("the Location CRD", Duration::from_secs(30), |c| {
-            c.kubectl(&["get", "loc"]).ok()
-        })
-        .unwrap();
+    apply_manifests(&mut cluster).unwrap();
 
-    // 100 fixed leases and their Locations (with the finalizer, as the writer makes them).
-    let mut manifest = String::new();
-    for i in 0..N {
-        let lease = rt
-            .block_on(nh.allocate(&AllocateRequest {
-                zone: "z1".into(),
-                kind: LeaseKind::Fixed,
-                owner: Some(owner(i)),
-                attachment: Attachment {
-                    container_id: format!("c{i}"),
-                    ifname: "eth0".into(),
-                    node: "gone".into(),
-                },
-            }))
-            .unwrap();
-        manifest.push_str(&format!(
-            "apiVersion: nethouse.io/v1alpha1\nkind: Location\nmetadata: {{name: kafka-{i}, namespace: default, finalizers: [nethouse.io/release-ip]}}\n\
-             spec: {{ips: [\"{}\"], zone: z1, cluster: e2e}}\n---\n",
-            lease.lease.ips[0].ip
-        ));
-    }
-    cluster
-        .kubectl_stdin(&["apply", "-f", "-"], Some(&manifest))
+    rt.block_on(orphan_locations(&nh, &cluster, "z1", "e2e", "kafka", N))
         .unwrap();
     let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
     let controller = nethouse_location_controller::start(
