@@ -66,6 +66,29 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// Several server URLs and, optionally, a file holding the bearer token (trimmed).
+    pub fn with_token_file(
+        urls: Vec<String>,
+        token_file: Option<&std::path::Path>,
+    ) -> Result<Self, ClientError> {
+        let token = match token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        ClientError::Config(format!("token file {}: {e}", path.display()))
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(ClientConfig {
+            urls,
+            token,
+            ..ClientConfig::new(String::new())
+        })
+    }
+
     pub fn new(url: impl Into<String>) -> Self {
         ClientConfig {
             urls: vec![url.into()],
@@ -311,6 +334,17 @@ mod tests {
         assert_eq!(seg("10.0.0.0-24"), "10.0.0.0-24");
         assert_eq!(seg("a/b"), "a%2Fb");
         assert_eq!(seg("fd00::-64"), "fd00%3A%3A-64");
+    }
+
+    #[test]
+    fn token_file_is_read_and_trimmed() {
+        let path = std::env::temp_dir().join(format!("nh-token-{}", std::process::id()));
+        std::fs::write(&path, "secret-token\n").unwrap();
+        let cfg = ClientConfig::with_token_file(vec!["http://h:1".into()], Some(&path)).unwrap();
+        assert_eq!(cfg.token.as_deref(), Some("secret-token"));
+        std::fs::remove_file(&path).unwrap();
+        let e = ClientConfig::with_token_file(vec![], Some(&path)).unwrap_err();
+        assert!(e.to_string().contains("token file"), "{e}");
     }
 
     #[test]

@@ -54,11 +54,10 @@ async fn main() -> anyhow::Result<()> {
         None => kube::Config::infer().await?,
     };
     let client = kube::Client::try_from(config)?;
-    let mut nh = nethouse_api::ClientConfig::new(String::new());
-    nh.urls = args.nethouse.clone();
-    if let Some(p) = &args.nethouse_token_file {
-        nh.token = Some(std::fs::read_to_string(p)?.trim().to_string());
-    }
+    let nh = nethouse_api::ClientConfig::with_token_file(
+        args.nethouse.clone(),
+        args.nethouse_token_file.as_deref(),
+    )?;
     let nethouse = nethouse_api::Client::new(nh)?;
     let _running = nethouse_scheduler_extender::start(
         client,

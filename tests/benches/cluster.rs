@@ -35,11 +35,7 @@ fn main() {
         ms(starts[1])
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = nethouse_e2e::stack::runtime();
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let (nethouse, _nh) = rt

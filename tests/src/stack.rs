@@ -13,6 +13,15 @@ use crate::agent::{Agent, AgentConfig};
 use crate::binaries::workspace_bin;
 use crate::cluster::Cluster;
 
+/// The runtime the scenarios drive NetHouse, the agent and kube clients with.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// A NetHouse on loopback (embedded store under `dir`) with one subnet per `(zone, cidr)`.
 pub async fn local_nethouse(
     dir: &Path,

@@ -19,11 +19,7 @@ fn zone_of(node: &str) -> &str {
 
 #[test]
 fn fixed_pods_stay_in_their_zone() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = nethouse_e2e::stack::runtime();
     let _enter = rt.enter();
     let nh_dir = tempfile::tempdir().unwrap();
     let (nethouse, nh) = rt

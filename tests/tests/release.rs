@@ -22,11 +22,7 @@ fn owner(pod: &str) -> Owner {
 
 #[test]
 fn ip_is_released_only_when_the_location_is_deleted_and_the_pod_is_gone() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = nethouse_e2e::stack::runtime();
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let (nethouse, nh) = rt

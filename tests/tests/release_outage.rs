@@ -13,11 +13,7 @@ const N: usize = 100;
 
 #[test]
 fn nethouse_outage_delays_releases_and_loses_none() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = nethouse_e2e::stack::runtime();
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let opts = ServerOptions::local(dir.path().join("nethouse"));

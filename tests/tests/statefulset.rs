@@ -31,11 +31,7 @@ spec:
 
 #[test]
 fn statefulset_pods_keep_their_ips_through_deletion_and_node_failure() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = nethouse_e2e::stack::runtime();
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let (nethouse, nh) = rt

@@ -12,23 +12,17 @@ use super::{Conn, LeaseCmd, Output, SubnetCmd, ZoneCmd};
 use crate::clock::{Clock, SystemClock};
 
 fn client(conn: &Conn) -> anyhow::Result<Client> {
-    let mut cfg = ClientConfig::new(String::new());
-    cfg.urls = conn
+    let urls = conn
         .server
         .split(',')
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    cfg.token = match (&conn.token, &conn.token_file) {
-        (Some(t), _) => Some(t.trim().to_string()),
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading --token-file {}", path.display()))?
-                .trim()
-                .to_string(),
-        ),
-        (None, None) => None,
-    };
+    let mut cfg =
+        ClientConfig::with_token_file(urls, conn.token_file.as_deref()).context("--token-file")?;
+    if let Some(t) = &conn.token {
+        cfg.token = Some(t.trim().to_string());
+    }
     if let Some(ca) = &conn.ca_file {
         cfg.ca_pem =
             Some(std::fs::read(ca).with_context(|| format!("reading --ca-file {}", ca.display()))?);

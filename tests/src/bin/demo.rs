@@ -101,10 +101,7 @@ fn start_nethouse(dir: &std::path::Path) -> anyhow::Result<(Nethouse, String)> {
 
 fn main() -> anyhow::Result<()> {
     let started = Instant::now();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = nethouse_e2e::stack::runtime();
     let _enter = rt.enter();
     let work = tempfile::Builder::new()
         .prefix("nethouse-demo-")
