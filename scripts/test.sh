@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 # The e2e tests run the workspace's binaries (nethouse-cni through Debian's bridge plugin).
-cargo build -p nethouse -p nethouse-cni -p nethouse-e2e
+cargo build -p nethouse -p nethouse-cni -p nethouse-location-controller -p nethouse-e2e
 # The upstream Kubernetes binaries: built once from the Go module proxy, then cached.
 bash tests/harness/build-k8s.sh >/dev/null
 log=$(mktemp)

@@ -194,6 +194,21 @@ impl Client {
     pub async fn release(&self, owner: &Owner) -> Result<ReleaseResponse, ClientError> {
         let req = ReleaseRequest {
             owner: owner.clone(),
+            ips: None,
+        };
+        self.call(Method::POST, "/v1/leases/release", None, Some(&req))
+            .await
+    }
+
+    /// Releases `owner`'s lease only if it holds exactly `ips` (see [`ReleaseRequest::ips`]).
+    pub async fn release_exact(
+        &self,
+        owner: &Owner,
+        ips: &[std::net::IpAddr],
+    ) -> Result<ReleaseResponse, ClientError> {
+        let req = ReleaseRequest {
+            owner: owner.clone(),
+            ips: Some(ips.to_vec()),
         };
         self.call(Method::POST, "/v1/leases/release", None, Some(&req))
             .await

@@ -6,6 +6,7 @@
 
 mod client;
 pub mod cni_names;
+pub mod duration;
 #[cfg(feature = "crd")]
 pub mod location;
 mod types;

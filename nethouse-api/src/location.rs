@@ -13,7 +13,9 @@ pub const FINALIZER: &str = "nethouse.io/release-ip";
 pub const FIXED_IP_ANNOTATION: &str = "nethouse.io/fixed-ip";
 /// Node label naming the node's network zone.
 pub const ZONE_LABEL: &str = "nethouse.io/network-zone";
-/// StatefulSet annotation: how long the IPs of pods it no longer wants are kept (e.g. `72h`).
+/// StatefulSet annotation: how long the IPs of pods it no longer wants are kept (e.g. `72h`,
+/// `0s` = release at once). On a Location it overrides its StatefulSet's value for that one
+/// Location, e.g. to empty the recycle bin early.
 pub const RETENTION_ANNOTATION: &str = "nethouse.io/ip-retention";
 
 /// Where a fixed pod's IP lives.
@@ -87,6 +89,10 @@ pub struct LocationStatus {
     /// When the retention period of a retained Location ends (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retained_until: Option<String>,
+    /// The retention period that applies (the StatefulSet's `nethouse.io/ip-retention`, else the
+    /// controller's default), recorded so it still applies after the StatefulSet is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

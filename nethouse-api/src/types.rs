@@ -73,6 +73,11 @@ pub struct DetachRequest {
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     pub owner: Owner,
+    /// When present, the lease is ended only if it holds exactly these addresses; a lease the
+    /// owner got since (other addresses) is left alone and `released` is null. This makes a
+    /// repeated release, e.g. after the caller crashed between releasing and recording it, safe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ips: Option<Vec<std::net::IpAddr>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]

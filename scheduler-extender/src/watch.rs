@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, ResourceExt};
-use nethouse_api::location::{Location, ZONE_LABEL};
+use nethouse_api::location::{Location, LocationPhase, ZONE_LABEL};
 
 use crate::decide::LocationInfo;
 use crate::index::Index;
@@ -19,7 +19,11 @@ fn location_info(l: &Location) -> LocationInfo {
         ips: l.spec.ips.clone(),
         zone: l.spec.zone.clone(),
         node: l.status.as_ref().and_then(|s| s.node.clone()),
-        deleting: l.metadata.deletion_timestamp.is_some(),
+        // A deleted Location no longer pins its pod, except while it is retained (its
+        // StatefulSet was deleted): a StatefulSet recreated under the same name in the
+        // retention window gets its pods back in the zone of their IPs.
+        deleting: l.metadata.deletion_timestamp.is_some()
+            && l.status.as_ref().and_then(|s| s.phase) != Some(LocationPhase::Retained),
     }
 }
 

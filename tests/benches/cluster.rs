@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
-use nethouse_e2e::stack::{agent, apply_manifests, kube_client, local_nethouse, orphan_locations};
+use nethouse_e2e::stack::{agent, apply_crd, kube_client, local_nethouse, orphan_locations};
 
 const PODS: usize = 100;
 
@@ -104,13 +104,12 @@ fn main() {
         ..Default::default()
     }))
     .unwrap();
-    apply_manifests(&mut cluster).unwrap();
+    apply_crd(&mut cluster).unwrap();
     rt.block_on(orphan_locations(&nh, &cluster, "z9", "bench", "gone", PODS))
         .unwrap();
     let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
-    let controller = nethouse_location_controller::start(
-        nethouse_location_controller::Context::new(kube, nh.clone()),
-    );
+    let controller =
+        nethouse_e2e::stack::location_controller(kube, &nh, "bench", Duration::from_secs(3600));
     std::thread::sleep(Duration::from_secs(2));
     let t0 = Instant::now();
     cluster

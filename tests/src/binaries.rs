@@ -61,7 +61,7 @@ pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
     match newest {
         Some((_, p)) => Ok(p),
         None => bail!(
-            "{name} is not built: run `cargo build -p nethouse -p nethouse-cni -p nethouse-e2e` first"
+            "{name} is not built: run `cargo build -p nethouse -p nethouse-cni -p nethouse-location-controller -p nethouse-e2e` first"
         ),
     }
 }

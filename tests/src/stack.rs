@@ -13,6 +13,16 @@ use crate::agent::{Agent, AgentConfig};
 use crate::binaries::workspace_bin;
 use crate::cluster::Cluster;
 
+/// Logs of the in-process components on stderr, filtered by `RUST_LOG` (default: warnings).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .try_init();
+}
+
 /// The runtime the scenarios drive NetHouse, the agent and kube clients with.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -73,6 +83,70 @@ pub fn agent(
             prefix: format!("nh{tag}{}", std::process::id() % 1000),
         },
     ))
+}
+
+/// The location controller in this process (no leader election) for `cluster`, with the
+/// given default retention and a short reconciliation period.
+pub fn location_controller(
+    kube: kube::Client,
+    nh: &Client,
+    cluster: &str,
+    default_retention: Duration,
+) -> tokio::task::JoinHandle<()> {
+    nethouse_location_controller::start(controller_context(kube, nh, cluster, default_retention))
+}
+
+pub fn controller_context(
+    kube: kube::Client,
+    nh: &Client,
+    cluster: &str,
+    default_retention: Duration,
+) -> std::sync::Arc<nethouse_location_controller::Context> {
+    nethouse_location_controller::Context::new(
+        kube,
+        nh.clone(),
+        nethouse_location_controller::Options {
+            cluster: cluster.to_string(),
+            default_retention,
+            orphan_grace: Duration::from_secs(5),
+            sweep_every: Duration::from_secs(2),
+            instance: None,
+        },
+    )
+}
+
+/// The `nethouse-location-controller` binary as its own process (leader election on a Lease in
+/// `default`, 4 s lease), logging to `log`; killed with SIGKILL when the child is killed.
+pub fn controller_process(
+    kubeconfig: &Path,
+    nethouse_url: &str,
+    identity: &str,
+    health_port: u16,
+    log: &Path,
+) -> anyhow::Result<std::process::Child> {
+    let bin = workspace_bin("nethouse-location-controller")?;
+    let out = std::fs::File::create(log)?;
+    Ok(std::process::Command::new(bin)
+        .args(["--kubeconfig", &kubeconfig.display().to_string()])
+        .args(["--nethouse", nethouse_url, "--cluster", "e2e"])
+        .args([
+            "--identity",
+            identity,
+            "--leader-lease-namespace",
+            "default",
+        ])
+        .args([
+            "--leader-lease-duration",
+            "4s",
+            "--leader-renew-before",
+            "2s",
+        ])
+        .args(["--sweep-interval", "2s", "--orphan-grace", "5s"])
+        .args(["--health-listen", &format!("127.0.0.1:{health_port}")])
+        .env("RUST_LOG", "info,kube_lease_manager=warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(out)
+        .spawn()?)
 }
 
 /// A StatefulSet `name` of fixed-IP pods labelled `app: name`; `zone` pins it with a
@@ -164,18 +238,50 @@ pub fn wait_node_not_ready(c: &mut Cluster, node: &str) -> anyhow::Result<()> {
     })
 }
 
-/// `kubectl apply -k manifests/` (server-side) and waits until Locations can be listed.
-pub fn apply_manifests(c: &mut Cluster) -> anyhow::Result<()> {
+/// The Location CRD from `manifests/crd/` (server-side), and waits until Locations can be
+/// listed. Scenarios run the components in-process; the full base (`kubectl apply -k
+/// manifests/`, with its Deployments and DaemonSet) is what `manifests.rs` and `rbac.rs` test.
+pub fn apply_crd(c: &mut Cluster) -> anyhow::Result<()> {
     c.kubectl(&[
         "apply",
-        "-k",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests"),
+        "-f",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../manifests/crd/location.yaml"
+        ),
         "--server-side",
     ])?;
     c.wait_for("the Location CRD", Duration::from_secs(30), |c| {
         c.kubectl(&["get", "loc"]).ok()
     })?;
     Ok(())
+}
+
+/// Waits until the garbage collector collects Locations: it discovers a new resource type on
+/// a 30 s period, so in a young cluster a Location whose owner is deleted may not be collected
+/// yet. Probes with a ConfigMap owning a Location.
+pub fn wait_gc_collects_locations(c: &mut Cluster) -> anyhow::Result<()> {
+    c.kubectl(&["create", "configmap", "gc-probe"])?;
+    let uid = c.kubectl(&["get", "cm", "gc-probe", "-o", "jsonpath={.metadata.uid}"])?;
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: nethouse.io/v1alpha1\nkind: Location\nmetadata: {{name: gc-probe, namespace: default, \
+             ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: gc-probe, uid: {}}}]}}\n\
+             spec: {{ips: [\"192.0.2.1\"], zone: probe, cluster: probe}}\n",
+            uid.trim()
+        )),
+    )?;
+    c.kubectl(&["delete", "cm", "gc-probe"])?;
+    c.wait_for(
+        "the garbage collector to collect Locations",
+        Duration::from_secs(90),
+        |c| {
+            c.kubectl(&["get", "loc", "gc-probe"])
+                .is_err()
+                .then_some(())
+        },
+    )
 }
 
 /// `n` fixed leases in `zone` and their Locations (finalizer included, as the writer makes

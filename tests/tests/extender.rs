@@ -1,6 +1,7 @@
 //! The scheduler extender on the real scheduler, configured with the KubeSchedulerConfiguration
 //! users apply (`manifests/scheduler/`): fixed pods go anywhere with room at first, their
-//! Locations are written, and from then on a recreated pod only lands in its Location's zone —
+//! Locations are written, and from then on a recreated pod only lands in its Location's zone
+//! (20 rounds of every pod recreated: same IP, same zone) —
 //! after its node died it comes back on the other node of that zone with the same IP, never in
 //! the other zone; with no node of its zone left it stays Pending and FailedScheduling says why.
 
@@ -9,8 +10,8 @@ use std::time::Duration;
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::ports::free_port;
 use nethouse_e2e::stack::{
-    agent, apply_manifests, fixed_statefulset, kube_client, local_nethouse, wait_node_not_ready,
-    wait_running,
+    agent, apply_crd, fixed_statefulset, kube_client, local_nethouse, running_pods,
+    wait_node_not_ready, wait_running,
 };
 
 fn zone_of(node: &str) -> &str {
@@ -48,7 +49,7 @@ fn fixed_pods_stay_in_their_zone() {
         ..ClusterOptions::default()
     })
     .expect("control plane");
-    apply_manifests(&mut cluster).unwrap();
+    apply_crd(&mut cluster).unwrap();
 
     let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
     let extender = rt
@@ -93,6 +94,48 @@ fn fixed_pods_stay_in_their_zone() {
             locations.contains(&line),
             "missing `{line}` in\n{locations}"
         );
+    }
+
+    // Every pod deleted and recreated by the StatefulSet controller, 20 rounds: the same IP and
+    // the same zone every time.
+    let mut pods = pods;
+    for round in 0..20 {
+        let old: Vec<(String, String)> = pods
+            .iter()
+            .map(|(n, r)| (n.clone(), r.uid.clone()))
+            .collect();
+        cluster
+            .kubectl(&[
+                "delete",
+                "pod",
+                "redis-0",
+                "redis-1",
+                "redis-2",
+                "--wait=false",
+            ])
+            .unwrap();
+        let now = cluster
+            .wait_for(
+                &format!("round {round}: 3 pods recreated"),
+                Duration::from_secs(180),
+                |c| {
+                    let p = running_pods(c, "app=redis");
+                    let fresh = old
+                        .iter()
+                        .all(|(n, uid)| p.get(n).is_some_and(|r| &r.uid != uid));
+                    (p.len() == 3 && fresh).then_some(p)
+                },
+            )
+            .unwrap();
+        for (name, row) in &now {
+            assert_eq!(row.ip, pods[name].ip, "round {round}: {name} keeps its IP");
+            assert_eq!(
+                zone_of(&row.node),
+                zone_of(&pods[name].node),
+                "round {round}: {name} keeps its zone"
+            );
+        }
+        pods = now;
     }
 
     // redis-0's node dies; the pod is force-deleted and must come back in its zone.

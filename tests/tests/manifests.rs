@@ -17,6 +17,10 @@ spec: {ips: ["10.9.0.7"], zone: z1, cluster: default, statefulset: redis}
 fn manifests_apply_and_locations_read_well() {
     let mut cluster = Cluster::start(ClusterOptions::default()).expect("control plane");
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests");
+    // A dry-run creates no Namespace, so nothing inside the base's own could be admitted.
+    cluster
+        .kubectl(&["create", "namespace", "nethouse-system"])
+        .unwrap();
     cluster
         .kubectl(&["apply", "-k", dir, "--server-side", "--dry-run=server"])
         .unwrap();

@@ -9,7 +9,8 @@ use nethouse_api::Owner;
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::ports::free_port;
 use nethouse_e2e::stack::{
-    agent, apply_manifests, fixed_statefulset, kube_client, local_nethouse, wait_running,
+    agent, apply_crd, fixed_statefulset, kube_client, local_nethouse, location_controller,
+    wait_running,
 };
 
 fn owner(pod: &str) -> Owner {
@@ -33,7 +34,7 @@ fn ip_is_released_only_when_the_location_is_deleted_and_the_pod_is_gone() {
         ))
         .unwrap();
     let mut cluster = Cluster::start(ClusterOptions::default()).expect("control plane");
-    apply_manifests(&mut cluster).unwrap();
+    apply_crd(&mut cluster).unwrap();
     let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
     let _writer = rt
         .block_on(nethouse_scheduler_extender::start(
@@ -49,9 +50,7 @@ fn ip_is_released_only_when_the_location_is_deleted_and_the_pod_is_gone() {
             },
         ))
         .unwrap();
-    let controller = nethouse_location_controller::start(
-        nethouse_location_controller::Context::new(kube.clone(), nh.clone()),
-    );
+    let controller = location_controller(kube.clone(), &nh, "e2e", Duration::from_secs(3600));
     let mut agent = agent(kube, &nethouse.url(), "e2e", "rl").unwrap();
     for node in ["z1-a", "z1-b"] {
         rt.block_on(agent.add_node(node, "z1")).unwrap();

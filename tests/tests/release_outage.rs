@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use nethouse::server::running::{ServerOptions, start};
 use nethouse_api::{Client, ClientConfig, SubnetSpec};
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
-use nethouse_e2e::stack::{apply_manifests, kube_client, orphan_locations};
+use nethouse_e2e::stack::{apply_crd, kube_client, orphan_locations};
 
 const N: usize = 100;
 
@@ -28,14 +28,13 @@ fn nethouse_outage_delays_releases_and_loses_none() {
     .unwrap();
 
     let mut cluster = Cluster::start(ClusterOptions::default()).expect("control plane");
-    apply_manifests(&mut cluster).unwrap();
+    apply_crd(&mut cluster).unwrap();
 
     rt.block_on(orphan_locations(&nh, &cluster, "z1", "e2e", "kafka", N))
         .unwrap();
     let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
-    let controller = nethouse_location_controller::start(
-        nethouse_location_controller::Context::new(kube, nh.clone()),
-    );
+    let controller =
+        nethouse_e2e::stack::location_controller(kube, &nh, "e2e", Duration::from_secs(3600));
 
     // NetHouse goes down; all 100 Locations are deleted.
     let port = nethouse.as_ref().unwrap().addr.port();

@@ -1,6 +1,5 @@
 //! The `nethouse` command line: `serve`, and the operator commands that talk to a server.
 
-pub mod duration;
 mod ops;
 pub mod serve;
 pub mod table;
@@ -96,7 +95,7 @@ pub enum SubnetCmd {
         #[arg(long = "dns-domain")]
         dns_domain: Option<String>,
         /// Cooldown of released addresses, e.g. 5m (default: the server's).
-        #[arg(long, value_parser = duration::parse_duration)]
+        #[arg(long, value_parser = nethouse_api::duration::parse_duration)]
         cooldown: Option<std::time::Duration>,
     },
     /// List subnets with their usage.

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use super::duration::parse_duration;
 use crate::server::Auth;
 use crate::server::running::{ServerOptions, start};
+use nethouse_api::duration::parse_duration;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {

@@ -441,9 +441,25 @@ impl<S: Store> Ipam<S> {
     /// Releases the fixed lease of `owner` (the location controller's call). Idempotent:
     /// `Ok(None)` when there is none.
     pub async fn release(&self, owner: &Owner) -> Result<Option<Lease>, IpamError> {
+        self.release_exact(owner, None).await
+    }
+
+    /// Like [`Ipam::release`], but with `ips` only a lease holding exactly those addresses is
+    /// ended: a caller repeating a release it already made (it crashed before recording it)
+    /// must not end the lease the owner got since.
+    pub async fn release_exact(
+        &self,
+        owner: &Owner,
+        ips: Option<&[std::net::IpAddr]>,
+    ) -> Result<Option<Lease>, IpamError> {
         let key = OwnerKey::fixed(owner);
         let _key = self.key_lock(&key).lock().await;
-        self.end_with_retries(&key, |_| true).await
+        self.end_with_retries(&key, |l| {
+            ips.is_none_or(|want| {
+                l.ips.len() == want.len() && l.ips.iter().all(|i| want.contains(&i.ip))
+            })
+        })
+        .await
     }
 
     /// Ends the lease at `key` if `still_due` holds for its current value.

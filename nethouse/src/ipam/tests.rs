@@ -316,6 +316,46 @@ async fn release_is_idempotent_and_starts_the_cooldown() {
     assert_ne!(ip_of(&again), ip_of(&r));
 }
 
+/// A release repeated after the owner got a new lease (the controller crashed between releasing
+/// and dropping its finalizer) names the old addresses and leaves the new lease alone.
+#[tokio::test]
+async fn exact_release_leaves_a_newer_lease_of_the_owner_alone() {
+    let (ipam, _, _) = setup("10.9.0.0/24").await;
+    let first = ipam
+        .allocate(fixed("redis-0", "c1", "n1", "z1"))
+        .await
+        .unwrap();
+    let old: Vec<std::net::IpAddr> = first.0.lease.ips.iter().map(|i| i.ip).collect();
+    assert!(
+        ipam.release_exact(&owner("redis-0"), Some(&old))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let second = ipam
+        .allocate(fixed("redis-0", "c2", "n1", "z1"))
+        .await
+        .unwrap();
+    assert!(
+        ipam.release_exact(&owner("redis-0"), Some(&old))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        ipam.lease_by_owner(&owner("redis-0")).unwrap().ips.len(),
+        1,
+        "the new lease stays"
+    );
+    let new: Vec<std::net::IpAddr> = second.0.lease.ips.iter().map(|i| i.ip).collect();
+    assert!(
+        ipam.release_exact(&owner("redis-0"), Some(&new))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 #[tokio::test]
 async fn gc_detaches_fixed_releases_ephemeral_and_keeps_valid_ones() {
     let (ipam, _, _) = setup("10.9.0.0/24").await;

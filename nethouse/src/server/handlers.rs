@@ -110,7 +110,10 @@ pub async fn release<S: Store>(
 ) -> Answer {
     measured(&app, "release", async {
         validate_owner("owner", &req.owner).map_err(IpamError::from)?;
-        let released = app.ipam.release(&req.owner).await?;
+        let released = app
+            .ipam
+            .release_exact(&req.owner, req.ips.as_deref())
+            .await?;
         if let Some(l) = &released {
             tracing::info!(owner = %req.owner, ips = ?l.ips.iter().map(|i| i.ip).collect::<Vec<_>>(), "released");
         }

@@ -7,7 +7,7 @@
 //! (heartbeats stop, namespaces stay, no DEL ever runs) and revived.
 
 mod cni;
-mod node;
+pub mod node;
 mod pods;
 pub mod time;
 

@@ -1,0 +1,148 @@
+//! `cargo bench -p nethouse-e2e --bench scheduler` — the real kube-scheduler's throughput for
+//! 500 fixed pods with the NetHouse extender (filter + prioritize over HTTP, node names only)
+//! against the same scheduler without it, in the same harness and run.
+//!
+//! The pods are created first, while no node exists; then 50 nodes in two zones register at
+//! once and the scheduler places the whole backlog. The clock runs from the nodes' registration
+//! to the last pod bound, so pod creation (the apiserver, kubectl) is not what is measured.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::ListParams;
+use nethouse_e2e::agent::node;
+use nethouse_e2e::cluster::{Cluster, ClusterOptions};
+use nethouse_e2e::ports::free_port;
+use nethouse_e2e::stack::{apply_crd, kube_client, local_nethouse};
+
+const PODS: usize = 500;
+const NODES: usize = 50;
+
+fn pods_manifest() -> String {
+    (0..PODS)
+        .map(|i| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p{i}\n  namespace: default\n  annotations: {{nethouse.io/fixed-ip: \"true\"}}\n\
+                 spec:\n  containers: [{{name: c, image: busybox, resources: {{requests: {{cpu: 10m}}}}}}]\n---\n"
+            )
+        })
+        .collect()
+}
+
+/// Seconds from the nodes' registration to the last of the pods bound.
+fn run(with_extender: bool) -> Duration {
+    let rt = nethouse_e2e::stack::runtime();
+    let _enter = rt.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let (nethouse, nh) = rt
+        .block_on(local_nethouse(
+            dir.path(),
+            Duration::from_secs(60),
+            &[("z1", "10.100.0.0/16"), ("z2", "10.101.0.0/16")],
+        ))
+        .unwrap();
+    let port = free_port().unwrap();
+    let mut opts = ClusterOptions::default();
+    if with_extender {
+        let shipped = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../manifests/scheduler/kube-scheduler-config.yaml"
+        ))
+        .unwrap();
+        let cfg = dir.path().join("scheduler.yaml");
+        std::fs::write(
+            &cfg,
+            shipped.replace("http://127.0.0.1:8888", &format!("http://127.0.0.1:{port}")),
+        )
+        .unwrap();
+        opts.scheduler_config = Some(cfg);
+    }
+    let mut cluster = Cluster::start(opts).expect("control plane");
+    apply_crd(&mut cluster).unwrap();
+    let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
+    let _extender = with_extender.then(|| {
+        rt.block_on(nethouse_scheduler_extender::start(
+            kube.clone(),
+            nh.clone(),
+            nethouse_scheduler_extender::Options {
+                listen: format!("127.0.0.1:{port}").parse().unwrap(),
+                cluster: "bench".into(),
+                zones_refresh: Duration::from_secs(1),
+                tls: None,
+            },
+        ))
+        .unwrap()
+    });
+    cluster
+        .kubectl_stdin(&["apply", "-f", "-"], Some(&pods_manifest()))
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(kube.clone(), "default");
+    let bound = || {
+        rt.block_on(pods.list_metadata(&ListParams::default().fields("spec.nodeName!=")))
+            .map(|l| l.items.len())
+            .unwrap_or(0)
+    };
+    assert_eq!(bound(), 0, "no node yet");
+
+    let t0 = Instant::now();
+    let names: Vec<String> = (0..NODES)
+        .map(|i| format!("{}-n{i}", if i % 2 == 0 { "z1" } else { "z2" }))
+        .collect();
+    rt.block_on(join_all(
+        names.iter().map(|n| node::register(&kube, n, &n[..2])),
+    ))
+    .into_iter()
+    .collect::<anyhow::Result<Vec<()>>>()
+    .unwrap();
+    let beats: Vec<_> = names
+        .iter()
+        .map(|n| rt.spawn(node::heartbeat(kube.clone(), n.clone())))
+        .collect();
+    while bound() < PODS {
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "scheduling stalled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = t0.elapsed();
+    for b in beats {
+        b.abort();
+    }
+    drop(cluster);
+    rt.block_on(nethouse.shutdown(Duration::from_secs(1)));
+    took
+}
+
+fn main() {
+    nethouse_e2e::binaries::ensure().expect("binaries");
+    // Alternate the two so drift on a shared machine hits both alike.
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for _ in 0..3 {
+        without.push(run(false));
+        with.push(run(true));
+    }
+    without.sort();
+    with.sort();
+    let rate = |d: Duration| PODS as f64 / d.as_secs_f64();
+    let (w0, w1) = (without[1], with[1]);
+    println!("## kube-scheduler throughput, {PODS} fixed pods onto {NODES} nodes (median of 3)\n");
+    println!("| scheduler | backlog placed in | pods/s |\n| --- | --- | --- |");
+    println!(
+        "| without the extender | {:.2} s | {:.0} |",
+        w0.as_secs_f64(),
+        rate(w0)
+    );
+    println!(
+        "| with the NetHouse extender | {:.2} s | {:.0} |",
+        w1.as_secs_f64(),
+        rate(w1)
+    );
+    println!(
+        "\nwith / without throughput: {:.2}× (target ≥ 0.9×)",
+        rate(w1) / rate(w0)
+    );
+}
