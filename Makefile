@@ -4,7 +4,7 @@
 # The whole stack: real control plane, NetHouse, simulated nodes, a StatefulSet keeping its IPs.
 demo:
 	./scripts/install-deps.sh
-	cargo build --release -p nethouse -p nethouse-cni -p nethouse-e2e
+	cargo build --release -p nethouse -p nethouse-cni -p nethouse-scheduler-extender -p nethouse-location-controller -p nethouse-e2e
 	bash tests/harness/build-k8s.sh >/dev/null
 	target/release/nethouse-demo
 

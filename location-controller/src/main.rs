@@ -30,6 +30,9 @@ struct Args {
     /// Bearer token of the `controller` role.
     #[arg(long, env = "NETHOUSE_TOKEN_FILE")]
     nethouse_token_file: Option<PathBuf>,
+    /// PEM CA bundle trusted for an `https` NetHouse (default: the platform's roots).
+    #[arg(long, env = "NETHOUSE_CA_FILE")]
+    nethouse_ca_file: Option<PathBuf>,
     /// Cluster name, part of a fixed lease's owner (as in nethouse-cni's config).
     #[arg(long, default_value = "default")]
     cluster: String,
@@ -111,7 +114,8 @@ async fn main() -> anyhow::Result<()> {
     let nh = nethouse_api::ClientConfig::with_token_file(
         args.nethouse.clone(),
         args.nethouse_token_file.as_deref(),
-    )?;
+    )?
+    .with_ca_file(args.nethouse_ca_file.as_deref())?;
     let ctx = Context::new(
         client,
         nethouse_api::Client::new(nh)?,

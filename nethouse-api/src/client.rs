@@ -89,6 +89,17 @@ impl ClientConfig {
         })
     }
 
+    /// Trusts only the PEM CA bundle in `ca_file` for `https` servers (when given).
+    pub fn with_ca_file(mut self, ca_file: Option<&std::path::Path>) -> Result<Self, ClientError> {
+        if let Some(path) = ca_file {
+            self.ca_pem =
+                Some(std::fs::read(path).map_err(|e| {
+                    ClientError::Config(format!("CA file {}: {e}", path.display()))
+                })?);
+        }
+        Ok(self)
+    }
+
     pub fn new(url: impl Into<String>) -> Self {
         ClientConfig {
             urls: vec![url.into()],

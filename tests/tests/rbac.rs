@@ -196,7 +196,7 @@ fn every_service_account_has_exactly_its_permissions() {
     let mut controller = perms(&[
         (
             "locations.nethouse.io",
-            &["delete", "get", "list", "patch", "watch"],
+            &["delete", "list", "patch", "watch"],
         ),
         ("locations.nethouse.io/status", &["patch"]),
         ("pods", &["get", "list", "watch"]),

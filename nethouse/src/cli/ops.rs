@@ -23,10 +23,9 @@ fn client(conn: &Conn) -> anyhow::Result<Client> {
     if let Some(t) = &conn.token {
         cfg.token = Some(t.trim().to_string());
     }
-    if let Some(ca) = &conn.ca_file {
-        cfg.ca_pem =
-            Some(std::fs::read(ca).with_context(|| format!("reading --ca-file {}", ca.display()))?);
-    }
+    let cfg = cfg
+        .with_ca_file(conn.ca_file.as_deref())
+        .context("--ca-file")?;
     Client::new(cfg).context("--server")
 }
 

@@ -1,8 +1,10 @@
-//! `make demo`: the whole stack on one machine. A real control plane (upstream binaries), a
-//! real `nethouse serve`, four simulated nodes in two zones running pods through Debian's
-//! bridge plugin with nethouse-cni as IPAM, and a StatefulSet whose pods keep their IPs
-//! through a pod deletion and a node failure. Prints pod -> node -> zone -> IP tables and tears
-//! everything down.
+//! `make demo`: the whole stack on one machine. A real control plane (upstream binaries) whose
+//! kube-scheduler calls `nethouse-scheduler-extender`, a real `nethouse serve`, the
+//! `nethouse-location-controller`, four simulated nodes in two zones running pods through
+//! Debian's bridge plugin with nethouse-cni as IPAM, and a StatefulSet whose pods keep their IPs
+//! and zones through a pod deletion and a node failure, keep them through a scale-down and
+//! scale-up inside the retention, and give them back when the StatefulSet is deleted. Prints
+//! pod -> node -> zone -> IP tables and tears everything down.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -11,8 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use nethouse_e2e::binaries::workspace_bin;
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
+use nethouse_e2e::ports::free_port;
 use nethouse_e2e::stack::{
-    PodRow, agent, fixed_statefulset, kube_client, wait_node_not_ready, wait_running,
+    PodRow, agent, apply_crd, fixed_statefulset, kube_client, wait_node_not_ready, wait_running,
 };
 
 const NODES: &[(&str, &str)] = &[
@@ -22,9 +25,10 @@ const NODES: &[(&str, &str)] = &[
     ("z2-b", "z2"),
 ];
 
-struct Nethouse(Child);
+/// A child process stopped with SIGTERM when dropped.
+struct Proc(Child);
 
-impl Drop for Nethouse {
+impl Drop for Proc {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
@@ -66,7 +70,7 @@ fn table(before: &BTreeMap<String, PodRow>, after: &BTreeMap<String, PodRow>) {
 }
 
 /// `nethouse serve` as a process, and a way to run the `nethouse` CLI against it.
-fn start_nethouse(dir: &std::path::Path) -> anyhow::Result<(Nethouse, String)> {
+fn start_nethouse(dir: &std::path::Path) -> anyhow::Result<(Proc, String)> {
     let ready = dir.join("nethouse.addr");
     let child = Command::new(workspace_bin("nethouse")?)
         .args([
@@ -85,7 +89,7 @@ fn start_nethouse(dir: &std::path::Path) -> anyhow::Result<(Nethouse, String)> {
         .stderr(std::fs::File::create(dir.join("nethouse.log"))?)
         .spawn()
         .context("starting nethouse serve")?;
-    let process = Nethouse(child);
+    let process = Proc(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ready.exists() {
         if Instant::now() > deadline {
@@ -99,6 +103,22 @@ fn start_nethouse(dir: &std::path::Path) -> anyhow::Result<(Nethouse, String)> {
     ))
 }
 
+/// A workspace binary as a process, logging to `dir/NAME.log`.
+fn spawn(dir: &std::path::Path, name: &str, args: &[String]) -> anyhow::Result<Proc> {
+    let child = Command::new(workspace_bin(name)?)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("{name}.log")))?)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    Ok(Proc(child))
+}
+
+fn same_ips(a: &BTreeMap<String, PodRow>, b: &BTreeMap<String, PodRow>) -> bool {
+    a.iter()
+        .all(|(p, r)| b.get(p).is_some_and(|x| x.ip == r.ip))
+}
+
 fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let rt = nethouse_e2e::stack::runtime();
@@ -106,9 +126,10 @@ fn main() -> anyhow::Result<()> {
     let work = tempfile::Builder::new()
         .prefix("nethouse-demo-")
         .tempdir()?;
+    let dir = work.path();
 
     step("NetHouse: `nethouse serve` with one subnet per zone");
-    let (_nethouse, url) = start_nethouse(work.path())?;
+    let (_nethouse, url) = start_nethouse(dir)?;
     let nethouse_bin = workspace_bin("nethouse")?;
     let cli = |args: &[&str]| -> anyhow::Result<String> {
         let out = Command::new(&nethouse_bin)
@@ -123,33 +144,59 @@ fn main() -> anyhow::Result<()> {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    cli(&[
-        "subnet",
-        "add",
-        "--zone",
-        "z1",
-        "--cidr",
-        "10.210.0.0/24",
-        "-o",
-        "json",
-    ])?;
-    cli(&[
-        "subnet",
-        "add",
-        "--zone",
-        "z2",
-        "--cidr",
-        "10.211.0.0/24",
-        "-o",
-        "json",
-    ])?;
+    for (zone, cidr) in [("z1", "10.210.0.0/24"), ("z2", "10.211.0.0/24")] {
+        cli(&[
+            "subnet", "add", "--zone", zone, "--cidr", cidr, "-o", "json",
+        ])?;
+    }
     print!("{}", cli(&["subnet", "list"])?);
 
     step(
-        "Control plane: etcd + kube-apiserver + kube-controller-manager + kube-scheduler (v1.35.8)",
+        "Control plane: etcd + kube-apiserver + kube-controller-manager + kube-scheduler (v1.35.8) with the NetHouse extender",
     );
-    let mut cluster = Cluster::start(ClusterOptions::default())?;
-    println!("apiserver {} ready", cluster.server);
+    let port = free_port()?;
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/scheduler/kube-scheduler-config.yaml"
+    ))?;
+    let sched_cfg = dir.join("kube-scheduler-config.yaml");
+    std::fs::write(
+        &sched_cfg,
+        shipped.replace("http://127.0.0.1:8888", &format!("http://127.0.0.1:{port}")),
+    )?;
+    let mut cluster = Cluster::start(ClusterOptions {
+        scheduler_config: Some(sched_cfg),
+        ..ClusterOptions::default()
+    })?;
+    apply_crd(&mut cluster)?;
+    println!("apiserver {} ready; Location CRD applied", cluster.server);
+    let kubeconfig = cluster.kubeconfig.display().to_string();
+    let _extender = spawn(
+        dir,
+        "nethouse-scheduler-extender",
+        &[
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--kubeconfig={kubeconfig}"),
+            format!("--nethouse={url}"),
+            "--cluster=demo".into(),
+            "--zones-refresh-seconds=1".into(),
+        ],
+    )?;
+    let _controller = spawn(
+        dir,
+        "nethouse-location-controller",
+        &[
+            format!("--kubeconfig={kubeconfig}"),
+            format!("--nethouse={url}"),
+            "--cluster=demo".into(),
+            "--leader-lease-namespace=default".into(),
+            "--identity=demo".into(),
+            format!("--health-listen=127.0.0.1:{}", free_port()?),
+        ],
+    )?;
+    println!(
+        "nethouse-scheduler-extender on 127.0.0.1:{port}, nethouse-location-controller running"
+    );
 
     step("Nodes: 2 zones x 2 nodes, pods wired by Debian's bridge plugin + nethouse-cni");
     let kube = rt.block_on(kube_client(&cluster.kubeconfig))?;
@@ -161,18 +208,21 @@ fn main() -> anyhow::Result<()> {
         "{}",
         cluster.kubectl(&["get", "nodes", "-L", "nethouse.io/network-zone"])?
     );
-    println!(
-        "note: this demo pins zone z1 with a nodeSelector; the scheduler extender (see the README\n      \
-         and tests/tests/extender.rs) enforces zones without one."
-    );
 
-    step("A 3-replica StatefulSet with nethouse.io/fixed-ip: \"true\"");
+    step(
+        "A 3-replica StatefulSet with nethouse.io/fixed-ip: \"true\" (no nodeSelector: the extender places it)",
+    );
     cluster.kubectl_stdin(
         &["apply", "-f", "-"],
-        Some(&fixed_statefulset("redis", 3, Some("z1"), false)),
+        Some(&fixed_statefulset("redis", 3, None, false)),
     )?;
     let first = wait_running(&mut cluster, "app=redis", 3, None)?;
     print!("{}", cluster.kubectl(&["get", "pods", "-o", "wide"])?);
+    let locs = cluster.wait_for("3 Locations", Duration::from_secs(60), |c| {
+        let out = c.kubectl(&["get", "loc"]).ok()?;
+        (out.matches("Running").count() == 3).then_some(out)
+    })?;
+    println!("the extender wrote a Location per pod:\n{locs}");
 
     step("Delete pod redis-1: the StatefulSet controller recreates it");
     cluster.kubectl(&["delete", "pod", "redis-1", "--wait=false"])?;
@@ -205,31 +255,67 @@ fn main() -> anyhow::Result<()> {
 
     step("Before -> after (pod deletion, then node failure)");
     table(&first, &after_failure);
-    for (pod, row) in &after_failure {
-        if row.node == dead {
-            println!(
-                "({pod} is still bound to the dead node {dead}: it keeps its IP there until it is evicted or force-deleted)"
-            );
-        }
-    }
-    println!();
+    let zones_kept = after_failure
+        .iter()
+        .all(|(p, r)| zone_of(&r.node) == zone_of(&first[p].node));
+    println!("\n{dead} comes back.");
+    agent.revive(&dead)?;
+
+    step(
+        "Scale 3 -> 1 with nethouse.io/ip-retention: 10m: redis-1 and redis-2 go to the recycle bin",
+    );
+    cluster.kubectl(&[
+        "annotate",
+        "statefulset",
+        "redis",
+        "nethouse.io/ip-retention=10m",
+    ])?;
+    cluster.kubectl(&["scale", "statefulset", "redis", "--replicas=1"])?;
+    let bin = cluster.wait_for("2 Retained Locations", Duration::from_secs(90), |c| {
+        let out = c.kubectl(&["get", "loc"]).ok()?;
+        (out.matches("Retained").count() == 2).then_some(out)
+    })?;
+    print!("{bin}");
     print!("{}", cli(&["lease", "list"])?);
 
-    let same = first
-        .iter()
-        .all(|(p, r)| after_failure.get(p).is_some_and(|a| a.ip == r.ip));
-    let zones_kept = after_failure.values().all(|r| zone_of(&r.node) == "z1");
+    step("Scale 1 -> 3 inside the retention: the same IPs come back");
+    cluster.kubectl(&["scale", "statefulset", "redis", "--replicas=3"])?;
+    let after_scale = wait_running(&mut cluster, "app=redis", 3, None)?;
+    table(&after_failure, &after_scale);
+
+    step("Delete the StatefulSet with retention 0s: every IP goes back to the pool");
+    cluster.kubectl(&[
+        "annotate",
+        "--overwrite",
+        "statefulset",
+        "redis",
+        "nethouse.io/ip-retention=0s",
+    ])?;
+    cluster.kubectl(&["delete", "statefulset", "redis", "--wait=false"])?;
+    let released = cluster.wait_for("the IPs released", Duration::from_secs(180), |c| {
+        let locs = c.kubectl(&["get", "loc", "-o", "name"]).ok()?;
+        let leases = cli(&["lease", "list", "-o", "json"]).ok()?;
+        (locs.trim().is_empty() && !leases.contains("redis-")).then_some(())
+    });
+    print!("{}", cli(&["subnet", "list"])?);
+    println!("(the released addresses cool down for 10 minutes before anyone else gets them)");
+
+    let same = same_ips(&first, &after_failure) && same_ips(&first, &after_scale);
     step("Tear down");
     agent.shutdown();
     drop(cluster);
     println!(
-        "done in {:.0}s: every pod kept its IP: {}, stayed in its zone: {}",
+        "done in {:.0}s: every pod kept its IP: {}, stayed in its zone: {}, IPs released at the end: {}",
         started.elapsed().as_secs_f64(),
         if same { "yes" } else { "NO" },
-        if zones_kept { "yes" } else { "NO" }
+        if zones_kept { "yes" } else { "NO" },
+        if released.is_ok() { "yes" } else { "NO" },
     );
-    if !(same && zones_kept) {
-        bail!("the demo's promise did not hold");
+    if !(same && zones_kept && released.is_ok()) {
+        bail!(
+            "the demo's promise did not hold (logs in {})",
+            dir.display()
+        );
     }
     Ok(())
 }
