@@ -21,7 +21,11 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
-# Prints the tables recorded in BENCHMARKS.md (a few minutes; 1M-lease start-up included).
+# Prints the tables recorded in BENCHMARKS.md (about 20 minutes; 1M-lease start-up and several
+# control planes included; the cluster benches need root).
 bench:
 	cargo bench -p nethouse --bench service
 	cargo bench -p nethouse-cni --bench cni
+	cargo bench -p nethouse-scheduler-extender --bench filter
+	cargo bench -p nethouse-e2e --bench cluster
+	cargo bench -p nethouse-e2e --bench scheduler

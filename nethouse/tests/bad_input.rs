@@ -256,6 +256,19 @@ fn cases() -> Vec<Case> {
             message_has: "needs role controller",
         },
         Case {
+            name: "release: an address that is not one",
+            method: "POST",
+            path: "/v1/leases/release",
+            token: c,
+            body: sub(
+                json!({"owner": {"cluster": "k", "namespace": "db", "pod": "redis-0"}, "ips": ["10.0.0.300"]}),
+            ),
+            status: 400,
+            code: "invalid_json",
+            field: Some("ips[0]"),
+            message_has: "invalid IP address",
+        },
+        Case {
             name: "wrong role: controller allocates",
             method: "POST",
             path: "/v1/leases",

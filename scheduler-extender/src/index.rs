@@ -3,6 +3,8 @@
 //! through [`View`].
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::decide::LocationInfo;
@@ -10,7 +12,9 @@ use crate::decide::LocationInfo;
 #[derive(Default)]
 pub struct Index {
     /// node name -> its `nethouse.io/network-zone` label (shared: few distinct zones).
-    nodes: HashMap<String, Option<Arc<str>>>,
+    /// Fx-hashed: a filter call looks up every candidate (thousands), and node names are not
+    /// attacker-chosen keys.
+    nodes: FxHashMap<String, Option<Arc<str>>>,
     /// `namespace/name` -> Location.
     locations: HashMap<String, LocationInfo>,
     /// zone -> whether a new lease can be allocated there (from NetHouse `/v1/zones`).
@@ -54,13 +58,54 @@ impl Index {
     }
 }
 
+/// The zones of many nodes, compactly: each distinct zone once, and per node a code.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NodeZones {
+    pub zones: Vec<Arc<str>>,
+    /// Per node, in order: [`NODE_UNKNOWN`], [`NO_ZONE`], or 2 + an index into `zones`.
+    pub of: Vec<u32>,
+}
+
+pub const NODE_UNKNOWN: u32 = 0;
+pub const NO_ZONE: u32 = 1;
+
+impl NodeZones {
+    fn push(&mut self, zone: Option<Option<&Arc<str>>>) {
+        let code = match zone {
+            None => NODE_UNKNOWN,
+            Some(None) => NO_ZONE,
+            Some(Some(z)) => {
+                // Zone names are interned: a handful, compared by pointer first.
+                let i = match self
+                    .zones
+                    .iter()
+                    .position(|x| Arc::ptr_eq(x, z) || **x == **z)
+                {
+                    Some(i) => i,
+                    None => {
+                        self.zones.push(z.clone());
+                        self.zones.len() - 1
+                    }
+                };
+                2 + i as u32
+            }
+        };
+        self.of.push(code);
+    }
+}
+
 /// Read access for the handlers.
 pub trait View: Send + Sync + 'static {
     /// `None`: node unknown; `Some(None)`: known, without a zone label.
     fn node_zone(&self, node: &str) -> Option<Option<Arc<str>>>;
     /// The zones of many nodes under one lock, in order.
-    fn node_zones(&self, nodes: &[String]) -> Vec<Option<Option<Arc<str>>>> {
-        nodes.iter().map(|n| self.node_zone(n)).collect()
+    fn node_zones(&self, nodes: &[String]) -> NodeZones {
+        let mut out = NodeZones::default();
+        for n in nodes {
+            let z = self.node_zone(n);
+            out.push(z.as_ref().map(|z| z.as_ref()));
+        }
+        out
     }
     fn location(&self, pod_key: &str) -> Option<LocationInfo>;
     fn zone_has_room(&self, zone: &str) -> Option<bool>;
@@ -72,11 +117,20 @@ impl View for RwLock<Index> {
         self.read().ok()?.nodes.get(node).cloned()
     }
 
-    fn node_zones(&self, nodes: &[String]) -> Vec<Option<Option<Arc<str>>>> {
+    fn node_zones(&self, nodes: &[String]) -> NodeZones {
+        let mut out = NodeZones {
+            zones: Vec::new(),
+            of: Vec::with_capacity(nodes.len()),
+        };
         match self.read() {
-            Ok(i) => nodes.iter().map(|n| i.nodes.get(n).cloned()).collect(),
-            Err(_) => vec![None; nodes.len()],
+            Ok(i) => {
+                for n in nodes {
+                    out.push(i.nodes.get(n).map(|z| z.as_ref()));
+                }
+            }
+            Err(_) => out.of.resize(nodes.len(), NODE_UNKNOWN),
         }
+        out
     }
 
     fn location(&self, pod_key: &str) -> Option<LocationInfo> {
@@ -98,7 +152,7 @@ impl<T: View> View for std::sync::Arc<T> {
         (**self).node_zone(node)
     }
 
-    fn node_zones(&self, nodes: &[String]) -> Vec<Option<Option<Arc<str>>>> {
+    fn node_zones(&self, nodes: &[String]) -> NodeZones {
         (**self).node_zones(nodes)
     }
 
@@ -112,5 +166,44 @@ impl<T: View> View for std::sync::Arc<T> {
 
     fn ready(&self) -> bool {
         (**self).ready()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_zones_are_coded_by_distinct_zone() {
+        let mut index = Index::default();
+        index.apply_node("a", Some("z1"));
+        index.apply_node("b", Some("z2"));
+        index.apply_node("c", Some("z1"));
+        index.apply_node("d", None);
+        let view = RwLock::new(index);
+        let names: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+        let got = view.node_zones(&names);
+        assert_eq!(got.of, vec![2, 3, 2, NO_ZONE, NODE_UNKNOWN]);
+        assert_eq!(
+            got.zones.iter().map(|z| &**z).collect::<Vec<_>>(),
+            vec!["z1", "z2"]
+        );
+        // The trait's default (one lookup per node) says the same.
+        struct One(RwLock<Index>);
+        impl View for One {
+            fn node_zone(&self, node: &str) -> Option<Option<Arc<str>>> {
+                self.0.node_zone(node)
+            }
+            fn location(&self, _: &str) -> Option<LocationInfo> {
+                None
+            }
+            fn zone_has_room(&self, _: &str) -> Option<bool> {
+                None
+            }
+            fn ready(&self) -> bool {
+                true
+            }
+        }
+        assert_eq!(One(view).node_zones(&names), got);
     }
 }

@@ -149,7 +149,24 @@ struct ReasonMap<'a>(&'a Reasons);
 
 impl Serialize for ReasonMap<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k, &**v)))
+        // Thousands of nodes share a handful of reasons (one per zone): each distinct reason
+        // is JSON-escaped once and then copied as raw JSON, instead of escaped per node.
+        let mut escaped: HashMap<usize, Box<RawValue>> = HashMap::new();
+        for (_, v) in self.0 {
+            let key = v.as_ptr() as usize;
+            if let std::collections::hash_map::Entry::Vacant(slot) = escaped.entry(key) {
+                slot.insert(
+                    serde_json::to_string(&**v)
+                        .and_then(RawValue::from_string)
+                        .map_err(serde::ser::Error::custom)?,
+                );
+            }
+        }
+        s.collect_map(
+            self.0
+                .iter()
+                .map(|(name, v)| (name, escaped.get(&(v.as_ptr() as usize)))),
+        )
     }
 }
 

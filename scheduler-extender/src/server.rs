@@ -2,7 +2,6 @@
 //! `/healthz`, `/readyz` (only once the caches are synced), `/metrics`. A body that cannot be
 //! read is a 400 with a message — never a panic or a 5xx.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +19,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::decide::{Verdict, filter_zone, score};
-use crate::index::View;
+use crate::index::{NO_ZONE, NODE_UNKNOWN, View};
 use crate::protocol::{
     Candidates, HostPriority, Kept, ProtocolError, Reasons, filter_result, node_name_and_zone,
     parse_args, priority_result,
@@ -107,30 +106,37 @@ pub fn filter<V: View>(view: &V, body: &[u8]) -> Result<(String, bool), Protocol
         return Ok((filter_result(kept, &none, &none, ""), false));
     }
     let location = view.location(&pod.key());
-    // One verdict per distinct zone: thousands of nodes share a handful of zones.
-    let mut by_zone: HashMap<Option<Arc<str>>, Verdict> = HashMap::new();
+    // One verdict per distinct zone: thousands of nodes share a handful of zones. Zone names
+    // are interned by the index, so a pointer comparison finds the zone without hashing it.
+    let mut by_zone: Vec<(Option<Arc<str>>, Verdict)> = Vec::new();
     let mut verdict_for = |zone: Option<Arc<str>>| -> Verdict {
-        by_zone
-            .entry(zone)
-            .or_insert_with_key(|z| {
-                filter_zone(pod, location.as_ref(), z.as_deref(), |z| {
-                    view.zone_has_room(z)
-                })
-            })
-            .clone()
+        let same = |z: &Option<Arc<str>>| match (z, &zone) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || **a == **b,
+            (None, None) => true,
+            _ => false,
+        };
+        if let Some((_, v)) = by_zone.iter().find(|(z, _)| same(z)) {
+            return v.clone();
+        }
+        let v = filter_zone(pod, location.as_ref(), zone.as_deref(), |z| {
+            view.zone_has_room(z)
+        });
+        by_zone.push((zone, v.clone()));
+        v
     };
     let mut failed = Reasons::new();
     let mut unresolvable = Reasons::new();
-    let mut sort = |node: &str, verdict: Verdict| -> bool {
+    // The refused names move into the answer; only the kept ones come back to the caller.
+    let mut sort = |node: String, verdict: Verdict| -> Option<String> {
         match verdict {
-            Verdict::Keep => true,
+            Verdict::Keep => Some(node),
             Verdict::Failed(r) => {
-                failed.push((node.to_string(), r));
-                false
+                failed.push((node, r));
+                None
             }
             Verdict::Unresolvable(r) => {
-                unresolvable.push((node.to_string(), r));
-                false
+                unresolvable.push((node, r));
+                None
             }
         }
     };
@@ -138,13 +144,24 @@ pub fn filter<V: View>(view: &V, body: &[u8]) -> Result<(String, bool), Protocol
     let kept = match args.candidates {
         Candidates::Names(names) => {
             let zones = view.node_zones(&names);
+            // One verdict per code (unknown, no zone, each zone), decided on first use.
+            let mut verdicts: Vec<Option<Verdict>> = vec![None; zones.zones.len() + 2];
             let mut keep = Vec::with_capacity(names.len());
-            for (n, zone) in names.into_iter().zip(zones) {
-                let verdict = match zone {
-                    Some(zone) => verdict_for(zone),
-                    None => Verdict::Failed(not_cached.clone()),
+            for (n, code) in names.into_iter().zip(zones.of.iter().copied()) {
+                let slot = &mut verdicts[code as usize];
+                let verdict = match slot {
+                    Some(v) => v.clone(),
+                    None => {
+                        let v = match code {
+                            NODE_UNKNOWN => Verdict::Failed(not_cached.clone()),
+                            NO_ZONE => verdict_for(None),
+                            c => verdict_for(Some(zones.zones[c as usize - 2].clone())),
+                        };
+                        *slot = Some(v.clone());
+                        v
+                    }
                 };
-                if sort(&n, verdict) {
+                if let Some(n) = sort(n, verdict) {
                     keep.push(n);
                 }
             }
@@ -154,7 +171,7 @@ pub fn filter<V: View>(view: &V, body: &[u8]) -> Result<(String, bool), Protocol
             let mut keep = Vec::with_capacity(items.len());
             for raw in items {
                 let (n, zone) = node_name_and_zone(raw, ZONE_LABEL)?;
-                if sort(&n, verdict_for(zone.map(Arc::from))) {
+                if sort(n, verdict_for(zone.map(Arc::from))).is_some() {
                     keep.push(raw);
                 }
             }

@@ -21,12 +21,16 @@ pub struct ClusterOptions {
     /// How long a node may miss heartbeats before it is NotReady (controller manager's
     /// `--node-monitor-grace-period`). Short, so node-failure tests stay short.
     pub node_monitor_grace: Duration,
+    /// The scheduler's API client rate (`clientConnection.qps`, burst twice that) when a
+    /// `scheduler_config` is given; `None`: upstream's default (50).
+    pub scheduler_qps: Option<u32>,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
             scheduler_config: None,
+            scheduler_qps: None,
             node_monitor_grace: Duration::from_secs(20),
         }
     }
@@ -165,8 +169,12 @@ impl Cluster {
         if let Some(cfg) = &opts.scheduler_config {
             let text = std::fs::read_to_string(cfg)
                 .with_context(|| format!("reading {}", cfg.display()))?;
+            let rate = opts
+                .scheduler_qps
+                .map(|q| format!("  qps: {q}\n  burst: {}\n", 2 * q))
+                .unwrap_or_default();
             let text = format!(
-                "{}\nclientConnection:\n  kubeconfig: {sched_kubeconfig}\nleaderElection:\n  leaderElect: false\n",
+                "{}\nclientConnection:\n  kubeconfig: {sched_kubeconfig}\n{rate}leaderElection:\n  leaderElect: false\n",
                 text.trim_end()
             );
             let path = dir.join("scheduler-config.yaml");
