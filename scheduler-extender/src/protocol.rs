@@ -145,65 +145,104 @@ pub enum Kept<'a> {
 /// node name -> reason; reasons are shared between nodes of one zone.
 pub type Reasons = Vec<(String, std::sync::Arc<str>)>;
 
-struct ReasonMap<'a>(&'a Reasons);
-
-impl Serialize for ReasonMap<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Thousands of nodes share a handful of reasons (one per zone): each distinct reason
-        // is JSON-escaped once and then copied as raw JSON, instead of escaped per node.
-        let mut escaped: HashMap<usize, Box<RawValue>> = HashMap::new();
-        for (_, v) in self.0 {
-            let key = v.as_ptr() as usize;
-            if let std::collections::hash_map::Entry::Vacant(slot) = escaped.entry(key) {
-                slot.insert(
-                    serde_json::to_string(&**v)
-                        .and_then(RawValue::from_string)
-                        .map_err(serde::ser::Error::custom)?,
-                );
-            }
-        }
-        s.collect_map(
-            self.0
-                .iter()
-                .map(|(name, v)| (name, escaped.get(&(v.as_ptr() as usize)))),
-        )
+/// Writes a JSON string: copied as is when nothing needs escaping (node names are DNS
+/// subdomains; reasons are ours), through serde_json otherwise.
+fn push_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct FilterResult<'a> {
-    nodes: Option<RawNodeList<'a>>,
-    node_names: Option<Vec<String>>,
-    failed_nodes: ReasonMap<'a>,
-    failed_and_unresolvable_nodes: ReasonMap<'a>,
-    error: &'a str,
+/// `{"node": "reason", ...}`. Thousands of nodes share a handful of reasons (one per zone):
+/// each distinct reason is escaped once and copied for all its nodes.
+fn push_reasons(out: &mut String, reasons: &Reasons) {
+    let mut escaped: Vec<(*const u8, String)> = Vec::new();
+    out.push('{');
+    for (i, (node, reason)) in reasons.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(out, node);
+        out.push(':');
+        let key = reason.as_ptr();
+        let text = match escaped.iter().position(|(k, _)| *k == key) {
+            Some(j) => &escaped[j].1,
+            None => {
+                let mut e = String::with_capacity(reason.len() + 2);
+                push_str(&mut e, reason);
+                // Distinct reasons are few, except when every node has its own: bound the
+                // cache so the search stays short either way.
+                if escaped.len() >= 16 {
+                    escaped.remove(0);
+                }
+                escaped.push((key, e));
+                &escaped[escaped.len() - 1].1
+            }
+        };
+        out.push_str(text);
+    }
+    out.push('}');
 }
 
-#[derive(Serialize)]
-struct RawNodeList<'a> {
-    items: Vec<&'a RawValue>,
-}
-
+/// The filter answer (`ExtenderFilterResult`), written directly: this is the hot path of
+/// every scheduling cycle, and most of the answer is node names and shared reasons.
 pub fn filter_result(
     kept: Kept<'_>,
     failed: &Reasons,
     unresolvable: &Reasons,
     error: &str,
 ) -> String {
-    let (nodes, node_names) = match kept {
-        Kept::Names(n) => (None, Some(n)),
-        Kept::Nodes(items) => (Some(RawNodeList { items }), None),
-        Kept::None => (None, None),
-    };
-    serde_json::to_string(&FilterResult {
-        nodes,
-        node_names,
-        failed_nodes: ReasonMap(failed),
-        failed_and_unresolvable_nodes: ReasonMap(unresolvable),
-        error,
-    })
-    .unwrap_or_else(|e| format!(r#"{{"Error":"encoding the answer: {e}"}}"#))
+    let names_len = |r: &Reasons| r.iter().map(|(n, _)| n.len() + 4).sum::<usize>();
+    let mut out = String::with_capacity(
+        128 + names_len(failed)
+            + names_len(unresolvable)
+            + 80 * (failed.len() + unresolvable.len())
+            + match &kept {
+                Kept::Names(n) => n.iter().map(|n| n.len() + 3).sum(),
+                Kept::Nodes(n) => n.iter().map(|r| r.get().len() + 1).sum(),
+                Kept::None => 0,
+            },
+    );
+    out.push_str("{\"Nodes\":");
+    match &kept {
+        Kept::Nodes(items) => {
+            out.push_str("{\"items\":[");
+            for (i, raw) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(raw.get());
+            }
+            out.push_str("]}");
+        }
+        _ => out.push_str("null"),
+    }
+    out.push_str(",\"NodeNames\":");
+    match &kept {
+        Kept::Names(names) => {
+            out.push('[');
+            for (i, n) in names.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_str(&mut out, n);
+            }
+            out.push(']');
+        }
+        _ => out.push_str("null"),
+    }
+    out.push_str(",\"FailedNodes\":");
+    push_reasons(&mut out, failed);
+    out.push_str(",\"FailedAndUnresolvableNodes\":");
+    push_reasons(&mut out, unresolvable);
+    out.push_str(",\"Error\":");
+    push_str(&mut out, error);
+    out.push('}');
+    out
 }
 
 #[derive(Serialize, Debug, PartialEq, Eq)]
@@ -215,4 +254,73 @@ pub struct HostPriority {
 
 pub fn priority_result(list: &[HostPriority]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// The hand-written answer is exactly what serde_json makes of the same content, also
+    /// for strings that need escaping.
+    #[test]
+    fn filter_answer_matches_serde() {
+        let tricky = [
+            "n1",
+            "quote\"d",
+            "back\\slash",
+            "tab\there",
+            "ctl\u{1}",
+            "zoné",
+            "",
+        ];
+        let shared: Arc<str> = Arc::from("pod a/b holds IP 10.0.0.1 in zone \"z1\"");
+        let reasons: Reasons = tricky
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let r = if i % 2 == 0 {
+                    shared.clone()
+                } else {
+                    Arc::from(format!("own reason {i}\n"))
+                };
+                (n.to_string(), r)
+            })
+            .collect();
+        let names: Vec<String> = tricky.iter().map(|s| s.to_string()).collect();
+        let raw: Vec<Box<RawValue>> = ["{\"metadata\":{\"name\":\"n1\"}}", "{}"]
+            .iter()
+            .map(|s| RawValue::from_string(s.to_string()).unwrap())
+            .collect();
+        let map = |r: &Reasons| {
+            serde_json::Value::Object(
+                r.iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.to_string())))
+                    .collect(),
+            )
+        };
+        let cases = [
+            (
+                Kept::Names(names.clone()),
+                serde_json::json!(names),
+                serde_json::Value::Null,
+            ),
+            (
+                Kept::Nodes(raw.iter().map(|r| &**r).collect()),
+                serde_json::Value::Null,
+                serde_json::json!({"items": [{"metadata": {"name": "n1"}}, {}]}),
+            ),
+            (Kept::None, serde_json::Value::Null, serde_json::Value::Null),
+        ];
+        for (kept, want_names, want_nodes) in cases {
+            let got: serde_json::Value =
+                serde_json::from_str(&filter_result(kept, &reasons, &reasons, "e\"rr")).unwrap();
+            let want = serde_json::json!({
+                "Nodes": want_nodes, "NodeNames": want_names,
+                "FailedNodes": map(&reasons), "FailedAndUnresolvableNodes": map(&reasons),
+                "Error": "e\"rr"
+            });
+            assert_eq!(got, want);
+        }
+    }
 }
