@@ -227,7 +227,11 @@ async fn get_pod(ctx: &Context, l: &Location) -> Result<Option<Pod>, Error> {
 
 /// Server-side applies the controller's part of the status: exactly `fields` (fields it set
 /// before and leaves out now are removed).
-async fn set_status(ctx: &Context, l: &Location, fields: serde_json::Value) -> Result<(), Error> {
+pub(crate) async fn set_status(
+    ctx: &Context,
+    l: &Location,
+    fields: serde_json::Value,
+) -> Result<(), Error> {
     let api: Api<Location> =
         Api::namespaced(ctx.client.clone(), &l.namespace().unwrap_or_default());
     let body = json!({"apiVersion": "nethouse.io/v1alpha1", "kind": "Location", "status": fields});
@@ -239,6 +243,21 @@ async fn set_status(ctx: &Context, l: &Location, fields: serde_json::Value) -> R
     .await
     .map_err(kube_err(format!("status of location {}", key(l))))?;
     Ok(())
+}
+
+/// `fields` plus the retention record already in the status, for applies that are not about
+/// retention: the controller's status fields are applied as a whole, and a lost record would
+/// restart (or lose) the retention of a Location whose StatefulSet is gone.
+pub(crate) fn keeping_retention(l: &Location, mut fields: serde_json::Value) -> serde_json::Value {
+    if let Some(s) = &l.status {
+        if let Some(r) = &s.retention {
+            fields["retention"] = r.clone().into();
+        }
+        if let Some(u) = &s.retained_until {
+            fields["retainedUntil"] = u.clone().into();
+        }
+    }
+    fields
 }
 
 /// A live Location: the retention policy.
@@ -367,7 +386,8 @@ async fn cleanup(l: &Location, run: &Run) -> Result<Action, Error> {
     if decide(pod.as_ref()) == Release::Wait {
         if phase(l) != Some(LocationPhase::Releasing) {
             let note = "deleted; the IP is released once the pod is gone".to_string();
-            set_status(ctx, l, json!({"phase": "Releasing", "message": note})).await?;
+            let fields = json!({"phase": "Releasing", "message": note});
+            set_status(ctx, l, keeping_retention(l, fields)).await?;
             ctx.event(l, EventType::Normal, "WaitingForPod", note).await;
         }
         return Err(Error::PodHoldsIp(key(l)));
@@ -565,4 +585,34 @@ pub fn start(ctx: Arc<Context>) -> tokio::task::JoinHandle<()> {
         let sweep = crate::sweep::run(ctx, locations);
         tokio::join!(sts_cache, control, sweep);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nethouse_api::location::{LocationSpec, LocationStatus};
+
+    #[test]
+    fn other_status_applies_keep_the_retention_record() {
+        let mut l = Location::new(
+            "redis-3",
+            LocationSpec {
+                ips: vec!["10.0.0.3".into()],
+                zone: "z1".into(),
+                cluster: "c".into(),
+                statefulset: Some("redis".into()),
+            },
+        );
+        let fields = json!({"phase": "Releasing"});
+        assert_eq!(keeping_retention(&l, fields.clone()), fields);
+        l.status = Some(LocationStatus {
+            retention: Some("25s".into()),
+            retained_until: Some("2026-11-26T05:00:00Z".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            keeping_retention(&l, fields),
+            json!({"phase": "Releasing", "retention": "25s", "retainedUntil": "2026-11-26T05:00:00Z"})
+        );
+    }
 }

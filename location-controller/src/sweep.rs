@@ -22,7 +22,7 @@ use nethouse_api::location::{Location, LocationPhase};
 use nethouse_api::{Lease, LeaseFilter, LeaseKind};
 
 use crate::decide::{Release, decide};
-use crate::reconcile::{Context, MANAGER};
+use crate::reconcile::{Context, keeping_retention, set_status};
 
 /// `namespace/pod`.
 type PodKey = (String, String);
@@ -119,18 +119,8 @@ async fn lease_lost(ctx: &Context, l: &Location) {
         l.spec.ips.join(", ")
     );
     tracing::warn!(location = %l.name_any(), "{note}");
-    let api: Api<Location> =
-        Api::namespaced(ctx.client.clone(), &l.namespace().unwrap_or_default());
-    let body = serde_json::json!({"apiVersion": "nethouse.io/v1alpha1", "kind": "Location",
-        "status": {"phase": "LeaseLost", "message": note}});
-    if let Err(e) = api
-        .patch_status(
-            &l.name_any(),
-            &kube::api::PatchParams::apply(MANAGER).force(),
-            &kube::api::Patch::Apply(body),
-        )
-        .await
-    {
+    let fields = serde_json::json!({"phase": "LeaseLost", "message": note});
+    if let Err(e) = set_status(ctx, l, keeping_retention(l, fields)).await {
         tracing::warn!(location = %l.name_any(), error = %e, "recording LeaseLost failed");
         return;
     }

@@ -15,7 +15,7 @@ use kube::api::ListParams;
 use nethouse_e2e::agent::node;
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::ports::free_port;
-use nethouse_e2e::stack::{apply_crd, kube_client, local_nethouse};
+use nethouse_e2e::stack::{apply_crd, extender, kube_client, local_nethouse, scheduler_config};
 
 const PODS: usize = 500;
 const NODES: usize = 50;
@@ -57,34 +57,15 @@ fn run(with_extender: bool, qps: Option<u32>) -> Duration {
     .unwrap();
     opts.scheduler_config = Some(plain);
     if with_extender {
-        let shipped = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../manifests/scheduler/kube-scheduler-config.yaml"
-        ))
-        .unwrap();
-        let cfg = dir.path().join("scheduler.yaml");
-        std::fs::write(
-            &cfg,
-            shipped.replace("http://127.0.0.1:8888", &format!("http://127.0.0.1:{port}")),
-        )
-        .unwrap();
+        let cfg = scheduler_config(dir.path(), port).unwrap();
         opts.scheduler_config = Some(cfg);
     }
     let mut cluster = Cluster::start(opts).expect("control plane");
     apply_crd(&mut cluster).unwrap();
     let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
     let _extender = with_extender.then(|| {
-        rt.block_on(nethouse_scheduler_extender::start(
-            kube.clone(),
-            nh.clone(),
-            nethouse_scheduler_extender::Options {
-                listen: format!("127.0.0.1:{port}").parse().unwrap(),
-                cluster: "bench".into(),
-                zones_refresh: Duration::from_secs(1),
-                tls: None,
-            },
-        ))
-        .unwrap()
+        rt.block_on(extender(kube.clone(), &nh, "bench", port))
+            .unwrap()
     });
     cluster
         .kubectl_stdin(&["apply", "-f", "-"], Some(&pods_manifest()))

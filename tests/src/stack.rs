@@ -85,6 +85,42 @@ pub fn agent(
     ))
 }
 
+/// The scheduler extender (and its Location writer) in this process for `cluster`, on
+/// `127.0.0.1:port`, reading zone capacity every second.
+pub async fn extender(
+    kube: kube::Client,
+    nh: &Client,
+    cluster: &str,
+    port: u16,
+) -> anyhow::Result<nethouse_scheduler_extender::Running> {
+    nethouse_scheduler_extender::start(
+        kube,
+        nh.clone(),
+        nethouse_scheduler_extender::Options {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            cluster: cluster.to_string(),
+            zones_refresh: Duration::from_secs(1),
+            tls: None,
+        },
+    )
+    .await
+}
+
+/// The KubeSchedulerConfiguration users apply (`manifests/scheduler/`), written under `dir`
+/// with its extender URL pointed at `127.0.0.1:port`.
+pub fn scheduler_config(dir: &Path, port: u16) -> anyhow::Result<std::path::PathBuf> {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/scheduler/kube-scheduler-config.yaml"
+    ))?;
+    let path = dir.join("kube-scheduler-config.yaml");
+    std::fs::write(
+        &path,
+        shipped.replace("http://127.0.0.1:8888", &format!("http://127.0.0.1:{port}")),
+    )?;
+    Ok(path)
+}
+
 /// The location controller in this process (no leader election) for `cluster`, with the
 /// given default retention and a short reconciliation period.
 pub fn location_controller(

@@ -10,8 +10,8 @@ use std::time::Duration;
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::ports::free_port;
 use nethouse_e2e::stack::{
-    agent, apply_crd, fixed_statefulset, kube_client, local_nethouse, running_pods,
-    wait_node_not_ready, wait_running,
+    agent, apply_crd, extender, fixed_statefulset, kube_client, local_nethouse, running_pods,
+    scheduler_config, wait_node_not_ready, wait_running,
 };
 
 fn zone_of(node: &str) -> &str {
@@ -33,17 +33,7 @@ fn fixed_pods_stay_in_their_zone() {
 
     // The scheduler gets the users' configuration, pointed at this test's extender.
     let port = free_port().unwrap();
-    let shipped = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../manifests/scheduler/kube-scheduler-config.yaml"
-    ))
-    .unwrap();
-    let cfg = nh_dir.path().join("scheduler.yaml");
-    std::fs::write(
-        &cfg,
-        shipped.replace("http://127.0.0.1:8888", &format!("http://127.0.0.1:{port}")),
-    )
-    .unwrap();
+    let cfg = scheduler_config(nh_dir.path(), port).unwrap();
     let mut cluster = Cluster::start(ClusterOptions {
         scheduler_config: Some(cfg),
         ..ClusterOptions::default()
@@ -53,16 +43,7 @@ fn fixed_pods_stay_in_their_zone() {
 
     let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
     let extender = rt
-        .block_on(nethouse_scheduler_extender::start(
-            kube.clone(),
-            nh.clone(),
-            nethouse_scheduler_extender::Options {
-                listen: format!("127.0.0.1:{port}").parse().unwrap(),
-                cluster: "e2e".into(),
-                zones_refresh: Duration::from_secs(1),
-                tls: None,
-            },
-        ))
+        .block_on(extender(kube.clone(), &nh, "e2e", port))
         .unwrap();
     let mut agent = agent(kube, &nethouse.url(), "e2e", "xt").unwrap();
     for (node, zone) in [

@@ -9,8 +9,8 @@ use nethouse_api::Owner;
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::ports::free_port;
 use nethouse_e2e::stack::{
-    agent, apply_crd, fixed_statefulset, kube_client, local_nethouse, location_controller,
-    wait_running,
+    agent, apply_crd, extender, fixed_statefulset, kube_client, local_nethouse,
+    location_controller, wait_running,
 };
 
 fn owner(pod: &str) -> Owner {
@@ -37,18 +37,7 @@ fn ip_is_released_only_when_the_location_is_deleted_and_the_pod_is_gone() {
     apply_crd(&mut cluster).unwrap();
     let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
     let _writer = rt
-        .block_on(nethouse_scheduler_extender::start(
-            kube.clone(),
-            nh.clone(),
-            nethouse_scheduler_extender::Options {
-                listen: format!("127.0.0.1:{}", free_port().unwrap())
-                    .parse()
-                    .unwrap(),
-                cluster: "e2e".into(),
-                zones_refresh: Duration::from_secs(1),
-                tls: None,
-            },
-        ))
+        .block_on(extender(kube.clone(), &nh, "e2e", free_port().unwrap()))
         .unwrap();
     let controller = location_controller(kube.clone(), &nh, "e2e", Duration::from_secs(3600));
     let mut agent = agent(kube, &nethouse.url(), "e2e", "rl").unwrap();

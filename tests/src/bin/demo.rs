@@ -15,7 +15,8 @@ use nethouse_e2e::binaries::workspace_bin;
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::ports::free_port;
 use nethouse_e2e::stack::{
-    PodRow, agent, apply_crd, fixed_statefulset, kube_client, wait_node_not_ready, wait_running,
+    PodRow, agent, apply_crd, fixed_statefulset, kube_client, scheduler_config,
+    wait_node_not_ready, wait_running,
 };
 
 const NODES: &[(&str, &str)] = &[
@@ -155,15 +156,7 @@ fn main() -> anyhow::Result<()> {
         "Control plane: etcd + kube-apiserver + kube-controller-manager + kube-scheduler (v1.35.8) with the NetHouse extender",
     );
     let port = free_port()?;
-    let shipped = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../manifests/scheduler/kube-scheduler-config.yaml"
-    ))?;
-    let sched_cfg = dir.join("kube-scheduler-config.yaml");
-    std::fs::write(
-        &sched_cfg,
-        shipped.replace("http://127.0.0.1:8888", &format!("http://127.0.0.1:{port}")),
-    )?;
+    let sched_cfg = scheduler_config(dir, port)?;
     let mut cluster = Cluster::start(ClusterOptions {
         scheduler_config: Some(sched_cfg),
         ..ClusterOptions::default()
