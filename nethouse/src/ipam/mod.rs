@@ -42,7 +42,7 @@ use state::{Cached, State};
 use crate::clock::Clock;
 use crate::model::cidr::Family;
 use crate::model::lease::{IpRecord, OwnerKey, ValidAllocate, ValidDetach, ip_key, lease_key};
-use crate::store::{Expect, Outcome, Store, Txn};
+use crate::store::{Expect, Outcome, Store, Txn, Versioned};
 
 /// Bound on optimistic retries of one operation; a conflict costs one store read.
 const MAX_ATTEMPTS: usize = 16;
@@ -361,37 +361,58 @@ impl<S: Store> Ipam<S> {
         )
     }
 
+    /// Puts what the store holds for one address key into the cache and the pool.
+    fn apply_stored_ip(&self, key: &str, stored: Option<Versioned>) -> Result<(), IpamError> {
+        let (subnet, ip) = state::parse_ip_key(key)?;
+        let rec = match &stored {
+            Some(v) => Some((
+                v.revision,
+                match decode_ip(key, &v.value)? {
+                    IpRecord::Leased { owner } => IpState::Leased(OwnerKey::from_stored(&owner)),
+                    IpRecord::Released { at_ms } => IpState::Released(at_ms),
+                },
+            )),
+            None => None,
+        };
+        self.state().apply_ip(subnet, ip, rec);
+        Ok(())
+    }
+
     /// Re-reads one key from the store into the cache (after a lost race).
     async fn refresh(&self, key: &str) -> Result<(), IpamError> {
         let stored = self.store.get(key).await?;
         if let Some(owner) = key.strip_prefix("l/") {
             let owner = OwnerKey::from_stored(owner);
-            let mut st = self.state();
-            match stored {
-                Some(v) => {
-                    let lease = decode_lease(key, &v.value)?;
-                    let rec = LeaseRec::from_api(&lease, &mut st.syms);
-                    st.put_lease(owner, v.revision, rec);
+            let cached_ips: Vec<String> = {
+                let mut st = self.state();
+                let cached_ips = st.leases.get(&owner).map_or_else(Vec::new, |c| {
+                    c.value
+                        .ips
+                        .iter()
+                        .map(|l| ip_key(&l.subnet, l.ip))
+                        .collect()
+                });
+                match stored {
+                    Some(v) => {
+                        let lease = decode_lease(key, &v.value)?;
+                        let rec = LeaseRec::from_api(&lease, &mut st.syms);
+                        st.put_lease(owner, v.revision, rec);
+                    }
+                    None => {
+                        st.remove_lease(&owner);
+                    }
                 }
-                None => {
-                    st.remove_lease(&owner);
-                }
+                cached_ips
+            };
+            // The lease changed without this cache seeing it (another writer, or a call dropped
+            // between its commit and its cache update): its addresses changed with it, so the
+            // cache learns them too, or they would stay out of the pool until a restart.
+            for k in cached_ips {
+                let stored = self.store.get(&k).await?;
+                self.apply_stored_ip(&k, stored)?;
             }
         } else if key.starts_with("i/") {
-            let (subnet, ip) = state::parse_ip_key(key)?;
-            let rec = match &stored {
-                Some(v) => Some((
-                    v.revision,
-                    match decode_ip(key, &v.value)? {
-                        IpRecord::Leased { owner } => {
-                            IpState::Leased(OwnerKey::from_stored(&owner))
-                        }
-                        IpRecord::Released { at_ms } => IpState::Released(at_ms),
-                    },
-                )),
-                None => None,
-            };
-            self.state().apply_ip(subnet, ip, rec);
+            self.apply_stored_ip(key, stored)?;
         } else if let Some(name) = key.strip_prefix("s/") {
             let mut st = self.state();
             match stored {

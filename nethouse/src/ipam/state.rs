@@ -147,9 +147,16 @@ impl State {
             return;
         };
         entry.pool.remove(off);
+        let queued_at = match self.ips.get(&ip).map(|c| &c.value) {
+            Some(IpState::Released(at)) => Some(*at),
+            _ => None,
+        };
         match stored {
             Some((rev, state)) => {
-                if let IpState::Released(at) = state {
+                // Queued once: a second entry would count it twice as cooling.
+                if let IpState::Released(at) = state
+                    && queued_at != Some(at)
+                {
                     entry.pool.released(off, at);
                 }
                 self.ips.insert(ip, Cached { rev, value: state });

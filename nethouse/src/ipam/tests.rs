@@ -356,6 +356,46 @@ async fn exact_release_leaves_a_newer_lease_of_the_owner_alone() {
     );
 }
 
+/// A release whose store commit landed but whose cache update never ran (its caller was
+/// dropped in between) is learned at the next call on that lease: the lease goes, and its
+/// address joins the cooldown instead of vanishing from the pool until a restart.
+#[tokio::test]
+async fn a_release_the_cache_missed_is_learned_with_its_addresses() {
+    let (ipam, clock, store) = setup("10.9.0.0/30").await;
+    let r = ipam
+        .allocate(fixed("redis-0", "c1", "n1", "z1"))
+        .await
+        .unwrap();
+    let ips: Vec<std::net::IpAddr> = r.0.lease.ips.iter().map(|i| i.ip).collect();
+    let key = OwnerKey::fixed(&owner("redis-0"));
+    let txn = {
+        let st = ipam.state();
+        Ipam::<MemoryStore>::end_lease_txn(&key, st.leases.get(&key).unwrap(), clock.now_ms())
+    };
+    assert!(matches!(
+        store.commit(txn).await.unwrap(),
+        Outcome::Committed(_)
+    ));
+
+    assert!(
+        ipam.release_exact(&owner("redis-0"), Some(&ips))
+            .await
+            .unwrap()
+            .is_none(),
+        "the store already ended it"
+    );
+    assert!(ipam.lease_by_owner(&owner("redis-0")).is_err());
+    assert_eq!(ipam.subnets()[0].usage.cooling, 1);
+    assert_eq!(ipam.inconsistencies(), Vec::<String>::new());
+    // After the cooldown the address is handed out again (a /30 has this one only).
+    clock.advance_ms(COOLDOWN_MS);
+    let again = ipam
+        .allocate(fixed("redis-1", "c2", "n1", "z1"))
+        .await
+        .unwrap();
+    assert_eq!(ip_of(&again), ips[0]);
+}
+
 #[tokio::test]
 async fn gc_detaches_fixed_releases_ephemeral_and_keeps_valid_ones() {
     let (ipam, _, _) = setup("10.9.0.0/24").await;

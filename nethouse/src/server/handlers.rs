@@ -42,6 +42,20 @@ async fn measured<S: Store, T: Serialize>(
     res.map(|(status, body)| (status, Json(body)).into_response())
 }
 
+/// Runs a state-changing call on its own task. hyper drops a handler's future when the client's
+/// connection closes (a controller killed, a CNI plugin past its timeout); dropped between the
+/// store's commit and the cache update, the call would leave the IPAM's view behind its store.
+/// On its own task the call always finishes; only the answer is lost.
+async fn to_completion(call: impl Future<Output = Answer> + Send + 'static) -> Answer {
+    tokio::spawn(call).await.unwrap_or_else(|e| {
+        Err(ApiErr::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            format!("the call failed: {e}"),
+        ))
+    })
+}
+
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
@@ -81,14 +95,17 @@ pub async fn allocate<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(req): JsonBody<AllocateRequest>,
 ) -> Answer {
-    measured(&app, "allocate", async {
-        let req = ValidAllocate::from_request(req).map_err(IpamError::from)?;
-        let (resp, outcome) = app.ipam.allocate(req).await?;
-        let status = match outcome {
-            AllocOutcome::Created => StatusCode::CREATED,
-            _ => StatusCode::OK,
-        };
-        Ok((status, resp))
+    to_completion(async move {
+        measured(&app, "allocate", async {
+            let req = ValidAllocate::from_request(req).map_err(IpamError::from)?;
+            let (resp, outcome) = app.ipam.allocate(req).await?;
+            let status = match outcome {
+                AllocOutcome::Created => StatusCode::CREATED,
+                _ => StatusCode::OK,
+            };
+            Ok((status, resp))
+        })
+        .await
     })
     .await
 }
@@ -97,9 +114,12 @@ pub async fn detach<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(req): JsonBody<DetachRequest>,
 ) -> Answer {
-    measured(&app, "detach", async {
-        let req = ValidDetach::from_request(req).map_err(IpamError::from)?;
-        Ok((StatusCode::OK, app.ipam.detach(req).await?))
+    to_completion(async move {
+        measured(&app, "detach", async {
+            let req = ValidDetach::from_request(req).map_err(IpamError::from)?;
+            Ok((StatusCode::OK, app.ipam.detach(req).await?))
+        })
+        .await
     })
     .await
 }
@@ -108,16 +128,19 @@ pub async fn release<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(req): JsonBody<ReleaseRequest>,
 ) -> Answer {
-    measured(&app, "release", async {
-        validate_owner("owner", &req.owner).map_err(IpamError::from)?;
-        let released = app
-            .ipam
-            .release_exact(&req.owner, req.ips.as_deref())
-            .await?;
-        if let Some(l) = &released {
-            tracing::info!(owner = %req.owner, ips = ?l.ips.iter().map(|i| i.ip).collect::<Vec<_>>(), "released");
-        }
-        Ok((StatusCode::OK, nethouse_api::ReleaseResponse { released }))
+    to_completion(async move {
+        measured(&app, "release", async {
+            validate_owner("owner", &req.owner).map_err(IpamError::from)?;
+            let released = app
+                .ipam
+                .release_exact(&req.owner, req.ips.as_deref())
+                .await?;
+            if let Some(l) = &released {
+                tracing::info!(owner = %req.owner, ips = ?l.ips.iter().map(|i| i.ip).collect::<Vec<_>>(), "released");
+            }
+            Ok((StatusCode::OK, nethouse_api::ReleaseResponse { released }))
+        })
+        .await
     })
     .await
 }
@@ -126,12 +149,15 @@ pub async fn gc<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(req): JsonBody<GcRequest>,
 ) -> Answer {
-    measured(&app, "gc", async {
-        validate_name("node", &req.node, 253).map_err(IpamError::from)?;
-        validate_valid_attachments(&req.valid_attachments).map_err(IpamError::from)?;
-        let out = app.ipam.gc(&req.node, &req.valid_attachments).await;
-        tracing::info!(node = %req.node, detached = out.detached, released = out.released, errors = out.errors.len(), "gc");
-        Ok((StatusCode::OK, out))
+    to_completion(async move {
+        measured(&app, "gc", async {
+            validate_name("node", &req.node, 253).map_err(IpamError::from)?;
+            validate_valid_attachments(&req.valid_attachments).map_err(IpamError::from)?;
+            let out = app.ipam.gc(&req.node, &req.valid_attachments).await;
+            tracing::info!(node = %req.node, detached = out.detached, released = out.released, errors = out.errors.len(), "gc");
+            Ok((StatusCode::OK, out))
+        })
+        .await
     })
     .await
 }
@@ -187,10 +213,13 @@ pub async fn add_subnet<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(spec): JsonBody<SubnetSpec>,
 ) -> Answer {
-    measured(&app, "add_subnet", async {
-        let s = app.ipam.add_subnet(&spec).await?;
-        tracing::info!(subnet = %s.name, zone = %s.zone, cidr = %s.cidr, "subnet added");
-        Ok((StatusCode::CREATED, s))
+    to_completion(async move {
+        measured(&app, "add_subnet", async {
+            let s = app.ipam.add_subnet(&spec).await?;
+            tracing::info!(subnet = %s.name, zone = %s.zone, cidr = %s.cidr, "subnet added");
+            Ok((StatusCode::CREATED, s))
+        })
+        .await
     })
     .await
 }
@@ -209,10 +238,13 @@ pub async fn remove_subnet<S: Store>(
     State(app): State<Arc<App<S>>>,
     Path(name): Path<String>,
 ) -> Answer {
-    measured(&app, "remove_subnet", async {
-        let s = app.ipam.remove_subnet(&name).await?;
-        tracing::info!(subnet = %s.name, "subnet removed");
-        Ok((StatusCode::OK, s))
+    to_completion(async move {
+        measured(&app, "remove_subnet", async {
+            let s = app.ipam.remove_subnet(&name).await?;
+            tracing::info!(subnet = %s.name, "subnet removed");
+            Ok((StatusCode::OK, s))
+        })
+        .await
     })
     .await
 }

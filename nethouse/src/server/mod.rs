@@ -283,3 +283,6 @@ mod openapi_tests {
         assert_eq!(documented, ours);
     }
 }
+
+#[cfg(test)]
+mod cancel_tests;

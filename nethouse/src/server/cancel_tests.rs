@@ -1,0 +1,144 @@
+//! A client that goes away mid-request must not leave the IPAM's view behind its store.
+//!
+//! hyper drops a handler's future when its connection closes. Dropped after the store committed
+//! but before the in-memory view was updated, a release would leave a lease the store no longer
+//! has, and its addresses would never cool down or be handed out again until a restart. The
+//! store here commits, then holds the caller until the test lets it go, so the disconnect lands
+//! in exactly that gap.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nethouse_api::{AllocateRequest, Attachment, LeaseFilter, LeaseKind, Owner, SubnetSpec};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
+
+use super::{App, Auth, router};
+use crate::clock::ManualClock;
+use crate::ipam::{Ipam, IpamConfig};
+use crate::model::lease::ValidAllocate;
+use crate::store::memory::MemoryStore;
+use crate::store::{Outcome, Revision, Store, StoreError, Txn, Versioned};
+
+#[derive(Default)]
+struct Gate {
+    armed: AtomicBool,
+    committed: Notify,
+    open: Notify,
+}
+
+struct GatedStore {
+    inner: MemoryStore,
+    gate: Arc<Gate>,
+}
+
+impl Store for GatedStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn scan_each<A, F>(&self, prefix: &str, acc: A, visit: F) -> Result<A, StoreError>
+    where
+        A: Send + 'static,
+        F: FnMut(&mut A, &str, Revision, &[u8]) -> Result<(), String> + Send + 'static,
+    {
+        self.inner.scan_each(prefix, acc, visit).await
+    }
+
+    async fn commit(&self, txn: Txn) -> Result<Outcome, StoreError> {
+        let out = self.inner.commit(txn).await;
+        if self.gate.armed.swap(false, Ordering::SeqCst) {
+            self.gate.committed.notify_one();
+            self.gate.open.notified().await;
+        }
+        out
+    }
+}
+
+fn owner() -> Owner {
+    Owner {
+        cluster: "k".into(),
+        namespace: "db".into(),
+        pod: "redis-0".into(),
+    }
+}
+
+#[tokio::test]
+async fn release_completes_when_the_client_disconnects_after_the_commit() {
+    let gate = Arc::new(Gate::default());
+    let store = GatedStore {
+        inner: MemoryStore::default(),
+        gate: gate.clone(),
+    };
+    let ipam = Ipam::load(
+        store,
+        Arc::new(ManualClock::new(1_000)),
+        IpamConfig {
+            default_cooldown_ms: 60_000,
+        },
+    )
+    .await
+    .unwrap();
+    ipam.add_subnet(&SubnetSpec {
+        zone: "z1".into(),
+        cidr: "10.0.0.0/29".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    ipam.allocate(
+        ValidAllocate::from_request(AllocateRequest {
+            zone: "z1".into(),
+            kind: LeaseKind::Fixed,
+            owner: Some(owner()),
+            attachment: Attachment {
+                container_id: "c1".into(),
+                ifname: "eth0".into(),
+                node: "n1".into(),
+            },
+        })
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let app = App::new(ipam, Auth::Disabled);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, router(app.clone())).into_future());
+
+    gate.armed.store(true, Ordering::SeqCst);
+    let body = serde_json::json!({ "owner": owner() }).to_string();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(
+        format!(
+            "POST /v1/leases/release HTTP/1.1\r\nhost: nethouse\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), gate.committed.notified())
+        .await
+        .expect("the release reached the store");
+    // The client dies (a controller killed, a CNI plugin past its timeout) and hyper notices.
+    drop(conn);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gate.open.notify_one();
+
+    let mut cooling = 0;
+    for _ in 0..100 {
+        cooling = app.ipam.subnets()[0].usage.cooling;
+        if cooling == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cooling, 1, "the released address cools down");
+    let leases = app.ipam.list(&LeaseFilter::default()).unwrap();
+    assert!(leases.items.is_empty(), "no lease is left: {leases:?}");
+    assert_eq!(app.ipam.inconsistencies(), Vec::<String>::new());
+    server.abort();
+}
