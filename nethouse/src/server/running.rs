@@ -60,6 +60,12 @@ impl Running {
             Ok(Err(e)) => tracing::error!(error = %e, "server error"),
             Err(e) => tracing::error!(error = %e, "server task failed"),
         }
+        // State-changing calls run on their own tasks and hold the app (see
+        // `handlers::to_completion`): the store closes after their commits, not under them.
+        let deadline = Instant::now() + grace;
+        while Arc::strong_count(&self.app) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         drop(self.app);
     }
 }
