@@ -3,7 +3,8 @@
 //! 1. Durable allocate+detach over loopback HTTP against a real `nethouse serve` process, at
 //!    1, 16 and 64 concurrent clients: operations/s, allocations/s, p50/p99 latency.
 //! 2. Allocation cost at 1% vs 99% fill of a /16 (in-process, memory store).
-//! 3. Start-up (spawn -> serving) of `nethouse serve` with 100k and 1M leases, and its RSS.
+//! 3. Start-up (spawn -> serving) of `nethouse serve` with 100k and 1M leases after a clean stop
+//!    and after kill -9, and its RSS.
 //!
 //! Set NETHOUSE_BENCH_QUICK=1 for a short smoke run (fewer seconds, 100k leases only).
 
@@ -26,8 +27,10 @@ fn section(name: &str) -> bool {
     std::env::var("NETHOUSE_BENCH_ONLY").map_or(true, |v| v.split(',').any(|s| s == name))
 }
 
-/// Starts of the server per store size in the start-up section.
+/// Starts of the server per store size in the start-up section, after a clean stop.
 const STARTS: usize = 5;
+/// Starts after the previous server was killed with SIGKILL.
+const CRASH_STARTS: usize = 3;
 
 fn quick() -> bool {
     std::env::var("NETHOUSE_BENCH_QUICK").is_ok_and(|v| v == "1")
@@ -91,6 +94,15 @@ fn serve(data: &Path) -> (Proc, String, Duration) {
         );
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// Stops a server as Kubernetes does (SIGTERM) and waits for it: its store is closed cleanly.
+fn stop(mut p: Proc) {
+    // SAFETY: kill(2) with a pid we spawned and still own (not yet waited for).
+    unsafe {
+        libc::kill(p.0.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = p.0.wait();
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -280,6 +292,10 @@ fn row(cells: &[String]) {
 #[tokio::main]
 async fn main() {
     let tmp = tempfile::tempdir().unwrap();
+    // NETHOUSE_BENCH_DIR keeps the populated stores (and reuses them) for profiling start-up.
+    let base = std::env::var_os("NETHOUSE_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     let secs = if quick() { 1.0 } else { 5.0 };
     println!(
         "## NetHouse service benchmark ({} cores)\n",
@@ -364,9 +380,11 @@ async fn main() {
             "populate".into(),
             "start-up (median)".into(),
             "min .. max".into(),
+            "after kill -9 (median)".into(),
             "RSS".into(),
         ]);
         row(&[
+            "---".into(),
             "---".into(),
             "---".into(),
             "---".into(),
@@ -379,12 +397,17 @@ async fn main() {
             &[100_000, 1_000_000]
         };
         for &n in sizes {
-            let dir = tmp.path().join(format!("startup-{n}"));
+            let dir = base.join(format!("startup-{n}"));
             let t = Instant::now();
-            let populated = populate(&dir, n).await;
+            let populated = if dir.join("nethouse.redb").exists() {
+                n.div_ceil(256) * 256
+            } else {
+                populate(&dir, n).await
+            };
             let populate = t.elapsed();
             // Start-up time on a shared VM swings with how fast the kernel hands out fresh
-            // pages; report the median of several starts and the spread.
+            // pages; report the median of several starts and the spread. A normal restart
+            // follows a clean stop (SIGTERM); after kill -9 redb first repairs its file.
             let mut times = Vec::new();
             let mut rss = 0.0;
             for _ in 0..STARTS {
@@ -394,13 +417,25 @@ async fn main() {
                 // A /11 minus network, gateway and broadcast, minus what was populated.
                 assert_eq!(zones[0].free_v4, Some(2_097_149 - populated as u128));
                 times.push(startup);
+                stop(p);
             }
+            let mut crashed = Vec::new();
+            for _ in 0..CRASH_STARTS {
+                drop(serve(&dir).0); // SIGKILL: the store is left open
+                let (p, url, startup) = serve(&dir);
+                let zones = client(&url).zones().await.unwrap();
+                assert_eq!(zones[0].free_v4, Some(2_097_149 - populated as u128));
+                crashed.push(startup);
+                stop(p);
+            }
+            crashed.sort();
             times.sort();
             row(&[
                 n.to_string(),
                 format!("{:.1} s", populate.as_secs_f64()),
                 ms(times[times.len() / 2]),
                 format!("{} .. {}", ms(times[0]), ms(times[times.len() - 1])),
+                ms(crashed[crashed.len() / 2]),
                 format!("{rss:.0} MiB"),
             ]);
         }

@@ -48,8 +48,21 @@ impl EmbeddedStore {
         let path = dir.join("nethouse.redb");
         // The cache serves the write path's B-tree pages; start-up reads the file once, so a
         // large cache would only turn into resident memory.
+        let repair_logged = std::cell::Cell::new(-1i32);
         let db = Database::builder()
             .set_cache_size(cache_bytes)
+            .set_repair_callback(move |session| {
+                // Not closed cleanly (kill -9, power loss): redb walks the whole file to rebuild
+                // its allocator state, which on a big store is most of the start-up. Say so.
+                let quarter = (session.progress() * 4.0) as i32;
+                if quarter > repair_logged.get() {
+                    repair_logged.set(quarter);
+                    tracing::warn!(
+                        progress = format!("{:.0}%", session.progress() * 100.0),
+                        "the store was not closed cleanly; repairing it"
+                    );
+                }
+            })
             .create(&path)
             .map_err(|e| open_err(e.to_string()))?;
         // Create the tables so readers never meet a missing table.
