@@ -8,6 +8,7 @@ use rustc_hash::FxHashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::decide::LocationInfo;
+use crate::protocol::Name;
 
 #[derive(Default)]
 pub struct Index {
@@ -99,7 +100,7 @@ pub trait View: Send + Sync + 'static {
     /// `None`: node unknown; `Some(None)`: known, without a zone label.
     fn node_zone(&self, node: &str) -> Option<Option<Arc<str>>>;
     /// The zones of many nodes under one lock, in order.
-    fn node_zones(&self, nodes: &[String]) -> NodeZones {
+    fn node_zones(&self, nodes: &[Name<'_>]) -> NodeZones {
         let mut out = NodeZones::default();
         for n in nodes {
             let z = self.node_zone(n);
@@ -117,7 +118,7 @@ impl View for RwLock<Index> {
         self.read().ok()?.nodes.get(node).cloned()
     }
 
-    fn node_zones(&self, nodes: &[String]) -> NodeZones {
+    fn node_zones(&self, nodes: &[Name<'_>]) -> NodeZones {
         let mut out = NodeZones {
             zones: Vec::new(),
             of: Vec::with_capacity(nodes.len()),
@@ -125,7 +126,7 @@ impl View for RwLock<Index> {
         match self.read() {
             Ok(i) => {
                 for n in nodes {
-                    out.push(i.nodes.get(n).map(|z| z.as_ref()));
+                    out.push(i.nodes.get(&**n).map(|z| z.as_ref()));
                 }
             }
             Err(_) => out.of.resize(nodes.len(), NODE_UNKNOWN),
@@ -152,7 +153,7 @@ impl<T: View> View for std::sync::Arc<T> {
         (**self).node_zone(node)
     }
 
-    fn node_zones(&self, nodes: &[String]) -> NodeZones {
+    fn node_zones(&self, nodes: &[Name<'_>]) -> NodeZones {
         (**self).node_zones(nodes)
     }
 
@@ -181,7 +182,7 @@ mod tests {
         index.apply_node("c", Some("z1"));
         index.apply_node("d", None);
         let view = RwLock::new(index);
-        let names: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+        let names: Vec<Name<'_>> = ["a", "b", "c", "d", "e"].map(Name::from).to_vec();
         let got = view.node_zones(&names);
         assert_eq!(got.of, vec![2, 3, 2, NO_ZONE, NODE_UNKNOWN]);
         assert_eq!(

@@ -35,11 +35,17 @@ impl PodRef {
     }
 }
 
+/// A node name as the scheduler sent it: borrowed from the request body unless it had escapes.
+pub type Name<'a> = Cow<'a, str>;
+
+#[derive(Deserialize)]
+struct BorrowedName<'a>(#[serde(borrow)] Cow<'a, str>);
+
 /// The candidate nodes, in the form the scheduler sent them.
 #[derive(Debug)]
 pub enum Candidates<'a> {
     /// `nodeCacheCapable: true`: names only.
-    Names(Vec<String>),
+    Names(Vec<Name<'a>>),
     /// `nodeCacheCapable: false`: whole Node objects, kept as raw JSON.
     Nodes(Vec<&'a RawValue>),
     /// Both `null`.
@@ -55,22 +61,69 @@ pub struct ExtenderArgs<'a> {
 #[derive(Deserialize)]
 struct Top<'a>(#[serde(borrow)] HashMap<Cow<'a, str>, &'a RawValue>);
 
+/// A Node's metadata as far as the extender reads it.
 #[derive(Deserialize, Default)]
-struct Meta {
+struct NodeMeta {
     #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize, Default)]
-struct Object {
+struct NodeObject {
     #[serde(default)]
-    metadata: Option<Meta>,
+    metadata: Option<NodeMeta>,
+}
+
+/// A pod's metadata as far as the extender reads it. Of the annotations only the fixed-IP one
+/// is kept: the others (often many, some large) are skipped without being copied.
+#[derive(Deserialize, Default)]
+struct PodMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    annotations: Option<FixedIpAnnotation>,
+}
+
+#[derive(Deserialize, Default)]
+struct PodObject {
+    #[serde(default)]
+    metadata: Option<PodMeta>,
+}
+
+/// `true` when the annotations say `nethouse.io/fixed-ip: "true"`.
+#[derive(Default)]
+struct FixedIpAnnotation(bool);
+
+impl<'de> Deserialize<'de> for FixedIpAnnotation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = FixedIpAnnotation;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of annotations")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut fixed = false;
+                while let Some(key) = map.next_key::<BorrowedName<'de>>()? {
+                    if key.0 == FIXED_IP_ANNOTATION {
+                        let value: BorrowedName<'de> = map.next_value()?;
+                        fixed = value.0.trim().eq_ignore_ascii_case("true");
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(FixedIpAnnotation(fixed))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 #[derive(Deserialize)]
@@ -90,26 +143,24 @@ fn field<'a>(top: &Top<'a>, name: &str) -> Option<&'a RawValue> {
 pub fn parse_args(body: &[u8]) -> Result<ExtenderArgs<'_>, ProtocolError> {
     let top: Top<'_> = serde_json::from_slice(body).map_err(|e| bad(format!("body: {e}")))?;
     let pod_raw = field(&top, "Pod").ok_or_else(|| bad("Pod: missing or null"))?;
-    let pod: Object = serde_json::from_str(pod_raw.get()).map_err(|e| bad(format!("Pod: {e}")))?;
+    let pod: PodObject =
+        serde_json::from_str(pod_raw.get()).map_err(|e| bad(format!("Pod: {e}")))?;
     let meta = pod.metadata.unwrap_or_default();
     let name = meta
         .name
         .filter(|n| !n.is_empty())
         .ok_or_else(|| bad("Pod.metadata.name: missing"))?;
-    let fixed = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(FIXED_IP_ANNOTATION))
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let fixed = meta.annotations.unwrap_or_default().0;
     let pod = PodRef {
         namespace: meta.namespace.unwrap_or_else(|| "default".into()),
         name,
         fixed,
     };
     let candidates = if let Some(names) = field(&top, "NodeNames") {
-        Candidates::Names(
-            serde_json::from_str(names.get()).map_err(|e| bad(format!("NodeNames: {e}")))?,
-        )
+        let names: Vec<BorrowedName<'_>> =
+            serde_json::from_str(names.get()).map_err(|e| bad(format!("NodeNames: {e}")))?;
+        // Same layout: collected in place, no second allocation.
+        Candidates::Names(names.into_iter().map(|n| n.0).collect())
     } else if let Some(nodes) = field(&top, "Nodes") {
         let list: RawList<'_> =
             serde_json::from_str(nodes.get()).map_err(|e| bad(format!("Nodes: {e}")))?;
@@ -125,7 +176,7 @@ pub fn node_name_and_zone(
     raw: &RawValue,
     zone_label: &str,
 ) -> Result<(String, Option<String>), ProtocolError> {
-    let node: Object =
+    let node: NodeObject =
         serde_json::from_str(raw.get()).map_err(|e| bad(format!("Nodes.items: {e}")))?;
     let meta = node.metadata.unwrap_or_default();
     let name = meta
@@ -137,13 +188,13 @@ pub fn node_name_and_zone(
 
 /// The nodes that pass, in the form they came.
 pub enum Kept<'a> {
-    Names(Vec<String>),
+    Names(Vec<Name<'a>>),
     Nodes(Vec<&'a RawValue>),
     None,
 }
 
 /// node name -> reason; reasons are shared between nodes of one zone.
-pub type Reasons = Vec<(String, std::sync::Arc<str>)>;
+pub type Reasons<'a> = Vec<(Name<'a>, std::sync::Arc<str>)>;
 
 /// Writes a JSON string: copied as is when nothing needs escaping (node names are DNS
 /// subdomains; reasons are ours), through serde_json otherwise.
@@ -159,7 +210,7 @@ fn push_str(out: &mut String, s: &str) {
 
 /// `{"node": "reason", ...}`. Thousands of nodes share a handful of reasons (one per zone):
 /// each distinct reason is escaped once and copied for all its nodes.
-fn push_reasons(out: &mut String, reasons: &Reasons) {
+fn push_reasons(out: &mut String, reasons: &Reasons<'_>) {
     let mut escaped: Vec<(*const u8, String)> = Vec::new();
     out.push('{');
     for (i, (node, reason)) in reasons.iter().enumerate() {
@@ -192,11 +243,11 @@ fn push_reasons(out: &mut String, reasons: &Reasons) {
 /// every scheduling cycle, and most of the answer is node names and shared reasons.
 pub fn filter_result(
     kept: Kept<'_>,
-    failed: &Reasons,
-    unresolvable: &Reasons,
+    failed: &Reasons<'_>,
+    unresolvable: &Reasons<'_>,
     error: &str,
 ) -> String {
-    let names_len = |r: &Reasons| r.iter().map(|(n, _)| n.len() + 4).sum::<usize>();
+    let names_len = |r: &Reasons<'_>| r.iter().map(|(n, _)| n.len() + 4).sum::<usize>();
     let mut out = String::with_capacity(
         128 + names_len(failed)
             + names_len(unresolvable)
@@ -261,6 +312,57 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// Only the fixed-IP annotation is read; other annotations of any shape are skipped, and
+    /// node names with escapes still arrive decoded.
+    #[test]
+    fn pod_annotations_and_names() {
+        let cases: [(&str, Result<bool, &str>); 8] = [
+            (r#""annotations":{"nethouse.io/fixed-ip":"true"}"#, Ok(true)),
+            (
+                r#""annotations":{"nethouse.io/fixed-ip":" TRUE "}"#,
+                Ok(true),
+            ),
+            (
+                r#""annotations":{"nethouse.io/fixed-ip":"false"}"#,
+                Ok(false),
+            ),
+            (
+                r#""annotations":{"a":"x","b\u002fc":"{\"big\":[1,2]}","nethouse.io/fixed-ip":"true"}"#,
+                Ok(true),
+            ),
+            (
+                r#""annotations":{"nethouse.io/fixed\u002dip":"true"}"#,
+                Ok(true),
+            ),
+            (r#""annotations":null"#, Ok(false)),
+            (r#""annotations":"true""#, Err("Pod: invalid type")),
+            (
+                r#""annotations":{"nethouse.io/fixed-ip":true}"#,
+                Err("Pod: invalid type"),
+            ),
+        ];
+        for (annotations, want) in cases {
+            let body = format!(
+                r#"{{"Pod":{{"metadata":{{"name":"p","namespace":"n",{annotations}}}}},"NodeNames":["a","b\u002dc"]}}"#
+            );
+            match (parse_args(body.as_bytes()), want) {
+                (Ok(args), Ok(fixed)) => {
+                    assert_eq!(args.pod.fixed, fixed, "{annotations}");
+                    let Candidates::Names(names) = args.candidates else {
+                        panic!("names expected")
+                    };
+                    assert_eq!(names, vec!["a", "b-c"]);
+                    assert!(
+                        matches!(names[0], Cow::Borrowed(_)),
+                        "plain names are borrowed"
+                    );
+                }
+                (Err(e), Err(prefix)) => assert!(e.0.starts_with(prefix), "{annotations}: {e}"),
+                (got, want) => panic!("{annotations}: got {:?}, want {want:?}", got.map(|a| a.pod)),
+            }
+        }
+    }
+
     /// The hand-written answer is exactly what serde_json makes of the same content, also
     /// for strings that need escaping.
     #[test]
@@ -284,18 +386,18 @@ mod tests {
                 } else {
                     Arc::from(format!("own reason {i}\n"))
                 };
-                (n.to_string(), r)
+                (Name::from(*n), r)
             })
             .collect();
-        let names: Vec<String> = tricky.iter().map(|s| s.to_string()).collect();
+        let names: Vec<Name<'_>> = tricky.iter().map(|s| Name::from(*s)).collect();
         let raw: Vec<Box<RawValue>> = ["{\"metadata\":{\"name\":\"n1\"}}", "{}"]
             .iter()
             .map(|s| RawValue::from_string(s.to_string()).unwrap())
             .collect();
-        let map = |r: &Reasons| {
+        let map = |r: &Reasons<'_>| {
             serde_json::Value::Object(
                 r.iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.to_string())))
+                    .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
                     .collect(),
             )
         };

@@ -21,8 +21,8 @@ use prometheus_client::registry::Registry;
 use crate::decide::{Verdict, filter_zone, score};
 use crate::index::{NO_ZONE, NODE_UNKNOWN, View};
 use crate::protocol::{
-    Candidates, HostPriority, Kept, ProtocolError, Reasons, filter_result, node_name_and_zone,
-    parse_args, priority_result,
+    Candidates, HostPriority, Kept, Name, ProtocolError, Reasons, filter_result,
+    node_name_and_zone, parse_args, priority_result,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -92,7 +92,7 @@ fn bad_request(e: ProtocolError) -> Response {
 }
 
 /// The filter decision for one request body; `Err` is a 400.
-pub fn filter<V: View>(view: &V, body: &[u8]) -> Result<(String, bool), ProtocolError> {
+pub fn filter<'a, V: View>(view: &V, body: &'a [u8]) -> Result<(String, bool), ProtocolError> {
     let args = parse_args(body)?;
     let pod = &args.pod;
     let none = Reasons::new();
@@ -127,7 +127,7 @@ pub fn filter<V: View>(view: &V, body: &[u8]) -> Result<(String, bool), Protocol
     let mut failed = Reasons::new();
     let mut unresolvable = Reasons::new();
     // The refused names move into the answer; only the kept ones come back to the caller.
-    let mut sort = |node: String, verdict: Verdict| -> Option<String> {
+    let mut sort = |node: Name<'a>, verdict: Verdict| -> Option<Name<'a>> {
         match verdict {
             Verdict::Keep => Some(node),
             Verdict::Failed(r) => {
@@ -171,7 +171,7 @@ pub fn filter<V: View>(view: &V, body: &[u8]) -> Result<(String, bool), Protocol
             let mut keep = Vec::with_capacity(items.len());
             for raw in items {
                 let (n, zone) = node_name_and_zone(raw, ZONE_LABEL)?;
-                if sort(n, verdict_for(zone.map(Arc::from))).is_some() {
+                if sort(Name::Owned(n), verdict_for(zone.map(Arc::from))).is_some() {
                     keep.push(raw);
                 }
             }
@@ -190,11 +190,11 @@ pub fn prioritize<V: View>(view: &V, body: &[u8]) -> Result<String, ProtocolErro
     } else {
         None
     };
-    let names: Vec<String> = match args.candidates {
+    let names: Vec<Name<'_>> = match args.candidates {
         Candidates::Names(n) => n,
         Candidates::Nodes(items) => items
             .into_iter()
-            .map(|raw| node_name_and_zone(raw, ZONE_LABEL).map(|(n, _)| n))
+            .map(|raw| node_name_and_zone(raw, ZONE_LABEL).map(|(n, _)| Name::Owned(n)))
             .collect::<Result<_, _>>()?,
         Candidates::None => Vec::new(),
     };
@@ -202,7 +202,7 @@ pub fn prioritize<V: View>(view: &V, body: &[u8]) -> Result<String, ProtocolErro
         .into_iter()
         .map(|n| HostPriority {
             score: score(location.as_ref(), &n),
-            host: n,
+            host: n.into_owned(),
         })
         .collect();
     Ok(priority_result(&list))
