@@ -42,7 +42,7 @@ use state::{Cached, State};
 use crate::clock::Clock;
 use crate::model::cidr::Family;
 use crate::model::lease::{IpRecord, OwnerKey, ValidAllocate, ValidDetach, ip_key, lease_key};
-use crate::store::{Expect, Outcome, Store, Txn, Versioned};
+use crate::store::{Expect, Outcome, Revision, Store, Txn, Versioned};
 
 /// Bound on optimistic retries of one operation; a conflict costs one store read.
 const MAX_ATTEMPTS: usize = 16;
@@ -91,6 +91,9 @@ enum Plan {
         outcome: AllocOutcome,
     },
 }
+
+/// One address key as the store holds it: (subnet, address, revision and state if present).
+type StoredIp = (String, std::net::IpAddr, Option<(Revision, IpState)>);
 
 impl<S: Store> Ipam<S> {
     /// Reads the whole store back and builds the view; refuses to start on an unreadable record
@@ -199,8 +202,10 @@ impl<S: Store> Ipam<S> {
                     self.refresh(&conflicted).await?;
                 }
                 Err(e) => {
-                    // The outcome is unknown only to a store that can time out after applying;
-                    // re-read the picked addresses before offering them again.
+                    // The outcome is unknown only to a store that can time out after applying.
+                    // The picks go back first (a reused one left the released queue when it was
+                    // picked), then the store's word on each corrects the pool and the cache.
+                    self.give_back(picks.clone());
                     for (subnet, pick) in &picks {
                         if let Some(ip) = self.ip_of(subnet, pick.offset()) {
                             let _ = self.refresh(&ip_key(subnet, ip)).await;
@@ -361,10 +366,10 @@ impl<S: Store> Ipam<S> {
         )
     }
 
-    /// Puts what the store holds for one address key into the cache and the pool.
-    fn apply_stored_ip(&self, key: &str, stored: Option<Versioned>) -> Result<(), IpamError> {
+    /// What the store holds for one address key, decoded.
+    fn decode_stored_ip(key: &str, stored: Option<Versioned>) -> Result<StoredIp, IpamError> {
         let (subnet, ip) = state::parse_ip_key(key)?;
-        let rec = match &stored {
+        let rec = match stored {
             Some(v) => Some((
                 v.revision,
                 match decode_ip(key, &v.value)? {
@@ -374,8 +379,7 @@ impl<S: Store> Ipam<S> {
             )),
             None => None,
         };
-        self.state().apply_ip(subnet, ip, rec);
-        Ok(())
+        Ok((subnet.to_string(), ip, rec))
     }
 
     /// Re-reads one key from the store into the cache (after a lost race).
@@ -383,36 +387,50 @@ impl<S: Store> Ipam<S> {
         let stored = self.store.get(key).await?;
         if let Some(owner) = key.strip_prefix("l/") {
             let owner = OwnerKey::from_stored(owner);
-            let cached_ips: Vec<String> = {
-                let mut st = self.state();
-                let cached_ips = st.leases.get(&owner).map_or_else(Vec::new, |c| {
+            let lease = match &stored {
+                Some(v) => Some((v.revision, decode_lease(key, &v.value)?)),
+                None => None,
+            };
+            // The lease changed without this cache seeing it (another writer, or a call dropped
+            // between its commit and its cache update): the addresses it held and the ones it
+            // holds now changed with it. All are read before anything is applied, so a failed
+            // read leaves the cache as it was rather than half-updated.
+            let mut ip_keys: Vec<String> = {
+                let st = self.state();
+                st.leases.get(&owner).map_or_else(Vec::new, |c| {
                     c.value
                         .ips
                         .iter()
                         .map(|l| ip_key(&l.subnet, l.ip))
                         .collect()
-                });
-                match stored {
-                    Some(v) => {
-                        let lease = decode_lease(key, &v.value)?;
-                        let rec = LeaseRec::from_api(&lease, &mut st.syms);
-                        st.put_lease(owner, v.revision, rec);
-                    }
-                    None => {
-                        st.remove_lease(&owner);
-                    }
-                }
-                cached_ips
+                })
             };
-            // The lease changed without this cache seeing it (another writer, or a call dropped
-            // between its commit and its cache update): its addresses changed with it, so the
-            // cache learns them too, or they would stay out of the pool until a restart.
-            for k in cached_ips {
-                let stored = self.store.get(&k).await?;
-                self.apply_stored_ip(&k, stored)?;
+            if let Some((_, l)) = &lease {
+                ip_keys.extend(l.ips.iter().map(|i| ip_key(&i.subnet, i.ip)));
+            }
+            ip_keys.sort_unstable();
+            ip_keys.dedup();
+            let mut ips = Vec::with_capacity(ip_keys.len());
+            for k in &ip_keys {
+                let stored = self.store.get(k).await?;
+                ips.push(Self::decode_stored_ip(k, stored)?);
+            }
+            let mut st = self.state();
+            match lease {
+                Some((rev, lease)) => {
+                    let rec = LeaseRec::from_api(&lease, &mut st.syms);
+                    st.put_lease(owner, rev, rec);
+                }
+                None => {
+                    st.remove_lease(&owner);
+                }
+            }
+            for (subnet, ip, rec) in ips {
+                st.apply_ip(&subnet, ip, rec);
             }
         } else if key.starts_with("i/") {
-            self.apply_stored_ip(key, stored)?;
+            let (subnet, ip, rec) = Self::decode_stored_ip(key, stored)?;
+            self.state().apply_ip(&subnet, ip, rec);
         } else if let Some(name) = key.strip_prefix("s/") {
             let mut st = self.state();
             match stored {
@@ -689,5 +707,7 @@ fn plan_existing(
     })
 }
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;

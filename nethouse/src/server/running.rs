@@ -53,6 +53,8 @@ impl Running {
     /// Stops taking connections, lets in-flight requests finish within `grace`, and closes the
     /// store (its writer drains what was queued).
     pub async fn shutdown(self, grace: Duration) {
+        // One deadline for both waits, so the whole stop stays within `grace`.
+        let deadline = Instant::now() + grace;
         self.app.set_ready(false);
         self.handle.graceful_shutdown(Some(grace));
         match self.task.await {
@@ -62,9 +64,14 @@ impl Running {
         }
         // State-changing calls run on their own tasks and hold the app (see
         // `handlers::to_completion`): the store closes after their commits, not under them.
-        let deadline = Instant::now() + grace;
         while Arc::strong_count(&self.app) > 1 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if Arc::strong_count(&self.app) > 1 {
+            tracing::warn!(
+                holders = Arc::strong_count(&self.app) - 1,
+                "calls still running at the end of the grace period; the store closes after them"
+            );
         }
         drop(self.app);
     }

@@ -1,0 +1,154 @@
+//! The cache against a store that fails or changes behind its back: an I/O error or a second
+//! writer must never leave an address out of the pool or the cache half-updated.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::tests::{COOLDOWN_MS, del, ephemeral, fixed, ipam_on, owner, subnet};
+use super::*;
+use crate::clock::ManualClock;
+use crate::store::memory::MemoryStore;
+use crate::store::{Revision, StoreError};
+
+/// A memory store told to fail its next commit (without applying it), or every read of an
+/// address key: what a full disk or a broken connection does.
+#[derive(Clone, Default)]
+struct FlakyStore {
+    inner: MemoryStore,
+    fail_next_commit: Arc<AtomicBool>,
+    fail_address_reads: Arc<AtomicBool>,
+}
+
+impl Store for FlakyStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        if key.starts_with("i/") && self.fail_address_reads.load(Ordering::SeqCst) {
+            return Err(StoreError::Read {
+                what: key.to_string(),
+                message: "injected".into(),
+            });
+        }
+        self.inner.get(key).await
+    }
+
+    async fn scan_each<A, F>(&self, prefix: &str, acc: A, visit: F) -> Result<A, StoreError>
+    where
+        A: Send + 'static,
+        F: FnMut(&mut A, &str, Revision, &[u8]) -> Result<(), String> + Send + 'static,
+    {
+        self.inner.scan_each(prefix, acc, visit).await
+    }
+
+    async fn commit(&self, txn: Txn) -> Result<Outcome, StoreError> {
+        if self.fail_next_commit.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Commit {
+                message: "injected".into(),
+            });
+        }
+        self.inner.commit(txn).await
+    }
+}
+
+async fn flaky(cidr: &str) -> (Ipam<FlakyStore>, ManualClock, FlakyStore) {
+    let clock = ManualClock::new(1_000_000);
+    let store = FlakyStore::default();
+    let ipam = Ipam::load(
+        store.clone(),
+        Arc::new(clock.clone()),
+        IpamConfig {
+            default_cooldown_ms: COOLDOWN_MS,
+        },
+    )
+    .await
+    .unwrap();
+    ipam.add_subnet(&subnet("z1", cidr)).await.unwrap();
+    (ipam, clock, store)
+}
+
+/// A reused address leaves the released queue when it is picked; a commit that fails must
+/// put it back (a /30 has this one address only).
+#[tokio::test]
+async fn a_failed_commit_gives_the_picked_address_back() {
+    let (ipam, clock, store) = flaky("10.9.0.0/30").await;
+    let first = ipam.allocate(ephemeral("c1", "n1", "z1")).await.unwrap();
+    ipam.detach(del("c1", None)).await.unwrap();
+    clock.advance_ms(COOLDOWN_MS);
+
+    store.fail_next_commit.store(true, Ordering::SeqCst);
+    assert!(ipam.allocate(ephemeral("c2", "n1", "z1")).await.is_err());
+    let again = ipam.allocate(ephemeral("c3", "n1", "z1")).await.unwrap();
+    assert_eq!(again.0.lease.ips[0].ip, first.0.lease.ips[0].ip);
+    assert_eq!(ipam.inconsistencies(), Vec::<String>::new());
+}
+
+/// Another writer released the lease and gave its owner a new address: the next call here
+/// learns both addresses, the old one cooling down and the new one leased.
+#[tokio::test]
+async fn a_lease_moved_by_another_writer_is_learned_with_both_addresses() {
+    let clock = ManualClock::new(1_000_000);
+    let store = MemoryStore::new();
+    let here = ipam_on(store.clone(), &clock).await;
+    here.add_subnet(&subnet("z1", "10.9.0.0/29")).await.unwrap();
+    let first = here
+        .allocate(fixed("redis-0", "c1", "n1", "z1"))
+        .await
+        .unwrap();
+    let other = ipam_on(store.clone(), &clock).await;
+    other.release(&owner("redis-0")).await.unwrap();
+    let moved = other
+        .allocate(fixed("redis-0", "c2", "n2", "z1"))
+        .await
+        .unwrap();
+    let (old, new) = (first.0.lease.ips[0].ip, moved.0.lease.ips[0].ip);
+    assert_ne!(old, new, "the old address is cooling down");
+
+    assert!(
+        here.release_exact(&owner("redis-0"), Some(&[old]))
+            .await
+            .unwrap()
+            .is_none(),
+        "the lease no longer holds the old address"
+    );
+    assert_eq!(
+        here.lease_by_owner(&owner("redis-0")).unwrap().ips[0].ip,
+        new
+    );
+    assert_eq!(here.inconsistencies(), Vec::<String>::new());
+    assert_eq!(here.subnets()[0].usage.cooling, 1);
+}
+
+/// A read that fails while a stale lease is being re-read leaves the cache as it was; the next
+/// call learns the change.
+#[tokio::test]
+async fn a_failed_read_during_a_refresh_changes_nothing() {
+    let (here, clock, store) = flaky("10.9.0.0/29").await;
+    let first = here
+        .allocate(fixed("redis-0", "c1", "n1", "z1"))
+        .await
+        .unwrap();
+    let ips = [first.0.lease.ips[0].ip];
+    let other = ipam_on(store.inner.clone(), &clock).await;
+    other.release(&owner("redis-0")).await.unwrap();
+
+    store.fail_address_reads.store(true, Ordering::SeqCst);
+    assert!(
+        here.release_exact(&owner("redis-0"), Some(&ips))
+            .await
+            .is_err()
+    );
+    assert!(
+        here.lease_by_owner(&owner("redis-0")).is_ok(),
+        "still the old view"
+    );
+    assert_eq!(here.inconsistencies(), Vec::<String>::new());
+
+    store.fail_address_reads.store(false, Ordering::SeqCst);
+    assert!(
+        here.release_exact(&owner("redis-0"), Some(&ips))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(here.lease_by_owner(&owner("redis-0")).is_err());
+    assert_eq!(here.subnets()[0].usage.cooling, 1);
+    assert_eq!(here.inconsistencies(), Vec::<String>::new());
+}
