@@ -39,6 +39,9 @@ pub struct Metrics {
     retained: Family<SubnetLabels, Gauge>,
     cooling: Family<SubnetLabels, Gauge>,
     free: Family<SubnetLabels, FGauge>,
+    /// State-changing calls running now, including those whose client has gone (they finish
+    /// anyway); a number that keeps growing means the store is stalling.
+    pub mutations_in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -94,8 +97,15 @@ impl Metrics {
             "Addresses that can be handed out now",
             free.clone(),
         );
+        let mutations_in_flight = Gauge::default();
+        registry.register(
+            "mutations_in_flight",
+            "State-changing calls running now, including those whose client has gone",
+            mutations_in_flight.clone(),
+        );
         Metrics {
             registry,
+            mutations_in_flight,
             operations,
             duration,
             capacity,

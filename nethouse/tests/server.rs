@@ -62,6 +62,7 @@ async fn health_readiness_and_metrics() {
         r#"nethouse_subnet_free_addresses{subnet="10.50.0.0-24",zone="z1"} 252"#,
         r#"nethouse_operations_total{op="allocate",result="ok"} 2"#,
         r#"nethouse_operation_duration_seconds_count{op="allocate"} 2"#,
+        "nethouse_mutations_in_flight 0",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }

@@ -126,12 +126,17 @@ async fn release_completes_when_the_client_disconnects_after_the_commit() {
     // The client dies (a controller killed, a CNI plugin past its timeout) and hyper notices.
     drop(conn);
     tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        app.metrics.mutations_in_flight.get(),
+        1,
+        "the release still runs, and is counted"
+    );
     gate.open.notify_one();
 
     let mut cooling = 0;
     for _ in 0..100 {
         cooling = app.ipam.subnets()[0].usage.cooling;
-        if cooling == 1 {
+        if cooling == 1 && app.metrics.mutations_in_flight.get() == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -140,5 +145,6 @@ async fn release_completes_when_the_client_disconnects_after_the_commit() {
     let leases = app.ipam.list(&LeaseFilter::default()).unwrap();
     assert!(leases.items.is_empty(), "no lease is left: {leases:?}");
     assert_eq!(app.ipam.inconsistencies(), Vec::<String>::new());
+    assert_eq!(app.metrics.mutations_in_flight.get(), 0);
     server.abort();
 }

@@ -13,6 +13,7 @@ use nethouse_api::{
     AllocateRequest, DetachRequest, GcRequest, LeaseFilter, Owner, ReleaseRequest, SubnetSpec,
     codes,
 };
+use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 
 use super::App;
@@ -45,9 +46,26 @@ async fn measured<S: Store, T: Serialize>(
 /// Runs a state-changing call on its own task. hyper drops a handler's future when the client's
 /// connection closes (a controller killed, a CNI plugin past its timeout); dropped between the
 /// store's commit and the cache update, the call would leave the IPAM's view behind its store.
-/// On its own task the call always finishes; only the answer is lost.
-async fn to_completion(call: impl Future<Output = Answer> + Send + 'static) -> Answer {
-    tokio::spawn(call).await.unwrap_or_else(|e| {
+/// On its own task the call always finishes; only the answer is lost. `in_flight` counts it
+/// until then.
+async fn to_completion(
+    in_flight: Gauge,
+    call: impl Future<Output = Answer> + Send + 'static,
+) -> Answer {
+    struct Counted(Gauge);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.dec();
+        }
+    }
+    in_flight.inc();
+    let counted = Counted(in_flight);
+    tokio::spawn(async move {
+        let _counted = counted;
+        call.await
+    })
+    .await
+    .unwrap_or_else(|e| {
         Err(ApiErr::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             codes::INTERNAL,
@@ -95,7 +113,7 @@ pub async fn allocate<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(req): JsonBody<AllocateRequest>,
 ) -> Answer {
-    to_completion(async move {
+    to_completion(app.metrics.mutations_in_flight.clone(), async move {
         measured(&app, "allocate", async {
             let req = ValidAllocate::from_request(req).map_err(IpamError::from)?;
             let (resp, outcome) = app.ipam.allocate(req).await?;
@@ -114,7 +132,7 @@ pub async fn detach<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(req): JsonBody<DetachRequest>,
 ) -> Answer {
-    to_completion(async move {
+    to_completion(app.metrics.mutations_in_flight.clone(), async move {
         measured(&app, "detach", async {
             let req = ValidDetach::from_request(req).map_err(IpamError::from)?;
             Ok((StatusCode::OK, app.ipam.detach(req).await?))
@@ -128,7 +146,7 @@ pub async fn release<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(req): JsonBody<ReleaseRequest>,
 ) -> Answer {
-    to_completion(async move {
+    to_completion(app.metrics.mutations_in_flight.clone(), async move {
         measured(&app, "release", async {
             validate_owner("owner", &req.owner).map_err(IpamError::from)?;
             let released = app
@@ -149,7 +167,7 @@ pub async fn gc<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(req): JsonBody<GcRequest>,
 ) -> Answer {
-    to_completion(async move {
+    to_completion(app.metrics.mutations_in_flight.clone(), async move {
         measured(&app, "gc", async {
             validate_name("node", &req.node, 253).map_err(IpamError::from)?;
             validate_valid_attachments(&req.valid_attachments).map_err(IpamError::from)?;
@@ -213,7 +231,7 @@ pub async fn add_subnet<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(spec): JsonBody<SubnetSpec>,
 ) -> Answer {
-    to_completion(async move {
+    to_completion(app.metrics.mutations_in_flight.clone(), async move {
         measured(&app, "add_subnet", async {
             let s = app.ipam.add_subnet(&spec).await?;
             tracing::info!(subnet = %s.name, zone = %s.zone, cidr = %s.cidr, "subnet added");
@@ -238,7 +256,7 @@ pub async fn remove_subnet<S: Store>(
     State(app): State<Arc<App<S>>>,
     Path(name): Path<String>,
 ) -> Answer {
-    to_completion(async move {
+    to_completion(app.metrics.mutations_in_flight.clone(), async move {
         measured(&app, "remove_subnet", async {
             let s = app.ipam.remove_subnet(&name).await?;
             tracing::info!(subnet = %s.name, "subnet removed");
