@@ -2,55 +2,16 @@
 //! writer must never leave an address out of the pool or the cache half-updated.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::tests::{COOLDOWN_MS, del, ephemeral, fixed, ipam_on, owner, subnet};
 use super::*;
 use crate::clock::ManualClock;
+use crate::store::faulty::FaultyStore;
 use crate::store::memory::MemoryStore;
-use crate::store::{Revision, StoreError};
 
-/// A memory store told to fail its next commit (without applying it), or every read of an
-/// address key: what a full disk or a broken connection does.
-#[derive(Clone, Default)]
-struct FlakyStore {
-    inner: MemoryStore,
-    fail_next_commit: Arc<AtomicBool>,
-    fail_address_reads: Arc<AtomicBool>,
-}
-
-impl Store for FlakyStore {
-    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        if key.starts_with("i/") && self.fail_address_reads.load(Ordering::SeqCst) {
-            return Err(StoreError::Read {
-                what: key.to_string(),
-                message: "injected".into(),
-            });
-        }
-        self.inner.get(key).await
-    }
-
-    async fn scan_each<A, F>(&self, prefix: &str, acc: A, visit: F) -> Result<A, StoreError>
-    where
-        A: Send + 'static,
-        F: FnMut(&mut A, &str, Revision, &[u8]) -> Result<(), String> + Send + 'static,
-    {
-        self.inner.scan_each(prefix, acc, visit).await
-    }
-
-    async fn commit(&self, txn: Txn) -> Result<Outcome, StoreError> {
-        if self.fail_next_commit.swap(false, Ordering::SeqCst) {
-            return Err(StoreError::Commit {
-                message: "injected".into(),
-            });
-        }
-        self.inner.commit(txn).await
-    }
-}
-
-async fn flaky(cidr: &str) -> (Ipam<FlakyStore>, ManualClock, FlakyStore) {
+async fn flaky(cidr: &str) -> (Ipam<FaultyStore>, ManualClock, FaultyStore) {
     let clock = ManualClock::new(1_000_000);
-    let store = FlakyStore::default();
+    let store = FaultyStore::default();
     let ipam = Ipam::load(
         store.clone(),
         Arc::new(clock.clone()),
@@ -73,7 +34,7 @@ async fn a_failed_commit_gives_the_picked_address_back() {
     ipam.detach(del("c1", None)).await.unwrap();
     clock.advance_ms(COOLDOWN_MS);
 
-    store.fail_next_commit.store(true, Ordering::SeqCst);
+    store.fail_next_commit();
     assert!(ipam.allocate(ephemeral("c2", "n1", "z1")).await.is_err());
     let again = ipam.allocate(ephemeral("c3", "n1", "z1")).await.unwrap();
     assert_eq!(again.0.lease.ips[0].ip, first.0.lease.ips[0].ip);
@@ -129,7 +90,7 @@ async fn a_failed_read_during_a_refresh_changes_nothing() {
     let other = ipam_on(store.inner.clone(), &clock).await;
     other.release(&owner("redis-0")).await.unwrap();
 
-    store.fail_address_reads.store(true, Ordering::SeqCst);
+    store.fail_address_reads(true);
     assert!(
         here.release_exact(&owner("redis-0"), Some(&ips))
             .await
@@ -141,7 +102,7 @@ async fn a_failed_read_during_a_refresh_changes_nothing() {
     );
     assert_eq!(here.inconsistencies(), Vec::<String>::new());
 
-    store.fail_address_reads.store(false, Ordering::SeqCst);
+    store.fail_address_reads(false);
     assert!(
         here.release_exact(&owner("redis-0"), Some(&ips))
             .await

@@ -7,54 +7,16 @@
 //! in exactly that gap.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nethouse_api::{AllocateRequest, Attachment, LeaseFilter, LeaseKind, Owner, SubnetSpec};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Notify;
 
 use super::{App, Auth, router};
 use crate::clock::ManualClock;
 use crate::ipam::{Ipam, IpamConfig};
 use crate::model::lease::ValidAllocate;
-use crate::store::memory::MemoryStore;
-use crate::store::{Outcome, Revision, Store, StoreError, Txn, Versioned};
-
-#[derive(Default)]
-struct Gate {
-    armed: AtomicBool,
-    committed: Notify,
-    open: Notify,
-}
-
-struct GatedStore {
-    inner: MemoryStore,
-    gate: Arc<Gate>,
-}
-
-impl Store for GatedStore {
-    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        self.inner.get(key).await
-    }
-
-    async fn scan_each<A, F>(&self, prefix: &str, acc: A, visit: F) -> Result<A, StoreError>
-    where
-        A: Send + 'static,
-        F: FnMut(&mut A, &str, Revision, &[u8]) -> Result<(), String> + Send + 'static,
-    {
-        self.inner.scan_each(prefix, acc, visit).await
-    }
-
-    async fn commit(&self, txn: Txn) -> Result<Outcome, StoreError> {
-        let out = self.inner.commit(txn).await;
-        if self.gate.armed.swap(false, Ordering::SeqCst) {
-            self.gate.committed.notify_one();
-            self.gate.open.notified().await;
-        }
-        out
-    }
-}
+use crate::store::faulty::FaultyStore;
 
 fn owner() -> Owner {
     Owner {
@@ -66,13 +28,9 @@ fn owner() -> Owner {
 
 #[tokio::test]
 async fn release_completes_when_the_client_disconnects_after_the_commit() {
-    let gate = Arc::new(Gate::default());
-    let store = GatedStore {
-        inner: MemoryStore::default(),
-        gate: gate.clone(),
-    };
+    let store = FaultyStore::default();
     let ipam = Ipam::load(
-        store,
+        store.clone(),
         Arc::new(ManualClock::new(1_000)),
         IpamConfig {
             default_cooldown_ms: 60_000,
@@ -108,7 +66,7 @@ async fn release_completes_when_the_client_disconnects_after_the_commit() {
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(axum::serve(listener, router(app.clone())).into_future());
 
-    gate.armed.store(true, Ordering::SeqCst);
+    store.hold_next_commit();
     let body = serde_json::json!({ "owner": owner() }).to_string();
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     conn.write_all(
@@ -120,7 +78,7 @@ async fn release_completes_when_the_client_disconnects_after_the_commit() {
     )
     .await
     .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), gate.committed.notified())
+    tokio::time::timeout(Duration::from_secs(10), store.committed())
         .await
         .expect("the release reached the store");
     // The client dies (a controller killed, a CNI plugin past its timeout) and hyper notices.
@@ -131,7 +89,7 @@ async fn release_completes_when_the_client_disconnects_after_the_commit() {
         1,
         "the release still runs, and is counted"
     );
-    gate.open.notify_one();
+    store.release();
 
     let mut cooling = 0;
     for _ in 0..100 {

@@ -11,6 +11,8 @@ pub mod memory;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+pub mod faulty;
 
 /// A store-wide, strictly increasing number stamped on every key a transaction writes.
 pub type Revision = u64;

@@ -1,0 +1,88 @@
+//! A memory store that misbehaves on request, for tests of what the IPAM and the server do
+//! when the store fails or is slow: its next commit fails without applying, every read of an
+//! address key fails, or its next commit applies and then holds its caller until released.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
+
+use super::memory::MemoryStore;
+use super::{Outcome, Revision, Store, StoreError, Txn, Versioned};
+
+#[derive(Clone, Default)]
+pub struct FaultyStore {
+    /// The store underneath, for a second writer that should see no faults.
+    pub inner: MemoryStore,
+    faults: Arc<Faults>,
+}
+
+#[derive(Default)]
+struct Faults {
+    fail_next_commit: AtomicBool,
+    fail_address_reads: AtomicBool,
+    hold_next_commit: AtomicBool,
+    committed: Notify,
+    release: Notify,
+}
+
+impl FaultyStore {
+    /// The next commit fails and applies nothing (a full disk, a lost connection).
+    pub fn fail_next_commit(&self) {
+        self.faults.fail_next_commit.store(true, Ordering::SeqCst);
+    }
+
+    /// Reads of address keys (`i/...`) fail while `on`.
+    pub fn fail_address_reads(&self, on: bool) {
+        self.faults.fail_address_reads.store(on, Ordering::SeqCst);
+    }
+
+    /// The next commit applies, then waits for [`FaultyStore::release`] before it returns.
+    pub fn hold_next_commit(&self) {
+        self.faults.hold_next_commit.store(true, Ordering::SeqCst);
+    }
+
+    /// Returns once a held commit has applied.
+    pub async fn committed(&self) {
+        self.faults.committed.notified().await;
+    }
+
+    /// Lets the held commit return.
+    pub fn release(&self) {
+        self.faults.release.notify_one();
+    }
+}
+
+impl Store for FaultyStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        if key.starts_with("i/") && self.faults.fail_address_reads.load(Ordering::SeqCst) {
+            return Err(StoreError::Read {
+                what: key.to_string(),
+                message: "injected".into(),
+            });
+        }
+        self.inner.get(key).await
+    }
+
+    async fn scan_each<A, F>(&self, prefix: &str, acc: A, visit: F) -> Result<A, StoreError>
+    where
+        A: Send + 'static,
+        F: FnMut(&mut A, &str, Revision, &[u8]) -> Result<(), String> + Send + 'static,
+    {
+        self.inner.scan_each(prefix, acc, visit).await
+    }
+
+    async fn commit(&self, txn: Txn) -> Result<Outcome, StoreError> {
+        if self.faults.fail_next_commit.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Commit {
+                message: "injected".into(),
+            });
+        }
+        let out = self.inner.commit(txn).await;
+        if self.faults.hold_next_commit.swap(false, Ordering::SeqCst) {
+            self.faults.committed.notify_one();
+            self.faults.release.notified().await;
+        }
+        out
+    }
+}
