@@ -308,13 +308,7 @@ async fn apply(l: &Location, run: &Run) -> Result<Action, Error> {
                     "StatefulSet {sts_name} {why}; its IP is kept until {} (retention {ret_text})",
                     rfc3339(until_ms)
                 );
-                set_status(
-                    ctx,
-                    l,
-                    json!({"retention": ret_text, "phase": "Retained", "retainedUntil": rfc3339(until_ms), "message": note}),
-                )
-                .await?;
-                ctx.event(l, EventType::Normal, "Retained", note).await;
+                mark_retained(ctx, l, &ret_text, until_ms, note).await?;
             }
             let left = Duration::from_millis((until_ms - now).max(0) as u64);
             Ok(Action::requeue(
@@ -350,6 +344,24 @@ async fn apply(l: &Location, run: &Run) -> Result<Action, Error> {
     }
 }
 
+/// Records that `l` is in the recycle bin until `until_ms`, and says why in an Event.
+async fn mark_retained(
+    ctx: &Context,
+    l: &Location,
+    ret_text: &str,
+    until_ms: i64,
+    note: String,
+) -> Result<(), Error> {
+    set_status(
+        ctx,
+        l,
+        json!({"retention": ret_text, "phase": "Retained", "retainedUntil": rfc3339(until_ms), "message": note}),
+    )
+    .await?;
+    ctx.event(l, EventType::Normal, "Retained", note).await;
+    Ok(())
+}
+
 /// A deleted Location: release, once due.
 async fn cleanup(l: &Location, run: &Run) -> Result<Action, Error> {
     let ctx = &run.ctx;
@@ -368,13 +380,7 @@ async fn cleanup(l: &Location, run: &Run) -> Result<Action, Error> {
                 view.statefulset.as_deref().unwrap_or_default(),
                 rfc3339(until_ms)
             );
-            set_status(
-                ctx,
-                l,
-                json!({"retention": ret_text, "phase": "Retained", "retainedUntil": rfc3339(until_ms), "message": note}),
-            )
-            .await?;
-            ctx.event(l, EventType::Normal, "Retained", note).await;
+            mark_retained(ctx, l, &ret_text, until_ms, note).await?;
         }
         return Err(Error::Retained {
             location: key(l),

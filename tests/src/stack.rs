@@ -32,6 +32,20 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// Where the control-plane scenarios start: a NetHouse under `dir` with one subnet per
+/// `(zone, cidr)` and a 10-minute cooldown (no released address comes back during a test), and
+/// a control plane with the Location CRD applied.
+pub fn nethouse_and_cluster(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    subnets: &[(&str, &str)],
+) -> anyhow::Result<(Running, Client, Cluster)> {
+    let (nethouse, nh) = rt.block_on(local_nethouse(dir, Duration::from_secs(600), subnets))?;
+    let mut cluster = Cluster::start(crate::cluster::ClusterOptions::default())?;
+    apply_crd(&mut cluster)?;
+    Ok((nethouse, nh, cluster))
+}
+
 /// A NetHouse on loopback (embedded store under `dir`) with one subnet per `(zone, cidr)`.
 pub async fn local_nethouse(
     dir: &Path,

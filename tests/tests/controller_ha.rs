@@ -15,10 +15,10 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams};
 use nethouse_api::location::Location;
 use nethouse_api::{AllocateRequest, Attachment, Client, LeaseKind, Owner};
-use nethouse_e2e::cluster::{Cluster, ClusterOptions};
+use nethouse_e2e::cluster::Cluster;
 use nethouse_e2e::ports::free_port;
 use nethouse_e2e::stack::{
-    apply_crd, controller_process, kube_client, local_nethouse, orphan_locations,
+    controller_process, kube_client, nethouse_and_cluster, orphan_locations,
 };
 
 fn holder(c: &Cluster) -> String {
@@ -75,15 +75,8 @@ fn leader_failover() {
     let rt = nethouse_e2e::stack::runtime();
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
-    let (nethouse, nh) = rt
-        .block_on(local_nethouse(
-            dir.path(),
-            Duration::from_secs(600),
-            &[("z1", "10.243.0.0/24")],
-        ))
-        .unwrap();
-    let mut cluster = Cluster::start(ClusterOptions::default()).expect("control plane");
-    apply_crd(&mut cluster).unwrap();
+    let (nethouse, nh, mut cluster) =
+        nethouse_and_cluster(&rt, dir.path(), &[("z1", "10.243.0.0/24")]).unwrap();
     rt.block_on(orphan_locations(&nh, &cluster, "z1", "e2e", "zk", 10))
         .unwrap();
 
@@ -179,15 +172,8 @@ fn controller_killed_mid_release_leaks_nothing_and_releases_nothing_twice() {
     let rt = nethouse_e2e::stack::runtime();
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
-    let (nethouse, nh) = rt
-        .block_on(local_nethouse(
-            dir.path(),
-            Duration::from_secs(600),
-            &[("z1", "10.244.0.0/24")],
-        ))
-        .unwrap();
-    let mut cluster = Cluster::start(ClusterOptions::default()).expect("control plane");
-    apply_crd(&mut cluster).unwrap();
+    let (nethouse, nh, mut cluster) =
+        nethouse_and_cluster(&rt, dir.path(), &[("z1", "10.244.0.0/24")]).unwrap();
 
     // What a controller that died between releasing and removing the finalizer leaves: the
     // Location of solr-0 names IP A, deleted, finalizer on; NetHouse released A, and a new

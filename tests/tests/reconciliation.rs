@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use nethouse_api::{AllocateRequest, Attachment, LeaseKind, Owner};
-use nethouse_e2e::cluster::{Cluster, ClusterOptions};
+use nethouse_e2e::cluster::Cluster;
 use nethouse_e2e::stack::{
-    apply_crd, controller_context, kube_client, local_nethouse, orphan_locations,
+    controller_context, kube_client, nethouse_and_cluster, orphan_locations,
 };
 
 fn owner(pod: &str) -> Owner {
@@ -37,15 +37,8 @@ fn leases_and_locations_are_reconciled_both_ways() {
     let rt = nethouse_e2e::stack::runtime();
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
-    let (nethouse, nh) = rt
-        .block_on(local_nethouse(
-            dir.path(),
-            Duration::from_secs(600),
-            &[("z1", "10.245.0.0/24")],
-        ))
-        .unwrap();
-    let mut cluster = Cluster::start(ClusterOptions::default()).expect("control plane");
-    apply_crd(&mut cluster).unwrap();
+    let (nethouse, nh, mut cluster) =
+        nethouse_and_cluster(&rt, dir.path(), &[("z1", "10.245.0.0/24")]).unwrap();
 
     // ghost-0: a lease, no Location, no pod. pending-0: a lease and a pod not yet running (no
     // node exists, so it stays Pending), no Location yet.

@@ -6,11 +6,10 @@
 use std::time::Duration;
 
 use nethouse_api::Owner;
-use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::ports::free_port;
 use nethouse_e2e::stack::{
-    agent, apply_crd, extender, fixed_statefulset, kube_client, local_nethouse,
-    location_controller, wait_running,
+    agent, extender, fixed_statefulset, kube_client, location_controller, nethouse_and_cluster,
+    wait_running,
 };
 
 fn owner(pod: &str) -> Owner {
@@ -26,15 +25,8 @@ fn ip_is_released_only_when_the_location_is_deleted_and_the_pod_is_gone() {
     let rt = nethouse_e2e::stack::runtime();
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
-    let (nethouse, nh) = rt
-        .block_on(local_nethouse(
-            dir.path(),
-            Duration::from_secs(600),
-            &[("z1", "10.240.0.0/24")],
-        ))
-        .unwrap();
-    let mut cluster = Cluster::start(ClusterOptions::default()).expect("control plane");
-    apply_crd(&mut cluster).unwrap();
+    let (nethouse, nh, mut cluster) =
+        nethouse_and_cluster(&rt, dir.path(), &[("z1", "10.240.0.0/24")]).unwrap();
     let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
     let _writer = rt
         .block_on(extender(kube.clone(), &nh, "e2e", free_port().unwrap()))

@@ -13,11 +13,11 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use nethouse_api::Owner;
-use nethouse_e2e::cluster::{Cluster, ClusterOptions};
+use nethouse_e2e::cluster::Cluster;
 use nethouse_e2e::ports::free_port;
 use nethouse_e2e::stack::{
-    agent, apply_crd, extender, fixed_statefulset, kube_client, local_nethouse,
-    location_controller, wait_gc_collects_locations, wait_running,
+    agent, extender, fixed_statefulset, kube_client, location_controller, nethouse_and_cluster,
+    wait_gc_collects_locations, wait_running,
 };
 
 fn owner(pod: &str) -> Owner {
@@ -51,21 +51,25 @@ fn ips(pods: &BTreeMap<String, nethouse_e2e::stack::PodRow>) -> BTreeMap<String,
         .collect()
 }
 
+fn retained_until(c: &Cluster, location: &str) -> String {
+    c.kubectl(&[
+        "get",
+        "loc",
+        location,
+        "-o",
+        "jsonpath={.status.retainedUntil}",
+    ])
+    .unwrap()
+}
+
 #[test]
 fn scaled_down_and_deleted_statefulsets_keep_their_ips_for_the_retention() {
     nethouse_e2e::stack::init_logs();
     let rt = nethouse_e2e::stack::runtime();
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
-    let (nethouse, nh) = rt
-        .block_on(local_nethouse(
-            dir.path(),
-            Duration::from_secs(600),
-            &[("z1", "10.242.0.0/24")],
-        ))
-        .unwrap();
-    let mut cluster = Cluster::start(ClusterOptions::default()).expect("control plane");
-    apply_crd(&mut cluster).unwrap();
+    let (nethouse, nh, mut cluster) =
+        nethouse_and_cluster(&rt, dir.path(), &[("z1", "10.242.0.0/24")]).unwrap();
     let kube = rt.block_on(kube_client(&cluster.kubeconfig)).unwrap();
     let _writer = rt
         .block_on(extender(kube.clone(), &nh, "e2e", free_port().unwrap()))
@@ -114,15 +118,7 @@ fn scaled_down_and_deleted_statefulsets_keep_their_ips_for_the_retention() {
             "{pod} keeps its IP"
         );
     }
-    let until = cluster
-        .kubectl(&[
-            "get",
-            "loc",
-            "redis-4",
-            "-o",
-            "jsonpath={.status.retainedUntil}",
-        ])
-        .unwrap();
+    let until = retained_until(&cluster, "redis-4");
     assert!(!until.is_empty(), "retainedUntil is recorded");
 
     // 2 -> 5 inside the retention: the same IPs, and the Locations run again.
@@ -140,15 +136,7 @@ fn scaled_down_and_deleted_statefulsets_keep_their_ips_for_the_retention() {
             (p.len() == 5 && p.values().all(|v| v == "Running")).then_some(())
         })
         .unwrap();
-    let until = cluster
-        .kubectl(&[
-            "get",
-            "loc",
-            "redis-4",
-            "-o",
-            "jsonpath={.status.retainedUntil}",
-        ])
-        .unwrap();
+    let until = retained_until(&cluster, "redis-4");
     assert!(until.is_empty(), "the retention is cancelled: {until}");
 
     // Retention 0s: 5 -> 3 releases redis-3 and redis-4 at once; the cooldown keeps their

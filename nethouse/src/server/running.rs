@@ -62,14 +62,15 @@ impl Running {
             Ok(Err(e)) => tracing::error!(error = %e, "server error"),
             Err(e) => tracing::error!(error = %e, "server task failed"),
         }
-        // State-changing calls run on their own tasks and hold the app (see
+        // State-changing calls run on their own tasks, counted until they end (see
         // `handlers::to_completion`): the store closes after their commits, not under them.
-        while Arc::strong_count(&self.app) > 1 && Instant::now() < deadline {
+        let running = || self.app.metrics.mutations_in_flight.get();
+        while running() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        if Arc::strong_count(&self.app) > 1 {
+        if running() > 0 {
             tracing::warn!(
-                holders = Arc::strong_count(&self.app) - 1,
+                calls = running(),
                 "calls still running at the end of the grace period; the store closes after them"
             );
         }
