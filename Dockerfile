@@ -24,15 +24,18 @@ COPY cni-plugin cni-plugin
 COPY scheduler-extender scheduler-extender
 COPY location-controller location-controller
 COPY tests tests
+COPY scripts/build-cni-static.sh scripts/
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
       -p nethouse -p nethouse-cni -p nethouse-scheduler-extender -p nethouse-location-controller \
  && mkdir -p /out \
- && cp target/release/nethouse target/release/nethouse-cni \
-       target/release/nethouse-scheduler-extender target/release/nethouse-location-controller /out/
+ && cp target/release/nethouse \
+       target/release/nethouse-scheduler-extender target/release/nethouse-location-controller /out/ \
+ && cp "$(./scripts/build-cni-static.sh)" /out/
 
-# glibc and libgcc (Rust's std needs them), CA certificates, no shell.
+# glibc and libgcc (Rust's std needs them), CA certificates, no shell. nethouse-cni is the static
+# build (scripts/build-cni-static.sh): the DaemonSet copies it onto hosts whose C library varies.
 FROM gcr.io/distroless/cc-debian12
 COPY --from=build /out/ /usr/local/bin/
 COPY cni-plugin/conflist/bridge.conflist.tmpl cni-plugin/conflist/macvlan.conflist.tmpl /etc/nethouse-cni/templates/

@@ -25,7 +25,7 @@ lint:
 # control planes included; the cluster benches need root).
 bench:
 	cargo bench -p nethouse --bench service
-	cargo bench -p nethouse-cni --bench cni
+	NETHOUSE_CNI_BIN=$$(./scripts/build-cni-static.sh) cargo bench -p nethouse-cni --bench cni
 	cargo bench -p nethouse-scheduler-extender --bench filter
 	cargo bench -p nethouse-e2e --bench cluster
 	cargo bench -p nethouse-e2e --bench scheduler

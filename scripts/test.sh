@@ -10,6 +10,9 @@ cargo clippy --all-targets -- -D warnings
 cargo build -p nethouse -p nethouse-cni -p nethouse-location-controller -p nethouse-e2e
 # The upstream Kubernetes binaries: built once from the Go module proxy, then cached.
 bash tests/harness/build-k8s.sh >/dev/null
+# nethouse-cni as it ships (static): the CNI tests run that binary, the one runtimes will run.
+NETHOUSE_CNI_BIN=$(./scripts/build-cni-static.sh)
+export NETHOUSE_CNI_BIN
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

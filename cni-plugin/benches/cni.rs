@@ -5,6 +5,9 @@
 //! 1. IPAM only: ADD then DEL of one container, each a fresh process as a runtime runs it.
 //! 2. bridge + IPAM: Debian's `bridge` plugin with a real veth into a network namespace
 //!    (needs root; skipped with a note otherwise).
+//!
+//! `NETHOUSE_CNI_BIN=PATH` adds a row for that build of the plugin — `make bench-cni` passes the
+//! static binary that ships (`scripts/build-cni-static.sh`) next to cargo's default build.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -15,6 +18,34 @@ use nethouse_api::{Client, ClientConfig, SubnetSpec};
 use serde_json::{Value, json};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_nethouse-cni");
+const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
+
+/// (row label, binary) of each build of nethouse-cni to measure.
+fn plugins() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Ok(bin) = std::env::var("NETHOUSE_CNI_BIN") {
+        let bin = std::fs::canonicalize(&bin)
+            .unwrap_or_else(|e| panic!("NETHOUSE_CNI_BIN={bin}: {e}"))
+            .display()
+            .to_string();
+        out.push((format!("nethouse-cni + NetHouse ({})", linkage(&bin)), bin));
+    }
+    out.push((
+        format!("nethouse-cni + NetHouse (cargo build, {})", linkage(PLUGIN)),
+        PLUGIN.to_string(),
+    ));
+    out
+}
+
+/// "static" or "dynamic": whether the ELF file asks for a program interpreter.
+fn linkage(bin: &str) -> &'static str {
+    let bytes = std::fs::read(bin).unwrap_or_else(|e| panic!("{bin}: {e}"));
+    if bytes.windows(16).any(|w| w == b"/lib64/ld-linux-") {
+        "dynamic"
+    } else {
+        "static"
+    }
+}
 
 fn cycles() -> usize {
     std::env::var("NETHOUSE_BENCH_CYCLES")
@@ -23,7 +54,15 @@ fn cycles() -> usize {
         .unwrap_or(300)
 }
 
-fn call(binary: &str, command: &str, cid: &str, netns: &str, conf: &str) -> Duration {
+/// One plugin process; `ipam_dir` is where the main plugin finds its IPAM plugin.
+fn call(
+    binary: &str,
+    ipam_dir: &str,
+    command: &str,
+    cid: &str,
+    netns: &str,
+    conf: &str,
+) -> Duration {
     let t = Instant::now();
     let mut child = Command::new(binary)
         .env_clear()
@@ -38,10 +77,12 @@ fn call(binary: &str, command: &str, cid: &str, netns: &str, conf: &str) -> Dura
         )
         .env(
             "CNI_PATH",
-            format!(
-                "/usr/lib/cni:{}",
-                std::path::Path::new(PLUGIN).parent().unwrap().display()
-            ),
+            [ipam_dir, "/usr/lib/cni"]
+                .iter()
+                .filter(|d| !d.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(":"),
         )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -86,18 +127,43 @@ fn row(cells: &[String]) {
     println!("| {} |", cells.join(" | "));
 }
 
-fn compare(title: &str, ours: Vec<Duration>, theirs: Vec<Duration>, theirs_name: &str) {
-    let (a, b) = (stats(ours), stats(theirs));
+/// One table: every row against the last one, the host-local baseline.
+fn compare(title: &str, rows: Vec<(String, Vec<Duration>)>) {
+    let rows: Vec<(String, Stats)> = rows.into_iter().map(|(n, v)| (n, stats(v))).collect();
+    let Some((base_name, base)) = rows.last() else {
+        return;
+    };
     println!("\n### {title}\n");
-    row(&["plugin".into(), "cycle p50".into(), "cycle p99".into()]);
-    row(&["---".into(), "---".into(), "---".into()]);
-    row(&["nethouse-cni + NetHouse".into(), ms(a.p50), ms(a.p99)]);
-    row(&[theirs_name.into(), ms(b.p50), ms(b.p99)]);
     row(&[
-        "ratio nethouse / host-local".into(),
-        format!("{:.2}×", a.p50.as_secs_f64() / b.p50.as_secs_f64()),
-        format!("{:.2}×", a.p99.as_secs_f64() / b.p99.as_secs_f64()),
+        "plugin".into(),
+        "cycle p50".into(),
+        "cycle p99".into(),
+        format!("p50 / {base_name}"),
+        format!("p99 / {base_name}"),
     ]);
+    row(&[
+        "---".into(),
+        "---".into(),
+        "---".into(),
+        "---".into(),
+        "---".into(),
+    ]);
+    for (name, s) in &rows {
+        row(&[
+            name.clone(),
+            ms(s.p50),
+            ms(s.p99),
+            format!("{:.2}×", s.p50.as_secs_f64() / base.p50.as_secs_f64()),
+            format!("{:.2}×", s.p99.as_secs_f64() / base.p99.as_secs_f64()),
+        ]);
+    }
+}
+
+fn dir_of(bin: &str) -> String {
+    std::path::Path::new(bin)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 fn is_root() -> bool {
@@ -117,7 +183,7 @@ fn sh(args: &[&str]) {
 
 fn main() {
     assert!(
-        std::path::Path::new("/usr/lib/cni/host-local").exists(),
+        std::path::Path::new(HOST_LOCAL).exists(),
         "install containernetworking-plugins"
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -155,37 +221,40 @@ fn main() {
                "ipam": {"type": "host-local", "ranges": [[{"subnet": range}]], "dataDir": data}})
     };
 
+    let plugins = plugins();
+
     // 1. IPAM only.
-    let (mut a, mut b) = (Vec::new(), Vec::new());
     let ours_conf = ours("z1").to_string();
     let hl_conf = host_local("10.130.0.0/16", &dir.path().join("host-local")).to_string();
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); plugins.len() + 1];
     for i in 0..n + 20 {
         let cid = format!("ipam{i}");
-        let t_ours = call(PLUGIN, "ADD", &cid, "/var/run/netns/none", &ours_conf)
-            + call(PLUGIN, "DEL", &cid, "/var/run/netns/none", &ours_conf);
-        let t_hl = call(
-            "/usr/lib/cni/host-local",
-            "ADD",
-            &cid,
-            "/var/run/netns/none",
-            &hl_conf,
-        ) + call(
-            "/usr/lib/cni/host-local",
-            "DEL",
-            &cid,
-            "/var/run/netns/none",
-            &hl_conf,
+        let none = "/var/run/netns/none";
+        let mut runs: Vec<Duration> = plugins
+            .iter()
+            .map(|(_, bin)| {
+                let d = dir_of(bin);
+                call(bin, &d, "ADD", &cid, none, &ours_conf)
+                    + call(bin, &d, "DEL", &cid, none, &ours_conf)
+            })
+            .collect();
+        runs.push(
+            call(HOST_LOCAL, "", "ADD", &cid, none, &hl_conf)
+                + call(HOST_LOCAL, "", "DEL", &cid, none, &hl_conf),
         );
         if i >= 20 {
-            a.push(t_ours);
-            b.push(t_hl);
+            for (t, r) in times.iter_mut().zip(runs) {
+                t.push(r);
+            }
         }
     }
+    let labels = plugins
+        .iter()
+        .map(|(l, _)| l.clone())
+        .chain(["host-local".to_string()]);
     compare(
         "IPAM only: ADD + DEL, one process per call",
-        a,
-        b,
-        "host-local",
+        labels.zip(times).collect(),
     );
 
     // 2. bridge + IPAM with a real veth.
@@ -193,37 +262,59 @@ fn main() {
         println!("\n(bridge + IPAM skipped: needs root for network namespaces)");
     } else {
         let tag = std::process::id() % 100_000;
-        let (br1, br2) = (format!("nhb{tag}a"), format!("nhb{tag}b"));
         let ns = format!("nhbench{tag}");
         sh(&["ip", "netns", "add", &ns]);
         let netns = format!("/var/run/netns/{ns}");
-        let mut ours_b = ours("z2");
-        ours_b["bridge"] = json!(br1);
+        // One bridge and one zone (subnet) per row, so the rows never share addresses.
+        let mut confs = Vec::new();
+        let mut bridges = Vec::new();
+        for (k, (_, bin)) in plugins.iter().enumerate() {
+            let mut c = ours(&format!("zb{k}"));
+            let br = format!("nhb{tag}{k}");
+            c["bridge"] = json!(br);
+            rt.block_on(client.add_subnet(&SubnetSpec {
+                zone: format!("zb{k}"),
+                cidr: format!("10.{}.0.0/16", 140 + k),
+                ..Default::default()
+            }))
+            .unwrap();
+            bridges.push(br);
+            confs.push((bin.clone(), dir_of(bin), c.to_string()));
+        }
         let mut hl_b = host_local("10.131.0.0/16", &dir.path().join("host-local-b"));
-        hl_b["bridge"] = json!(br2);
-        let (ours_b, hl_b) = (ours_b.to_string(), hl_b.to_string());
-        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let br = format!("nhb{tag}h");
+        hl_b["bridge"] = json!(br);
+        bridges.push(br);
+        confs.push((HOST_LOCAL.into(), String::new(), hl_b.to_string()));
+        let bridge = "/usr/lib/cni/bridge";
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); confs.len()];
         let m = (n / 3).max(30);
         for i in 0..m + 5 {
             let cid = format!("br{i}");
-            let t_ours = call("/usr/lib/cni/bridge", "ADD", &cid, &netns, &ours_b)
-                + call("/usr/lib/cni/bridge", "DEL", &cid, &netns, &ours_b);
-            let t_hl = call("/usr/lib/cni/bridge", "ADD", &cid, &netns, &hl_b)
-                + call("/usr/lib/cni/bridge", "DEL", &cid, &netns, &hl_b);
+            let runs: Vec<Duration> = confs
+                .iter()
+                .map(|(_, ipam_dir, conf)| {
+                    call(bridge, ipam_dir, "ADD", &cid, &netns, conf)
+                        + call(bridge, ipam_dir, "DEL", &cid, &netns, conf)
+                })
+                .collect();
             if i >= 5 {
-                a.push(t_ours);
-                b.push(t_hl);
+                for (t, r) in times.iter_mut().zip(runs) {
+                    t.push(r);
+                }
             }
         }
-        for l in [&br1, &br2] {
+        for l in &bridges {
             let _ = Command::new("ip").args(["link", "del", l]).status();
         }
         let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        let labels = plugins
+            .iter()
+            .map(|(l, _)| l.clone())
+            .chain(["bridge + host-local".to_string()]);
         compare(
             &format!("bridge + IPAM: ADD + DEL with a real veth ({m} cycles)"),
-            a,
-            b,
-            "bridge + host-local",
+            labels.zip(times).collect(),
         );
     }
     rt.block_on(server.shutdown(Duration::from_secs(1)));

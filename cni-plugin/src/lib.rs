@@ -89,35 +89,28 @@ fn call(
 }
 
 fn execute(inv: &env::Invocation, conf: &conf::NetConf) -> CallResult {
-    let client = verbs::client(conf)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CniError::new(error::IO_FAILURE, format!("starting the runtime: {e}")))?;
-    let deadline = conf.ipam.timeout();
-    runtime.block_on(async {
-        let work = async {
-            match inv.command {
-                Command::Add => verbs::add(inv, conf, &client).await.map(Some),
-                Command::Del => verbs::del(inv, conf, &client).await.map(|_| None),
-                Command::Check => verbs::check(inv, conf, &client).await.map(|_| None),
-                Command::Status => verbs::status(conf, &client).await.map(|_| None),
-                // GC prints nothing on success; the summary goes to the log.
-                Command::Gc => verbs::gc(conf, &client).await.map(|_| None),
-                Command::Version => Ok(Some(verbs::version(Some(&conf.cni_version)))),
-            }
-        };
-        tokio::time::timeout(deadline, work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(CniError::new(
-                    TRY_AGAIN,
-                    format!(
-                        "{} did not finish within {:?} (ipam.timeoutSeconds)",
-                        inv.command.as_str(),
-                        deadline
-                    ),
-                ))
-            })
-    })
+    let limit = conf.ipam.timeout();
+    let deadline = Instant::now() + limit;
+    let client = verbs::client(conf, deadline)?;
+    let result = match inv.command {
+        Command::Add => verbs::add(inv, conf, &client).map(Some),
+        Command::Del => verbs::del(inv, conf, &client).map(|_| None),
+        Command::Check => verbs::check(inv, conf, &client).map(|_| None),
+        Command::Status => verbs::status(conf, &client).map(|_| None),
+        // GC prints nothing on success; the summary goes to the log.
+        Command::Gc => verbs::gc(conf, &client).map(|_| None),
+        Command::Version => Ok(Some(verbs::version(Some(&conf.cni_version)))),
+    };
+    // A failure at the deadline is the deadline's: say so, whatever the last request saw.
+    match result {
+        Err(e) if Instant::now() >= deadline => Err(CniError::new(
+            TRY_AGAIN,
+            format!(
+                "{} did not finish within {limit:?} (ipam.timeoutSeconds)",
+                inv.command.as_str()
+            ),
+        )
+        .details(e.to_string())),
+        other => other,
+    }
 }

@@ -21,7 +21,8 @@ fn main() {
         return;
     }
     let env = std::env::vars().collect();
-    let mut stdin = Vec::new();
+    // Network configs are a few KiB: one read instead of a doubling series.
+    let mut stdin = Vec::with_capacity(16 * 1024);
     let out = match std::io::stdin().read_to_end(&mut stdin) {
         Ok(_) => nethouse_cni::run(&env, &stdin),
         Err(e) => nethouse_cni::Output {

@@ -2,8 +2,8 @@
 //! NetHouse only through the shared client.
 
 use nethouse_api::{
-    AllocateRequest, Attachment, AttachmentRef, Client, ClientConfig, DetachRequest, GcRequest,
-    codes,
+    AllocateRequest, Attachment, AttachmentRef, BlockingClient, ClientConfig, DetachRequest,
+    GcRequest, codes,
 };
 use serde_json::{Value, json};
 
@@ -31,7 +31,8 @@ pub fn node_name(conf: &NetConf) -> Result<String, CniError> {
         })
 }
 
-pub fn client(conf: &NetConf) -> Result<Client, CniError> {
+/// The client every request of this call goes through; none outlives `deadline`.
+pub fn client(conf: &NetConf, deadline: std::time::Instant) -> Result<BlockingClient, CniError> {
     let mut cfg = ClientConfig::new(String::new());
     cfg.urls = conf.ipam.servers.clone();
     cfg.timeout = conf.ipam.request_timeout();
@@ -53,10 +54,12 @@ pub fn client(conf: &NetConf) -> Result<Client, CniError> {
             CniError::new(IO_FAILURE, format!("ipam.caFile {}: {e}", path.display()))
         })?);
     }
-    Client::new(cfg).map_err(|e| CniError::new(INVALID_CONFIG, format!("ipam.servers: {e}")))
+    BlockingClient::new(cfg)
+        .map(|c| c.with_deadline(deadline))
+        .map_err(|e| CniError::new(INVALID_CONFIG, format!("ipam.servers: {e}")))
 }
 
-pub async fn add(inv: &Invocation, conf: &NetConf, client: &Client) -> Result<Value, CniError> {
+pub fn add(inv: &Invocation, conf: &NetConf, client: &BlockingClient) -> Result<Value, CniError> {
     let owner = identity::owner(&inv.args, conf.ipam.cluster());
     let kind = identity::lease_kind(conf, owner.as_ref())?;
     let req = AllocateRequest {
@@ -69,30 +72,24 @@ pub async fn add(inv: &Invocation, conf: &NetConf, client: &Client) -> Result<Va
             node: node_name(conf)?,
         },
     };
-    let resp = client
-        .allocate(&req)
-        .await
-        .map_err(|e| from_client("ADD", &e))?;
+    let resp = client.allocate(&req).map_err(|e| from_client("ADD", &e))?;
     Ok(crate::result::render(&conf.cni_version, &resp))
 }
 
 /// Idempotent: a lease that is gone, or that a newer sandbox of the pod owns, is success.
 /// Works without a netns. NetHouse unreachable is error 11, never a silent leak.
-pub async fn del(inv: &Invocation, conf: &NetConf, client: &Client) -> Result<(), CniError> {
+pub fn del(inv: &Invocation, conf: &NetConf, client: &BlockingClient) -> Result<(), CniError> {
     let req = DetachRequest {
         container_id: inv.container_id.clone(),
         ifname: inv.ifname.clone(),
         owner: identity::owner(&inv.args, conf.ipam.cluster()),
     };
-    client
-        .detach(&req)
-        .await
-        .map_err(|e| from_client("DEL", &e))?;
+    client.detach(&req).map_err(|e| from_client("DEL", &e))?;
     Ok(())
 }
 
 /// NetHouse must still hold this attachment with every address of `prevResult`.
-pub async fn check(inv: &Invocation, conf: &NetConf, client: &Client) -> Result<(), CniError> {
+pub fn check(inv: &Invocation, conf: &NetConf, client: &BlockingClient) -> Result<(), CniError> {
     let prev = conf.prev_result.as_ref().ok_or_else(|| {
         CniError::new(
             INVALID_CONFIG,
@@ -118,7 +115,7 @@ pub async fn check(inv: &Invocation, conf: &NetConf, client: &Client) -> Result<
                     format!("prevResult.ips: {address:?} is not an address"),
                 )
             })?;
-        let lease = match client.lease_by_ip(ip).await {
+        let lease = match client.lease_by_ip(ip) {
             Ok(l) => l,
             Err(e) if e.api_code() == Some(codes::NOT_FOUND) => {
                 return Err(CniError::new(
@@ -147,9 +144,9 @@ pub async fn check(inv: &Invocation, conf: &NetConf, client: &Client) -> Result<
 }
 
 /// 0 when NetHouse answers `/readyz`, error 50 otherwise.
-pub async fn status(conf: &NetConf, client: &Client) -> Result<(), CniError> {
+pub fn status(conf: &NetConf, client: &BlockingClient) -> Result<(), CniError> {
     let _ = conf;
-    client.ready().await.map_err(|e| {
+    client.ready().map_err(|e| {
         CniError::new(NOT_AVAILABLE, "NetHouse is not available").details(e.to_string())
     })
 }
@@ -159,7 +156,7 @@ pub async fn status(conf: &NetConf, client: &Client) -> Result<(), CniError> {
 ///
 /// Without a list (e.g. `cnitool gc`) nothing is done: an empty or absent list would read as
 /// "no attachment on this node is valid" and drop every lease of the node.
-pub async fn gc(conf: &NetConf, client: &Client) -> Result<Value, CniError> {
+pub fn gc(conf: &NetConf, client: &BlockingClient) -> Result<Value, CniError> {
     let Some(valid) = &conf.valid_attachments else {
         return Ok(json!({"skipped": "no cni.dev/valid-attachments in the request"}));
     };
@@ -173,7 +170,7 @@ pub async fn gc(conf: &NetConf, client: &Client) -> Result<Value, CniError> {
             })
             .collect(),
     };
-    let out = client.gc(&req).await.map_err(|e| from_client("GC", &e))?;
+    let out = client.gc(&req).map_err(|e| from_client("GC", &e))?;
     if !out.errors.is_empty() {
         return Err(CniError::new(
             REJECTED,

@@ -18,7 +18,7 @@ pub enum ClientError {
     Unreachable {
         urls: String,
         #[source]
-        source: reqwest::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("NetHouse answered {status}: {error}")]
     Api { status: StatusCode, error: ApiError },
@@ -187,7 +187,7 @@ impl Client {
         match last_err {
             Some(source) => Err(ClientError::Unreachable {
                 urls: self.urls.join(","),
-                source,
+                source: Box::new(source),
             }),
             None => Err(ClientError::Config("no server URL given".into())),
         }
@@ -322,29 +322,34 @@ fn seg(s: &str) -> String {
 
 async fn decode<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, ClientError> {
     let status = resp.status();
-    let bytes = match resp.bytes().await {
-        Ok(b) => b,
-        Err(e) => {
-            return Err(ClientError::Decode {
-                status,
-                body: format!("<body not read: {e}>"),
-            });
-        }
-    };
-    if status.is_success() {
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+    match resp.bytes().await {
+        Ok(bytes) => decode_body(status, &bytes),
+        Err(e) => Err(ClientError::Decode {
             status,
-            body: format!("{e}: {}", String::from_utf8_lossy(&bytes)),
+            body: format!("<body not read: {e}>"),
+        }),
+    }
+}
+
+/// A whole answer: the value on success, else the API error the body carries.
+pub(crate) fn decode_body<R: DeserializeOwned>(
+    status: StatusCode,
+    bytes: &[u8],
+) -> Result<R, ClientError> {
+    if status.is_success() {
+        serde_json::from_slice(bytes).map_err(|e| ClientError::Decode {
+            status,
+            body: format!("{e}: {}", String::from_utf8_lossy(bytes)),
         })
     } else {
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
+        match serde_json::from_slice::<ErrorBody>(bytes) {
             Ok(body) => Err(ClientError::Api {
                 status,
                 error: body.error,
             }),
             Err(_) => Err(ClientError::Decode {
                 status,
-                body: String::from_utf8_lossy(&bytes).into_owned(),
+                body: String::from_utf8_lossy(bytes).into_owned(),
             }),
         }
     }

@@ -10,7 +10,14 @@ use nethouse::server::running::{Running, ServerOptions, start};
 use nethouse_api::{Client, ClientConfig, SubnetSpec};
 use serde_json::{Value, json};
 
-pub const PLUGIN: &str = env!("CARGO_BIN_EXE_nethouse-cni");
+/// The plugin under test: cargo's build, or the one `NETHOUSE_CNI_BIN` names — `make test` sets
+/// it to the static binary that ships (`scripts/build-cni-static.sh`).
+pub fn plugin() -> String {
+    std::env::var("NETHOUSE_CNI_BIN")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_nethouse-cni").to_string())
+}
 
 pub struct Nethouse {
     pub rt: tokio::runtime::Runtime,
@@ -143,7 +150,7 @@ impl<'a> Cni<'a> {
             args: String::new(),
             path: format!(
                 "/usr/lib/cni:{}",
-                std::path::Path::new(PLUGIN).parent().unwrap().display()
+                std::path::Path::new(&plugin()).parent().unwrap().display()
             ),
         }
     }
@@ -187,7 +194,7 @@ impl<'a> Cni<'a> {
     }
 
     pub fn run(&self, stdin: &str) -> Call {
-        self.run_binary(PLUGIN, stdin)
+        self.run_binary(&plugin(), stdin)
     }
 }
 

@@ -1,0 +1,175 @@
+//! A blocking client of the NetHouse API for short-lived processes — the CNI plugin, which a
+//! container runtime starts for every pod sandbox. It needs no async runtime and no connection
+//! pool, and sets TLS up only when an `https` server is actually used, so a call costs one
+//! connection and one exchange on top of the process start.
+//!
+//! Same rules as the async [`crate::Client`]: servers are tried in order, an HTTP answer is final
+//! (the servers share one store), and the same [`ClientError`]s come back. Every request made
+//! through one client ends by its deadline, name resolution and TLS handshake included.
+
+mod http1;
+mod transport;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::client::decode_body;
+use crate::types::*;
+use crate::{ClientConfig, ClientError};
+use transport::Server;
+
+#[derive(Debug)]
+pub struct BlockingClient {
+    servers: Vec<Server>,
+    token: Option<String>,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+    ca_pem: Option<Vec<u8>>,
+    deadline: Option<Instant>,
+    tls: OnceLock<Arc<rustls::ClientConfig>>,
+}
+
+impl BlockingClient {
+    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        if config.urls.is_empty() {
+            return Err(ClientError::Config("no server URL given".into()));
+        }
+        let servers = config
+            .urls
+            .iter()
+            .map(|u| Server::parse(u).map_err(ClientError::Config))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(BlockingClient {
+            servers,
+            token: config.token,
+            request_timeout: config.timeout,
+            connect_timeout: config.connect_timeout,
+            ca_pem: config.ca_pem,
+            deadline: None,
+            tls: OnceLock::new(),
+        })
+    }
+
+    /// Every request made through this client ends by `deadline`, whatever its own timeout.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    pub fn allocate(&self, req: &AllocateRequest) -> Result<AllocateResponse, ClientError> {
+        self.call("POST", "/v1/leases", Some(req))
+    }
+
+    pub fn detach(&self, req: &DetachRequest) -> Result<DetachResponse, ClientError> {
+        self.call("POST", "/v1/leases/detach", Some(req))
+    }
+
+    pub fn gc(&self, req: &GcRequest) -> Result<GcResponse, ClientError> {
+        self.call("POST", "/v1/gc", Some(req))
+    }
+
+    pub fn lease_by_ip(&self, ip: std::net::IpAddr) -> Result<Lease, ClientError> {
+        self.call::<(), _>("GET", &format!("/v1/leases/by-ip/{ip}"), None)
+    }
+
+    /// `Ok` when a server answers `/readyz` with success.
+    pub fn ready(&self) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.call::<(), _>("GET", "/readyz", None)?;
+        Ok(())
+    }
+
+    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+        if let Some(c) = self.tls.get() {
+            return Ok(c.clone());
+        }
+        let config = Arc::new(tls_config(self.ca_pem.as_deref())?);
+        Ok(self.tls.get_or_init(|| config).clone())
+    }
+
+    fn call<B: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<R, ClientError> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| ClientError::Config(format!("encoding the request: {e}")))?;
+        let mut failures = Vec::new();
+        for server in &self.servers {
+            let tls = if server.tls {
+                Some(self.tls_config()?)
+            } else {
+                None
+            };
+            let request = http1::encode_request(
+                method,
+                &server.authority,
+                &format!("{}{path}", server.base_path),
+                self.token.as_deref(),
+                body.as_deref(),
+            );
+            let until = Instant::now() + self.request_timeout;
+            let until = self.deadline.map_or(until, |d| d.min(until));
+            match transport::exchange(server, tls, &request, self.connect_timeout, until) {
+                Ok((status, bytes)) => {
+                    let status = reqwest::StatusCode::from_u16(status).map_err(|_| {
+                        ClientError::Config(format!("{}: status {status}", server.url))
+                    })?;
+                    return decode_body(status, &bytes);
+                }
+                Err(e) => failures.push(format!("{}: {e}", server.url)),
+            }
+        }
+        Err(ClientError::Unreachable {
+            urls: self
+                .servers
+                .iter()
+                .map(|s| s.url.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            source: failures.join("; ").into(),
+        })
+    }
+}
+
+/// The CA bundle when one is given (an in-cluster service needs no public roots), else the
+/// platform's verifier; aws-lc-rs, the workspace's one crypto provider.
+fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, ClientError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use rustls_platform_verifier::BuilderVerifierExt;
+
+    let tls_err = |e: rustls::Error| ClientError::Config(format!("TLS: {e}"));
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(tls_err)?;
+    let config = match ca_pem {
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| ClientError::Config(format!("CA bundle: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ClientError::Config(format!("CA bundle: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(ClientError::Config(
+                    "CA bundle: no certificate in it".into(),
+                ));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => builder
+            .with_platform_verifier()
+            .map_err(tls_err)?
+            .with_no_client_auth(),
+    };
+    Ok(config)
+}

@@ -1,0 +1,285 @@
+//! One request on one fresh connection, plain or TLS, bounded by a deadline at every step —
+//! name resolution included, which the OS offers no timeout for.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::http1;
+
+/// Where one server URL points.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub url: String,
+    pub tls: bool,
+    /// Without brackets for IPv6 (it is also the TLS server name).
+    pub host: String,
+    pub port: u16,
+    /// The `Host` header: `host[:port]`, brackets for IPv6.
+    pub authority: String,
+    /// The URL's path without its trailing `/`, prefixed to every request path.
+    pub base_path: String,
+}
+
+impl Server {
+    pub fn parse(url: &str) -> Result<Server, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("server URL {url:?}: {e}"))?;
+        let tls = match parsed.scheme() {
+            "http" => false,
+            "https" => true,
+            _ => return Err(format!("server URL {url:?}: scheme must be http or https")),
+        };
+        // `host_str` keeps IPv6 brackets: the authority wants them, the socket and TLS do not.
+        let host_part = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("server URL {url:?}: no host"))?
+            .to_string();
+        let host = host_part
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&host_part)
+            .to_string();
+        let port = parsed
+            .port_or_known_default()
+            .ok_or_else(|| format!("server URL {url:?}: no port"))?;
+        let authority = match parsed.port() {
+            Some(p) => format!("{host_part}:{p}"),
+            None => host_part,
+        };
+        Ok(Server {
+            url: url.trim_end_matches('/').to_string(),
+            tls,
+            host,
+            port,
+            authority,
+            base_path: parsed.path().trim_end_matches('/').to_string(),
+        })
+    }
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{what}: timed out"))
+}
+
+fn remaining(until: Instant, what: &str) -> io::Result<Duration> {
+    let left = until.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(timed_out(what))
+    } else {
+        Ok(left)
+    }
+}
+
+/// getaddrinfo has no timeout; it runs on its own thread and is abandoned at the deadline
+/// (the process is short-lived, the thread ends with it).
+fn resolve(host: &str, port: u16, until: Instant) -> io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_string();
+    std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || {
+            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Vec::from_iter));
+        })?;
+    let what = format!("resolving {host}");
+    match rx.recv_timeout(remaining(until, &what)?) {
+        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
+        Ok(Ok(_)) => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{what}: no address"),
+        )),
+        Ok(Err(e)) => Err(io::Error::new(e.kind(), format!("{what}: {e}"))),
+        Err(_) => Err(timed_out(&what)),
+    }
+}
+
+fn connect(server: &Server, connect_timeout: Duration, until: Instant) -> io::Result<TcpStream> {
+    let mut last = None;
+    for addr in resolve(&server.host, server.port, until)? {
+        let what = format!("connecting to {addr}");
+        let limit = remaining(until, &what)?.min(connect_timeout);
+        match TcpStream::connect_timeout(&addr, limit) {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) => last = Some(io::Error::new(e.kind(), format!("{what}: {e}"))),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no address to connect to")))
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+
+    /// Every read and write gets only the time left until `until`.
+    fn limit(&self, until: Instant, what: &str) -> io::Result<()> {
+        let left = remaining(until, what)?;
+        self.socket().set_read_timeout(Some(left))?;
+        self.socket().set_write_timeout(Some(left))
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+fn with_context(e: io::Error, what: &str) -> io::Error {
+    // A socket timeout surfaces as WouldBlock on Linux; say what it was.
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        return timed_out(what);
+    }
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// Sends `request` to `server` and reads the whole answer: (status, body).
+pub fn exchange(
+    server: &Server,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    request: &[u8],
+    connect_timeout: Duration,
+    until: Instant,
+) -> io::Result<(u16, Vec<u8>)> {
+    let tcp = connect(server, connect_timeout, until)?;
+    let mut stream = match tls {
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::try_from(server.host.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+            Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+        }
+        None => Stream::Plain(tcp),
+    };
+    stream.limit(until, "sending the request")?;
+    stream
+        .write_all(request)
+        .and_then(|()| stream.flush())
+        .map_err(|e| with_context(e, "sending the request"))?;
+
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 16 * 1024];
+    let mut head: Option<http1::Head> = None;
+    loop {
+        let closed = {
+            stream.limit(until, "reading the answer")?;
+            let n = match stream.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(with_context(e, "reading the answer")),
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            n == 0
+        };
+        // Interim answers (100 Continue and the like) are skipped.
+        while head.is_none() {
+            match http1::parse_head(&buf)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+            {
+                Some(h) if (100..200).contains(&h.status) => {
+                    buf.drain(..h.len);
+                }
+                Some(h) => head = Some(h),
+                None => break,
+            }
+        }
+        match head {
+            Some(h) => {
+                let body = http1::body(h.framing, &buf[h.len..], closed)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                if let Some(body) = body {
+                    return Ok((h.status, body));
+                }
+            }
+            None if closed => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed before an answer",
+                ));
+            }
+            None => {}
+        }
+        if closed {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before the whole answer",
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls() {
+        let s = Server::parse("http://10.0.0.1:7420/").unwrap();
+        assert_eq!((s.tls, s.host.as_str(), s.port), (false, "10.0.0.1", 7420));
+        assert_eq!(
+            (s.authority.as_str(), s.base_path.as_str()),
+            ("10.0.0.1:7420", "")
+        );
+        let s = Server::parse("https://[fd00::1]/nethouse/").unwrap();
+        assert_eq!((s.tls, s.host.as_str(), s.port), (true, "fd00::1", 443));
+        assert_eq!(
+            (s.authority.as_str(), s.base_path.as_str()),
+            ("[fd00::1]", "/nethouse")
+        );
+        let s = Server::parse("http://nethouse.example:80").unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.authority.as_str()),
+            ("nethouse.example", "nethouse.example")
+        );
+        assert!(Server::parse("ftp://x").unwrap_err().contains("scheme"));
+        assert!(
+            Server::parse("not a url")
+                .unwrap_err()
+                .contains("server URL")
+        );
+    }
+
+    #[test]
+    fn an_expired_deadline_fails_before_any_io() {
+        let s = Server::parse("http://192.0.2.1:7420").unwrap();
+        let e = exchange(&s, None, b"", Duration::from_secs(1), Instant::now()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+    }
+}
