@@ -1,7 +1,10 @@
 //! `cargo bench -p nethouse --bench service` — prints the table recorded in BENCHMARKS.md.
 //!
 //! 1. Durable allocate+detach over loopback HTTP against a real `nethouse serve` process, at
-//!    1, 16 and 64 concurrent clients: operations/s, allocations/s, p50/p99 latency.
+//!    1, 16 and 64 concurrent clients: operations/s, allocations/s, p50/p99 latency. Two load
+//!    generators: a lean one (pre-encoded requests on keep-alive connections, one thread, as
+//!    `wrk` does), so that the client takes little of the cores it shares with the server, and
+//!    the `nethouse_api::Client` the other components use, for comparison.
 //! 2. Allocation cost at 1% vs 99% fill of a /16 (in-process, memory store).
 //! 3. Start-up (spawn -> serving) of `nethouse serve` with 100k and 1M leases after a clean stop
 //!    and after kill -9, and its RSS.
@@ -105,6 +108,22 @@ fn stop(mut p: Proc) {
     let _ = p.0.wait();
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64(f.iter().sum::<u64>() as f64 / hz)
+}
+
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -119,56 +138,188 @@ fn client(url: &str) -> Client {
     Client::new(ClientConfig::new(url)).unwrap()
 }
 
-fn alloc_req(worker: usize, i: u64, kind: LeaseKind) -> AllocateRequest {
+/// A lease request of client `worker`; `run` keeps the owners of each table row apart.
+fn alloc_req(run: usize, worker: usize, i: u64, kind: LeaseKind) -> AllocateRequest {
+    let r = if run == 0 {
+        String::new()
+    } else {
+        format!("r{run}-")
+    };
     AllocateRequest {
         zone: "z1".into(),
         kind,
         owner: Some(Owner {
             cluster: "bench".into(),
             namespace: "ns".into(),
-            pod: format!("p{worker}-{i}"),
+            pod: format!("{r}p{worker}-{i}"),
         }),
         attachment: Attachment {
-            container_id: format!("c{worker}-{i}"),
+            container_id: format!("{r}c{worker}-{i}"),
             ifname: "eth0".into(),
             node: format!("n{}", worker % 8),
         },
     }
 }
 
+/// Which client drives the load.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    /// Pre-encoded HTTP/1.1 requests on one keep-alive connection per client.
+    Lean,
+    /// `nethouse_api::Client` (reqwest), one per client.
+    ApiClient,
+}
+
+impl Driver {
+    fn name(self) -> &'static str {
+        match self {
+            Driver::Lean => "lean HTTP/1.1",
+            Driver::ApiClient => "nethouse-api Client",
+        }
+    }
+}
+
+/// One request on a keep-alive connection; panics unless the answer is a success.
+async fn lean_exchange(
+    conn: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    path: &str,
+    body: &[u8],
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    conn.write_all(&req).await.expect("send");
+    buf.clear();
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).expect("head");
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .expect("content-length");
+            if buf.len() >= end + 4 + len {
+                assert!(
+                    head.starts_with("HTTP/1.1 2"),
+                    "{path}: {}",
+                    String::from_utf8_lossy(buf)
+                );
+                return;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = conn.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "{path}: connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
 async fn http_load(
+    run: usize,
     url: &str,
     clients: usize,
     secs: f64,
     detach: bool,
+    driver: Driver,
 ) -> (f64, f64, Duration, Duration) {
+    let (mut all, elapsed) = match driver {
+        // One thread for all the lean clients, as `wrk` runs: the cores are the server's.
+        Driver::Lean => {
+            let url = url.to_string();
+            tokio::task::spawn_blocking(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(drive(run, &url, clients, secs, detach, driver))
+            })
+            .await
+            .unwrap()
+        }
+        Driver::ApiClient => drive(run, url, clients, secs, detach, driver).await,
+    };
+    all.sort();
+    let ops = all.len() as f64 / elapsed;
+    let allocs = if detach { ops / 2.0 } else { ops };
+    (ops, allocs, pct(&all, 0.5), pct(&all, 0.99))
+}
+
+/// Runs the clients until `secs` have passed: every request's latency, and the wall time.
+async fn drive(
+    run: usize,
+    url: &str,
+    clients: usize,
+    secs: f64,
+    detach: bool,
+    driver: Driver,
+) -> (Vec<Duration>, f64) {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let addr = url.trim_start_matches("http://").to_string();
     let mut tasks = Vec::new();
     for w in 0..clients {
         let c = client(url);
+        let addr = addr.clone();
         tasks.push(tokio::spawn(async move {
+            let mut conn = match driver {
+                Driver::Lean => {
+                    let s = tokio::net::TcpStream::connect(&addr)
+                        .await
+                        .expect("connect");
+                    s.set_nodelay(true).unwrap();
+                    Some(s)
+                }
+                Driver::ApiClient => None,
+            };
+            let mut buf = Vec::with_capacity(4096);
             let mut lat = Vec::new();
             let mut i = 0u64;
             while Instant::now() < deadline {
-                let mut req = alloc_req(w, i, LeaseKind::Ephemeral);
+                let mut req = alloc_req(run, w, i, LeaseKind::Ephemeral);
                 if !detach {
                     req.zone = "big".into();
                 }
+                let det = DetachRequest {
+                    container_id: req.attachment.container_id.clone(),
+                    ifname: "eth0".into(),
+                    owner: None,
+                };
+                // Encoding is the client's work, outside the measured request.
+                let (req_body, det_body) = match driver {
+                    Driver::Lean => (
+                        serde_json::to_vec(&req).unwrap(),
+                        serde_json::to_vec(&det).unwrap(),
+                    ),
+                    Driver::ApiClient => (Vec::new(), Vec::new()),
+                };
                 let t = Instant::now();
-                c.allocate(&req).await.expect("allocate");
+                match conn.as_mut() {
+                    Some(conn) => lean_exchange(conn, &mut buf, "/v1/leases", &req_body).await,
+                    None => {
+                        c.allocate(&req).await.expect("allocate");
+                    }
+                }
                 lat.push(t.elapsed());
                 i += 1;
                 if !detach {
                     continue;
                 }
                 let t = Instant::now();
-                c.detach(&DetachRequest {
-                    container_id: req.attachment.container_id.clone(),
-                    ifname: "eth0".into(),
-                    owner: None,
-                })
-                .await
-                .expect("detach");
+                match conn.as_mut() {
+                    Some(conn) => {
+                        lean_exchange(conn, &mut buf, "/v1/leases/detach", &det_body).await
+                    }
+                    None => {
+                        c.detach(&det).await.expect("detach");
+                    }
+                }
                 lat.push(t.elapsed());
             }
             lat
@@ -179,11 +330,7 @@ async fn http_load(
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let ops = all.len() as f64 / elapsed;
-    let allocs = if detach { ops / 2.0 } else { ops };
-    (ops, allocs, pct(&all, 0.5), pct(&all, 0.99))
+    (all, started.elapsed().as_secs_f64())
 }
 
 async fn fill_cost(fill: f64) -> Duration {
@@ -208,7 +355,7 @@ async fn fill_cost(fill: f64) -> Duration {
     let prefill = (capacity as f64 * fill) as usize;
     for i in 0..prefill {
         ipam.allocate(
-            ValidAllocate::from_request(alloc_req(0, i as u64, LeaseKind::Fixed)).unwrap(),
+            ValidAllocate::from_request(alloc_req(0, 0, i as u64, LeaseKind::Fixed)).unwrap(),
         )
         .await
         .unwrap();
@@ -220,7 +367,7 @@ async fn fill_cost(fill: f64) -> Duration {
         async move {
             let t = Instant::now();
             for i in 0..n {
-                let req = alloc_req(1, base + i as u64, LeaseKind::Ephemeral);
+                let req = alloc_req(0, 1, base + i as u64, LeaseKind::Ephemeral);
                 let cid = req.attachment.container_id.clone();
                 ipam.allocate(ValidAllocate::from_request(req).unwrap())
                     .await
@@ -266,7 +413,7 @@ async fn populate(dir: &Path, n: usize) -> usize {
         let ipam = ipam.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
-                let mut req = alloc_req(w, i as u64, LeaseKind::Fixed);
+                let mut req = alloc_req(0, w, i as u64, LeaseKind::Fixed);
                 // Realistic names: StatefulSet pods in a few hundred namespaces.
                 if let Some(o) = req.owner.as_mut() {
                     o.namespace = format!("team-{}", w % 300);
@@ -309,23 +456,20 @@ async fn main() {
             "### Durable allocate + detach over loopback HTTP (real `nethouse serve`, redb, fsync per group commit)\n"
         );
         row(&[
+            "load generator".into(),
             "mix".into(),
             "clients".into(),
             "operations/s".into(),
             "allocations/s".into(),
             "p50".into(),
             "p99".into(),
+            "server CPU".into(),
+            "client CPU".into(),
         ]);
-        row(&[
-            "---".into(),
-            "---".into(),
-            "---".into(),
-            "---".into(),
-            "---".into(),
-            "---".into(),
-        ]);
+        row(&vec!["---".to_string(); 9]);
         {
-            let (_p, url, _) = serve(&tmp.path().join("http"));
+            let (server, url, _) = serve(&tmp.path().join("http"));
+            let server_pid = server.0.id().to_string();
             client(&url)
                 .add_subnet(&SubnetSpec {
                     zone: "z1".into(),
@@ -342,20 +486,39 @@ async fn main() {
                 })
                 .await
                 .unwrap();
-            for (clients, detach) in [(1, true), (16, true), (64, true), (64, false)] {
-                let (ops, allocs, p50, p99) = http_load(&url, clients, secs, detach).await;
+            let runs = [
+                (Driver::Lean, 1, true),
+                (Driver::Lean, 16, true),
+                (Driver::Lean, 64, true),
+                (Driver::Lean, 64, false),
+                (Driver::ApiClient, 64, true),
+                (Driver::ApiClient, 64, false),
+            ];
+            for (run, (driver, clients, detach)) in runs.into_iter().enumerate() {
+                // Cores each side kept busy: the load generator shares the machine's two.
+                let (server_cpu, client_cpu, wall) =
+                    (cpu_time(&server_pid), cpu_time("self"), Instant::now());
+                let (ops, allocs, p50, p99) =
+                    http_load(run, &url, clients, secs, detach, driver).await;
+                let wall = wall.elapsed().as_secs_f64();
+                let cores = |d: Duration| format!("{:.2}", d.as_secs_f64() / wall);
+                let server_cpu = cores(cpu_time(&server_pid) - server_cpu);
+                let client_cpu = cores(cpu_time("self") - client_cpu);
                 let mode = if detach {
                     "allocate+detach"
                 } else {
                     "allocate only"
                 };
                 row(&[
+                    driver.name().to_string(),
                     mode.to_string(),
                     clients.to_string(),
                     format!("{ops:.0}"),
                     format!("{allocs:.0}"),
                     ms(p50),
                     ms(p99),
+                    server_cpu,
+                    client_cpu,
                 ]);
             }
         }
