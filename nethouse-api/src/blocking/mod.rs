@@ -122,7 +122,9 @@ impl BlockingClient {
                     })?;
                     return decode_body(status, &bytes);
                 }
-                Err(e) => failures.push(format!("{}: {e}", server.url)),
+                // With several servers, say which failed how; with one, the URL is said once.
+                Err(e) if self.servers.len() > 1 => failures.push(format!("{}: {e}", server.url)),
+                Err(e) => failures.push(e.to_string()),
             }
         }
         Err(ClientError::Unreachable {
