@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 target=$(rustc -vV | sed -n 's/^host: //p')
 var=CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUSTFLAGS
 export "$var"="-C target-feature=+crt-static -C relocation-model=static"
+# Either of these would override the per-target flags above.
+unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
 cargo build --release --locked --quiet -p nethouse-cni --bin nethouse-cni --target "$target" >&2
 bin="target/$target/release/nethouse-cni"
 if readelf -l "$bin" | grep -q 'Requesting program interpreter'; then

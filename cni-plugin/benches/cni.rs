@@ -6,7 +6,7 @@
 //! 2. bridge + IPAM: Debian's `bridge` plugin with a real veth into a network namespace
 //!    (needs root; skipped with a note otherwise).
 //!
-//! `NETHOUSE_CNI_BIN=PATH` adds a row for that build of the plugin — `make bench-cni` passes the
+//! `NETHOUSE_CNI_BIN=PATH` adds a row for that build of the plugin — `make bench` passes the
 //! static binary that ships (`scripts/build-cni-static.sh`) next to cargo's default build.
 
 use std::io::Write;
@@ -37,10 +37,10 @@ fn plugins() -> Vec<(String, String)> {
     out
 }
 
-/// "static" or "dynamic": whether the ELF file asks for a program interpreter.
+/// "static" or "dynamic": whether the ELF file has an `.interp` section (a program interpreter).
 fn linkage(bin: &str) -> &'static str {
     let bytes = std::fs::read(bin).unwrap_or_else(|e| panic!("{bin}: {e}"));
-    if bytes.windows(16).any(|w| w == b"/lib64/ld-linux-") {
+    if bytes.windows(8).any(|w| w == b".interp\0") {
         "dynamic"
     } else {
         "static"

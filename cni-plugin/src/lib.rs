@@ -101,9 +101,10 @@ fn execute(inv: &env::Invocation, conf: &conf::NetConf) -> CallResult {
         Command::Gc => verbs::gc(conf, &client).map(|_| None),
         Command::Version => Ok(Some(verbs::version(Some(&conf.cni_version)))),
     };
-    // A failure at the deadline is the deadline's: say so, whatever the last request saw.
+    // A transient failure at the deadline is the deadline's: say so. A final answer that came
+    // in time (a refusal, a CHECK mismatch) keeps its own code.
     match result {
-        Err(e) if Instant::now() >= deadline => Err(CniError::new(
+        Err(e) if e.code == TRY_AGAIN && Instant::now() >= deadline => Err(CniError::new(
             TRY_AGAIN,
             format!(
                 "{} did not finish within {limit:?} (ipam.timeoutSeconds)",

@@ -56,7 +56,18 @@ pub fn client(conf: &NetConf, deadline: std::time::Instant) -> Result<BlockingCl
     }
     BlockingClient::new(cfg)
         .map(|c| c.with_deadline(deadline))
-        .map_err(|e| CniError::new(INVALID_CONFIG, format!("ipam.servers: {e}")))
+        .map_err(|e| {
+            // Name the key the operator has to fix.
+            let text = e.to_string();
+            let key = if text.contains("CA bundle") {
+                "ipam.caFile"
+            } else if text.contains("token") {
+                "ipam.tokenFile"
+            } else {
+                "ipam.servers"
+            };
+            CniError::new(INVALID_CONFIG, format!("{key}: {e}"))
+        })
 }
 
 pub fn add(inv: &Invocation, conf: &NetConf, client: &BlockingClient) -> Result<Value, CniError> {

@@ -93,7 +93,17 @@ fn add_result_shape_for_every_version() {
 #[test]
 fn error_codes_are_exact_json_on_stdout() {
     let good = conf("1.0.0", &closed_port_url(), "z1", "n1", None);
+    let not_a_ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_a_ca.path(), "not a certificate\n").unwrap();
+    let mut bad_ca = conf("1.0.0", "https://127.0.0.1:1", "z1", "n1", None);
+    bad_ca["ipam"]["caFile"] = json!(not_a_ca.path());
     let cases: Vec<(&str, Cni, String, Value)> = vec![
+        (
+            "a CA file without a certificate is invalid config, not a NetHouse refusal",
+            Cni::new("ADD", "c1"),
+            bad_ca.to_string(),
+            json!({"cniVersion": "1.0.0", "code": 7, "msg": "ipam.caFile: invalid NetHouse client configuration: CA bundle: no certificate in it"}),
+        ),
         (
             "incompatible version",
             Cni::new("ADD", "c1"),

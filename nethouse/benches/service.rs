@@ -502,8 +502,8 @@ async fn main() {
                     http_load(run, &url, clients, secs, detach, driver).await;
                 let wall = wall.elapsed().as_secs_f64();
                 let cores = |d: Duration| format!("{:.2}", d.as_secs_f64() / wall);
-                let server_cpu = cores(cpu_time(&server_pid) - server_cpu);
-                let client_cpu = cores(cpu_time("self") - client_cpu);
+                let server_cpu = cores(cpu_time(&server_pid).saturating_sub(server_cpu));
+                let client_cpu = cores(cpu_time("self").saturating_sub(client_cpu));
                 let mode = if detach {
                     "allocate+detach"
                 } else {

@@ -94,7 +94,7 @@ async fn lease_life_cycle_over_tls_with_the_operators_ca() {
         // A bundle with no certificate is a configuration error, reported before any I/O.
         let mut bad = config(&[&url], NODE_TOKEN);
         bad.ca_pem = Some(b"not a certificate".to_vec());
-        let e = BlockingClient::new(bad).unwrap().ready().unwrap_err();
+        let e = BlockingClient::new(bad).unwrap_err();
         assert!(matches!(e, ClientError::Config(_)), "{e}");
     })
     .await

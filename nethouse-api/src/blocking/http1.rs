@@ -4,7 +4,7 @@
 
 /// A response larger than this is refused: NetHouse's answers are small JSON documents.
 pub const MAX_BODY: usize = 64 << 20;
-const MAX_HEAD: usize = 64 << 10;
+pub const MAX_HEAD: usize = 64 << 10;
 
 /// The whole request, head and body, so that it leaves in one write.
 pub fn encode_request(
@@ -85,25 +85,34 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
             .ok_or_else(|| format!("bad header line {header:?}"))?;
         let value = value.trim();
         if name.eq_ignore_ascii_case("transfer-encoding") {
-            // RFC 9112 6.3: chunked, when last, wins over any Content-Length.
-            if value
-                .rsplit(',')
-                .next()
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"))
-            {
-                framing = Framing::Chunked;
-            } else {
+            // Only plain chunked: any other coding (gzip, ...) is bytes we could not read as
+            // JSON. RFC 9112 6.3: chunked wins over any Content-Length.
+            if !value.eq_ignore_ascii_case("chunked") {
                 return Err(format!("unsupported Transfer-Encoding {value:?}"));
             }
-        } else if name.eq_ignore_ascii_case("content-length") && framing != Framing::Chunked {
+            framing = Framing::Chunked;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("bad Content-Length {value:?}"));
+            }
             let n: usize = value
                 .parse()
                 .map_err(|_| format!("bad Content-Length {value:?}"))?;
             if n > MAX_BODY {
                 return Err(format!("response body of {n} bytes is over {MAX_BODY}"));
             }
-            framing = Framing::Length(n);
+            match framing {
+                Framing::Length(m) if m != n => {
+                    return Err(format!("conflicting Content-Length {m} and {n}"));
+                }
+                Framing::Chunked => {}
+                _ => framing = Framing::Length(n),
+            }
         }
+    }
+    // RFC 9112 6.3: these never have a body, whatever the headers say.
+    if status == 204 || status == 304 {
+        framing = Framing::Length(0);
     }
     Ok(Some(Head {
         status,
@@ -129,8 +138,10 @@ pub fn decode_chunked(mut buf: &[u8]) -> Result<Option<Vec<u8>>, String> {
         }
         buf = &buf[eol + 2..];
         if size == 0 {
-            // Trailer fields, if any, end with an empty line; none are used.
-            return Ok(buf.windows(2).position(|w| w == b"\r\n").map(|_| out));
+            // Trailer fields, if any, end with an empty line: the answer is whole only then
+            // (the connection closes right after, so nothing is left unread on it).
+            let whole = buf.starts_with(b"\r\n") || buf.windows(4).any(|w| w == b"\r\n\r\n");
+            return Ok(whole.then_some(out));
         }
         if buf.len() < size + 2 {
             return Ok(None);
@@ -206,12 +217,32 @@ mod tests {
                 Ok(Some((200, Framing::Chunked))),
             ),
             (
-                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
                 Ok(Some((200, Framing::Chunked))),
             ),
             (
-                "HTTP/1.0 204 No Content\r\n\r\n",
-                Ok(Some((204, Framing::UntilClose))),
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Err("unsupported Transfer-Encoding"),
+            ),
+            (
+                "HTTP/1.0 200 OK\r\n\r\n",
+                Ok(Some((200, Framing::UntilClose))),
+            ),
+            (
+                "HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n",
+                Ok(Some((204, Framing::Length(0)))),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+                Err("conflicting Content-Length"),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n",
+                Ok(Some((200, Framing::Length(2)))),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+                Err("bad Content-Length"),
             ),
             ("HTTP/1.1 200 OK\r\nContent-Le", Ok(None)),
             ("SSH-2.0-OpenSSH\r\n\r\n", Err("not an HTTP/1.x response")),
@@ -256,6 +287,12 @@ mod tests {
         assert_eq!(decode_chunked(b"5\r\nhello\r\n").unwrap(), None);
         assert_eq!(decode_chunked(b"5\r\nhel").unwrap(), None);
         assert_eq!(decode_chunked(b"0\r\n").unwrap(), None);
+        assert_eq!(decode_chunked(b"0\r\n\r\n").unwrap(), Some(Vec::new()));
+        assert_eq!(decode_chunked(b"0\r\nX-T: 1\r\n").unwrap(), None);
+        assert_eq!(
+            decode_chunked(b"0\r\nX-T: 1\r\n\r\n").unwrap(),
+            Some(Vec::new())
+        );
         assert!(
             decode_chunked(b"zz\r\n")
                 .unwrap_err()

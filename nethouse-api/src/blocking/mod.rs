@@ -10,7 +10,7 @@
 mod http1;
 mod transport;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -19,17 +19,30 @@ use serde::de::DeserializeOwned;
 use crate::client::decode_body;
 use crate::types::*;
 use crate::{ClientConfig, ClientError};
-use transport::Server;
+use transport::{ExchangeError, Server};
 
-#[derive(Debug)]
 pub struct BlockingClient {
     servers: Vec<Server>,
     token: Option<String>,
     request_timeout: Duration,
     connect_timeout: Duration,
-    ca_pem: Option<Vec<u8>>,
     deadline: Option<Instant>,
-    tls: OnceLock<Arc<rustls::ClientConfig>>,
+    /// Built only when a server is `https`.
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for BlockingClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token: clients end up in logs.
+        f.debug_struct("BlockingClient")
+            .field("servers", &self.servers)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("deadline", &self.deadline)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl BlockingClient {
@@ -42,14 +55,27 @@ impl BlockingClient {
             .iter()
             .map(|u| Server::parse(u).map_err(ClientError::Config))
             .collect::<Result<Vec<_>, _>>()?;
+        // The token goes into a header line as it is: a line break would add headers.
+        if let Some(t) = &config.token
+            && (t.is_empty() || t.bytes().any(|b| b.is_ascii_control() || b == b' '))
+        {
+            return Err(ClientError::Config(
+                "token: empty, or has spaces or control characters".into(),
+            ));
+        }
+        // Built now, so that a bad CA bundle is a configuration error before any request.
+        let tls = if servers.iter().any(|s| s.tls) {
+            Some(Arc::new(tls_config(config.ca_pem.as_deref())?))
+        } else {
+            None
+        };
         Ok(BlockingClient {
             servers,
             token: config.token,
             request_timeout: config.timeout,
             connect_timeout: config.connect_timeout,
-            ca_pem: config.ca_pem,
             deadline: None,
-            tls: OnceLock::new(),
+            tls,
         })
     }
 
@@ -81,14 +107,6 @@ impl BlockingClient {
         Ok(())
     }
 
-    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, ClientError> {
-        if let Some(c) = self.tls.get() {
-            return Ok(c.clone());
-        }
-        let config = Arc::new(tls_config(self.ca_pem.as_deref())?);
-        Ok(self.tls.get_or_init(|| config).clone())
-    }
-
     fn call<B: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         method: &str,
@@ -101,11 +119,7 @@ impl BlockingClient {
             .map_err(|e| ClientError::Config(format!("encoding the request: {e}")))?;
         let mut failures = Vec::new();
         for server in &self.servers {
-            let tls = if server.tls {
-                Some(self.tls_config()?)
-            } else {
-                None
-            };
+            let tls = self.tls.clone().filter(|_| server.tls);
             let request = http1::encode_request(
                 method,
                 &server.authority,
@@ -115,16 +129,26 @@ impl BlockingClient {
             );
             let until = Instant::now() + self.request_timeout;
             let until = self.deadline.map_or(until, |d| d.min(until));
+            let status = |code: u16| {
+                reqwest::StatusCode::from_u16(code).map_err(|_| ClientError::Decode {
+                    status: reqwest::StatusCode::BAD_GATEWAY,
+                    body: format!("{}: status {code}", server.url),
+                })
+            };
             match transport::exchange(server, tls, &request, self.connect_timeout, until) {
-                Ok((status, bytes)) => {
-                    let status = reqwest::StatusCode::from_u16(status).map_err(|_| {
-                        ClientError::Config(format!("{}: status {status}", server.url))
-                    })?;
-                    return decode_body(status, &bytes);
+                Ok((code, bytes)) => return decode_body(status(code)?, &bytes),
+                // The answer began: final, as an HTTP answer is, even though it broke off.
+                Err(ExchangeError::Answer(code, why)) => {
+                    return Err(ClientError::Decode {
+                        status: status(code)?,
+                        body: format!("<body not read: {why}>"),
+                    });
                 }
                 // With several servers, say which failed how; with one, the URL is said once.
-                Err(e) if self.servers.len() > 1 => failures.push(format!("{}: {e}", server.url)),
-                Err(e) => failures.push(e.to_string()),
+                Err(ExchangeError::Transport(e)) if self.servers.len() > 1 => {
+                    failures.push(format!("{}: {e}", server.url))
+                }
+                Err(ExchangeError::Transport(e)) => failures.push(e.to_string()),
             }
         }
         Err(ClientError::Unreachable {

@@ -44,6 +44,11 @@ impl Server {
         let port = parsed
             .port_or_known_default()
             .ok_or_else(|| format!("server URL {url:?}: no port"))?;
+        // Refused here, as configuration, rather than as an unreachable server on every call.
+        if tls {
+            rustls::pki_types::ServerName::try_from(host.as_str())
+                .map_err(|e| format!("server URL {url:?}: not a TLS server name: {e}"))?;
+        }
         let authority = match parsed.port() {
             Some(p) => format!("{host_part}:{p}"),
             None => host_part,
@@ -113,25 +118,43 @@ fn connect(server: &Server, connect_timeout: Duration, until: Instant) -> io::Re
     Err(last.unwrap_or_else(|| io::Error::other("no address to connect to")))
 }
 
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+/// The socket, with the time left until the deadline re-armed before every read and write: a
+/// peer that trickles a byte just before each timeout (in the TLS handshake or in a record)
+/// still cannot hold the call past its deadline.
+struct DeadlineSocket {
+    tcp: TcpStream,
+    until: Instant,
 }
 
-impl Stream {
-    fn socket(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => &s.sock,
-        }
+impl DeadlineSocket {
+    fn arm(&self) -> io::Result<()> {
+        let left = remaining(self.until, "the exchange")?;
+        self.tcp.set_read_timeout(Some(left))?;
+        self.tcp.set_write_timeout(Some(left))
+    }
+}
+
+impl Read for DeadlineSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for DeadlineSocket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.tcp.write(buf)
     }
 
-    /// Every read and write gets only the time left until `until`.
-    fn limit(&self, until: Instant, what: &str) -> io::Result<()> {
-        let left = remaining(until, what)?;
-        self.socket().set_read_timeout(Some(left))?;
-        self.socket().set_write_timeout(Some(left))
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
     }
+}
+
+enum Stream {
+    Plain(DeadlineSocket),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, DeadlineSocket>>),
 }
 
 impl Read for Stream {
@@ -170,6 +193,16 @@ fn with_context(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
+/// Why an exchange failed.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// Nothing was answered: the next server may be tried.
+    Transport(io::Error),
+    /// The server began its answer (this status) and it could not be read whole. The answer
+    /// is final all the same — the servers share one store — so no other server is asked.
+    Answer(u16, String),
+}
+
 /// Sends `request` to `server` and reads the whole answer: (status, body).
 pub fn exchange(
     server: &Server,
@@ -177,42 +210,69 @@ pub fn exchange(
     request: &[u8],
     connect_timeout: Duration,
     until: Instant,
-) -> io::Result<(u16, Vec<u8>)> {
-    let tcp = connect(server, connect_timeout, until)?;
+) -> Result<(u16, Vec<u8>), ExchangeError> {
+    let transport = ExchangeError::Transport;
+    let tcp = connect(server, connect_timeout, until).map_err(transport)?;
+    let socket = DeadlineSocket { tcp, until };
     let mut stream = match tls {
         Some(config) => {
             let name = rustls::pki_types::ServerName::try_from(server.host.clone())
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            let conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
-            Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+                .map_err(|e| transport(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+            let conn = rustls::ClientConnection::new(config, name)
+                .map_err(|e| transport(io::Error::other(e)))?;
+            let mut tls = rustls::StreamOwned::new(conn, socket);
+            // Its own step, so that a certificate the client refuses is named as such.
+            while tls.conn.is_handshaking() {
+                tls.conn
+                    .complete_io(&mut tls.sock)
+                    .map_err(|e| transport(with_context(e, "TLS handshake")))?;
+            }
+            Stream::Tls(Box::new(tls))
         }
-        None => Stream::Plain(tcp),
+        None => Stream::Plain(socket),
     };
-    stream.limit(until, "sending the request")?;
     stream
         .write_all(request)
         .and_then(|()| stream.flush())
-        .map_err(|e| with_context(e, "sending the request"))?;
+        .map_err(|e| transport(with_context(e, "sending the request")))?;
+    let answer = read_answer(&mut stream);
+    if let Stream::Tls(tls) = &mut stream {
+        // Connection: close — say so at the TLS layer too; the server may not wait for it.
+        tls.conn.send_close_notify();
+        let _ = tls.conn.complete_io(&mut tls.sock);
+    }
+    answer
+}
 
+fn read_answer(stream: &mut Stream) -> Result<(u16, Vec<u8>), ExchangeError> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 16 * 1024];
     let mut head: Option<http1::Head> = None;
+    // Once a status line is in, a failure is the answer's, not the connection's.
+    let fail = |head: Option<http1::Head>, e: String| match head {
+        Some(h) => ExchangeError::Answer(h.status, e),
+        None => ExchangeError::Transport(io::Error::new(io::ErrorKind::InvalidData, e)),
+    };
     loop {
-        let closed = {
-            stream.limit(until, "reading the answer")?;
-            let n = match stream.read(&mut chunk) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(with_context(e, "reading the answer")),
-            };
-            buf.extend_from_slice(&chunk[..n]);
-            n == 0
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let e = with_context(e, "reading the answer");
+                return Err(match head {
+                    Some(h) => ExchangeError::Answer(h.status, e.to_string()),
+                    None => ExchangeError::Transport(e),
+                });
+            }
         };
-        // Interim answers (100 Continue and the like) are skipped.
+        let closed = n == 0;
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > http1::MAX_HEAD + http1::MAX_BODY + 64 * 1024 {
+            return Err(fail(head, "answer too large".into()));
+        }
+        // Interim answers (100 Continue and the like) carry no result: skip them.
         while head.is_none() {
-            match http1::parse_head(&buf)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
-            {
+            match http1::parse_head(&buf).map_err(|e| fail(None, e))? {
                 Some(h) if (100..200).contains(&h.status) => {
                     buf.drain(..h.len);
                 }
@@ -220,27 +280,19 @@ pub fn exchange(
                 None => break,
             }
         }
-        match head {
-            Some(h) => {
-                let body = http1::body(h.framing, &buf[h.len..], closed)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                if let Some(body) = body {
-                    return Ok((h.status, body));
-                }
-            }
-            None if closed => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed before an answer",
-                ));
-            }
-            None => {}
+        if let Some(h) = head
+            && let Some(body) =
+                http1::body(h.framing, &buf[h.len..], closed).map_err(|e| fail(head, e))?
+        {
+            return Ok((h.status, body));
         }
         if closed {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed before the whole answer",
-            ));
+            let what = if head.is_some() {
+                "connection closed before the whole answer"
+            } else {
+                "connection closed before an answer"
+            };
+            return Err(fail(head, what.into()));
         }
     }
 }
@@ -280,6 +332,9 @@ mod tests {
     fn an_expired_deadline_fails_before_any_io() {
         let s = Server::parse("http://192.0.2.1:7420").unwrap();
         let e = exchange(&s, None, b"", Duration::from_secs(1), Instant::now()).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(
+            matches!(&e, ExchangeError::Transport(io) if io.kind() == io::ErrorKind::TimedOut),
+            "{e:?}"
+        );
     }
 }

@@ -1,0 +1,181 @@
+//! The blocking client against scripted servers on loopback: what a real NetHouse never sends
+//! but a proxy, a broken peer or a slow network can — interim answers, heads split across
+//! packets, chunked bodies, answers cut short, bytes trickling in — and the rules that hold
+//! through them: an answer that began is final, and no call outlives its deadline.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nethouse_api::{BlockingClient, ClientConfig, ClientError};
+
+/// A server that answers every connection with `script`: (bytes, pause after them). Counts the
+/// connections it accepted.
+fn scripted(script: Vec<(&'static [u8], u64)>) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            let script = script.clone();
+            std::thread::spawn(move || {
+                read_request(&mut conn);
+                for (bytes, pause_ms) in script {
+                    if conn.write_all(bytes).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(pause_ms));
+                }
+            });
+        }
+    });
+    (url, accepted)
+}
+
+fn read_request(conn: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut b) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&b[..n]),
+        }
+    }
+}
+
+fn client(urls: &[&str]) -> BlockingClient {
+    let mut cfg = ClientConfig::new(String::new());
+    cfg.urls = urls.iter().map(|u| u.to_string()).collect();
+    cfg.timeout = Duration::from_secs(5);
+    BlockingClient::new(cfg).unwrap()
+}
+
+#[test]
+fn interim_answers_split_heads_and_chunked_bodies_are_read_whole() {
+    let (url, _) = scripted(vec![
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-En",
+            20,
+        ),
+        (b"coding: chunked\r\n\r\n4\r\n{\"st", 20),
+        (b"\r\n9\r\natus\":\"ok\r\n2\r\n\"}\r\n0\r\n", 20),
+        (b"\r\n", 0),
+    ]);
+    client(&[&url]).ready().unwrap();
+}
+
+#[test]
+fn a_server_error_is_final_and_the_next_server_is_not_asked() {
+    let (first, _) = scripted(vec![(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 58\r\n\r\n{\"error\":{\"code\":\"unavailable\",\"message\":\"store stalled\"}}",
+        0,
+    )]);
+    let (second, asked) = scripted(vec![(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 0)]);
+    let e = client(&[&first, &second]).ready().unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(503), "{e}");
+    assert_eq!(e.api_code(), Some("unavailable"), "{e}");
+    assert!(e.is_transient(), "a 5xx is worth retrying later");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        0,
+        "the second server was asked"
+    );
+}
+
+#[test]
+fn an_answer_cut_short_is_final_too() {
+    let (first, _) = scripted(vec![(
+        b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{\"lease\":",
+        0,
+    )]);
+    let (second, asked) = scripted(vec![(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 0)]);
+    let e = client(&[&first, &second]).ready().unwrap_err();
+    match &e {
+        ClientError::Decode { status, body } => {
+            assert_eq!(status.as_u16(), 201);
+            assert!(body.contains("closed after 9 of 100 body bytes"), "{body}");
+        }
+        other => panic!("want Decode, got {other:?}"),
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_server_that_is_never_heard_from_is_skipped_for_the_next() {
+    // Closes without a byte: nothing was answered, so the next server may answer.
+    let (silent, _) = scripted(vec![]);
+    let (second, asked) = scripted(vec![(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 0)]);
+    client(&[&silent, &second]).ready().unwrap();
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_trickling_server_cannot_hold_the_call_past_its_deadline() {
+    // A byte every 100 ms: each read succeeds well within any per-read timeout.
+    let mut script = vec![(
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"[..],
+        100,
+    )];
+    script.extend(std::iter::repeat_n((&b"x"[..], 100), 200));
+    let (url, _) = scripted(script);
+    let start = Instant::now();
+    let e = client(&[&url])
+        .with_deadline(start + Duration::from_millis(700))
+        .ready()
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(e.to_string().contains("timed out"), "{e}");
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+}
+
+#[test]
+fn a_stalled_tls_handshake_ends_at_the_deadline_and_says_where() {
+    // Reads the ClientHello, never answers it.
+    let (url, _) = scripted(vec![(b"", 10_000)]);
+    let url = url.replace("http://", "https://");
+    let mut cfg = ClientConfig::new(url);
+    cfg.ca_pem = None;
+    let start = Instant::now();
+    let e = BlockingClient::new(cfg)
+        .unwrap()
+        .with_deadline(start + Duration::from_millis(500))
+        .ready()
+        .unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(e.to_string().contains("TLS handshake: timed out"), "{e}");
+    assert!(start.elapsed() < Duration::from_millis(1500));
+}
+
+#[test]
+fn configuration_is_refused_before_any_request() {
+    let mut cfg = ClientConfig::new("http://127.0.0.1:1");
+    cfg.token = Some("abc\r\nX-Injected: 1".into());
+    assert!(matches!(
+        BlockingClient::new(cfg),
+        Err(ClientError::Config(_))
+    ));
+    let mut cfg = ClientConfig::new("https://127.0.0.1:1");
+    cfg.ca_pem =
+        Some(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".to_vec());
+    let e = BlockingClient::new(cfg).unwrap_err();
+    assert!(e.to_string().contains("CA bundle"), "{e}");
+    for bad in ["ftp://h:1", "http://", "not a url"] {
+        assert!(
+            matches!(
+                BlockingClient::new(ClientConfig::new(bad)),
+                Err(ClientError::Config(_))
+            ),
+            "{bad}"
+        );
+    }
+    // The token never shows in debug output.
+    let mut cfg = ClientConfig::new("http://127.0.0.1:1");
+    cfg.token = Some("s3cret".into());
+    let shown = format!("{:?}", BlockingClient::new(cfg).unwrap());
+    assert!(!shown.contains("s3cret"), "{shown}");
+}
