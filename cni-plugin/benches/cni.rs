@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_nethouse-cni");
 const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
+const CAT: &str = "/bin/cat";
 
 /// (row label, binary) of each build of nethouse-cni to measure.
 fn plugins() -> Vec<(String, String)> {
@@ -226,7 +227,7 @@ fn main() {
     // 1. IPAM only.
     let ours_conf = ours("z1").to_string();
     let hl_conf = host_local("10.130.0.0/16", &dir.path().join("host-local")).to_string();
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); plugins.len() + 1];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); plugins.len() + 2];
     for i in 0..n + 20 {
         let cid = format!("ipam{i}");
         let none = "/var/run/netns/none";
@@ -238,6 +239,11 @@ fn main() {
                     + call(bin, &d, "DEL", &cid, none, &ours_conf)
             })
             .collect();
+        // The floor of any plugin: two processes that only copy the config through.
+        runs.push(
+            call(CAT, "", "ADD", &cid, none, &ours_conf)
+                + call(CAT, "", "DEL", &cid, none, &ours_conf),
+        );
         runs.push(
             call(HOST_LOCAL, "", "ADD", &cid, none, &hl_conf)
                 + call(HOST_LOCAL, "", "DEL", &cid, none, &hl_conf),
@@ -248,10 +254,10 @@ fn main() {
             }
         }
     }
-    let labels = plugins
-        .iter()
-        .map(|(l, _)| l.clone())
-        .chain(["host-local".to_string()]);
+    let labels = plugins.iter().map(|(l, _)| l.clone()).chain([
+        "floor: two `cat` processes (spawn, stdin, stdout, exit)".to_string(),
+        "host-local".to_string(),
+    ]);
     compare(
         "IPAM only: ADD + DEL, one process per call",
         labels.zip(times).collect(),
