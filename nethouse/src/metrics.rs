@@ -42,6 +42,8 @@ pub struct Metrics {
     /// State-changing calls running now, including those whose client has gone (they finish
     /// anyway); a number that keeps growing means the store is stalling.
     pub mutations_in_flight: Gauge,
+    /// State-changing calls refused because `--max-in-flight` were already running.
+    pub mutations_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -103,9 +105,16 @@ impl Metrics {
             "State-changing calls running now, including those whose client has gone",
             mutations_in_flight.clone(),
         );
+        let mutations_refused = Counter::default();
+        registry.register(
+            "mutations_refused",
+            "State-changing calls refused, before doing anything, because --max-in-flight were running",
+            mutations_refused.clone(),
+        );
         Metrics {
             registry,
             mutations_in_flight,
+            mutations_refused,
             operations,
             duration,
             capacity,

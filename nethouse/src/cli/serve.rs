@@ -38,6 +38,12 @@ pub struct ServeArgs {
     /// Cooldown of released addresses unless their subnet sets one.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub default_cooldown: Duration,
+    /// State-changing calls that may run at once; more are refused at once with a transient
+    /// 503 (a stalled store would otherwise collect every caller's retries).
+    #[arg(long, env = "NETHOUSE_MAX_IN_FLIGHT",
+          default_value_t = crate::server::DEFAULT_MAX_IN_FLIGHT as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
     /// How long in-flight requests may take to finish at shutdown.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -90,6 +96,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         auth,
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
         default_cooldown: args.default_cooldown,
+        max_in_flight: args.max_in_flight as usize,
     })
     .await?;
     if let Some(path) = &args.ready_file {
@@ -102,4 +109,49 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     running.shutdown(args.shutdown_grace).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    fn parse(extra: &[&str]) -> Result<super::ServeArgs, String> {
+        let args = [
+            "nethouse",
+            "serve",
+            "--data-dir",
+            "/d",
+            "--insecure-no-auth",
+        ];
+        Cli::try_parse_from(args.iter().chain(extra))
+            .map(|c| match c.command {
+                Command::Serve(s) => s,
+                other => panic!("parsed as {other:?}"),
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn flags_are_checked_and_named() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(
+            a.max_in_flight as usize,
+            crate::server::DEFAULT_MAX_IN_FLIGHT
+        );
+        assert_eq!(parse(&["--max-in-flight", "8"]).unwrap().max_in_flight, 8);
+        for (bad, flag) in [
+            (&["--max-in-flight", "0"][..], "--max-in-flight"),
+            (&["--max-in-flight", "many"][..], "--max-in-flight"),
+            (
+                &["--default-cooldown", "5 parsecs"][..],
+                "--default-cooldown",
+            ),
+            (&["--listen", "nowhere"][..], "--listen"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(flag), "{bad:?}: {e}");
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! A client that goes away mid-request must not leave the IPAM's view behind its store.
+//! A client that goes away mid-request must not leave the IPAM's view behind its store, and a
+//! stalled store must not collect an unbounded number of calls waiting on it.
 //!
 //! hyper drops a handler's future when its connection closes. Dropped after the store committed
 //! but before the in-memory view was updated, a release would leave a lease the store no longer
@@ -61,7 +62,7 @@ async fn release_completes_when_the_client_disconnects_after_the_commit() {
     .await
     .unwrap();
 
-    let app = App::new(ipam, Auth::Disabled);
+    let app = App::new(ipam, Auth::Disabled, super::DEFAULT_MAX_IN_FLIGHT);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(axum::serve(listener, router(app.clone())).into_future());
@@ -104,5 +105,80 @@ async fn release_completes_when_the_client_disconnects_after_the_commit() {
     assert!(leases.items.is_empty(), "no lease is left: {leases:?}");
     assert_eq!(app.ipam.inconsistencies(), Vec::<String>::new());
     assert_eq!(app.metrics.mutations_in_flight.get(), 0);
+    server.abort();
+}
+
+fn allocate_request(pod: &str) -> AllocateRequest {
+    AllocateRequest {
+        zone: "z1".into(),
+        kind: LeaseKind::Fixed,
+        owner: Some(Owner {
+            pod: pod.into(),
+            ..owner()
+        }),
+        attachment: Attachment {
+            container_id: format!("c-{pod}"),
+            ifname: "eth0".into(),
+            node: "n1".into(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_store_bounds_the_calls_waiting_on_it() {
+    let store = FaultyStore::default();
+    let ipam = Ipam::load(
+        store.clone(),
+        Arc::new(ManualClock::new(1_000)),
+        IpamConfig {
+            default_cooldown_ms: 60_000,
+        },
+    )
+    .await
+    .unwrap();
+    ipam.add_subnet(&SubnetSpec {
+        zone: "z1".into(),
+        cidr: "10.0.0.0/29".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let app = App::new(ipam, Auth::Disabled, 1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(axum::serve(listener, router(app.clone())).into_future());
+    let client = nethouse_api::Client::new(nethouse_api::ClientConfig::new(url)).unwrap();
+
+    // The store stalls on the first call: it is the one call allowed to run.
+    store.hold_next_commit();
+    let first = {
+        let client = client.clone();
+        tokio::spawn(async move { client.allocate(&allocate_request("redis-1")).await })
+    };
+    tokio::time::timeout(Duration::from_secs(10), store.committed())
+        .await
+        .expect("the first call reached the store");
+
+    // The next one is refused at once, transient, having done nothing.
+    let e = client
+        .allocate(&allocate_request("redis-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(503), "{e}");
+    assert!(
+        e.is_transient() && e.to_string().contains("--max-in-flight"),
+        "{e}"
+    );
+    assert_eq!(app.metrics.mutations_refused.get(), 1);
+    assert_eq!(app.metrics.mutations_in_flight.get(), 1);
+
+    store.release();
+    first.await.unwrap().unwrap();
+    let second = client.allocate(&allocate_request("redis-2")).await.unwrap();
+    assert_eq!(second.lease.ips.len(), 1);
+    let leases = app.ipam.list(&LeaseFilter::default()).unwrap();
+    assert_eq!(leases.items.len(), 2, "{leases:?}");
+    assert_eq!(app.metrics.mutations_in_flight.get(), 0);
+    assert_eq!(app.ipam.inconsistencies(), Vec::<String>::new());
     server.abort();
 }

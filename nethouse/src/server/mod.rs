@@ -31,15 +31,22 @@ pub struct App<S: Store> {
     pub metrics: Metrics,
     /// Cleared when shutdown starts so load balancers stop sending work.
     pub ready: AtomicBool,
+    /// State-changing calls that may run at once (`--max-in-flight`).
+    pub max_in_flight: usize,
 }
 
+/// Far above what a healthy store holds at once (it answers in milliseconds), low enough that a
+/// stalled one cannot pile up retries without bound.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+
 impl<S: Store> App<S> {
-    pub fn new(ipam: Ipam<S>, auth: Auth) -> Arc<Self> {
+    pub fn new(ipam: Ipam<S>, auth: Auth, max_in_flight: usize) -> Arc<Self> {
         Arc::new(App {
             ipam,
             auth,
             metrics: Metrics::new(),
             ready: AtomicBool::new(true),
+            max_in_flight,
         })
     }
 

@@ -21,6 +21,8 @@ pub struct ServerOptions {
     /// (certificate chain, key), PEM files.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub default_cooldown: Duration,
+    /// State-changing calls that may run at once; more are refused with 503.
+    pub max_in_flight: usize,
 }
 
 impl ServerOptions {
@@ -32,6 +34,7 @@ impl ServerOptions {
             auth: Auth::Disabled,
             tls: None,
             default_cooldown: Duration::from_secs(60),
+            max_in_flight: super::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -102,7 +105,7 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Running> {
         load_ms = started.elapsed().as_millis() as u64,
         "store loaded"
     );
-    let app = App::new(ipam, opts.auth);
+    let app = App::new(ipam, opts.auth, opts.max_in_flight);
     let service = router(app.clone()).into_make_service();
     let handle = axum_server::Handle::new();
     let task = {
