@@ -44,16 +44,7 @@ async fn add_zone(server: &Server, cidr: &str) {
 #[tokio::test]
 async fn lease_life_cycle_over_tls_with_the_operators_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = common::tls_files(dir.path());
-    let server = Server::start(
-        dir.path(),
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let (server, ca) = common::start_tls(dir.path());
     let mut ctrl = ClientConfig::new(server.url.clone());
     ctrl.token = Some(CTRL_TOKEN.into());
     ctrl.ca_pem = Some(std::fs::read(&ca).unwrap());

@@ -135,18 +135,7 @@ async fn sigterm_finishes_in_flight_requests_and_keeps_every_answer() {
 #[tokio::test]
 async fn serves_https_with_the_given_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (ca, cert, key) = common::tls_files(d);
-    let server = Server::start(
-        dir.path(),
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
-    assert!(server.url.starts_with("https://"));
+    let (server, ca) = common::start_tls(dir.path());
     let mut cfg = ClientConfig::new(server.url.clone());
     cfg.token = Some(common::CTRL_TOKEN.into());
     cfg.ca_pem = Some(std::fs::read(&ca).unwrap());

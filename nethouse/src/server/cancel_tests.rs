@@ -27,9 +27,8 @@ fn owner() -> Owner {
     }
 }
 
-#[tokio::test]
-async fn release_completes_when_the_client_disconnects_after_the_commit() {
-    let store = FaultyStore::default();
+/// An IPAM over `store` with one small subnet in zone z1, cooldown 60 s.
+async fn ipam_with_a_subnet(store: &FaultyStore) -> Ipam<FaultyStore> {
     let ipam = Ipam::load(
         store.clone(),
         Arc::new(ManualClock::new(1_000)),
@@ -46,6 +45,13 @@ async fn release_completes_when_the_client_disconnects_after_the_commit() {
     })
     .await
     .unwrap();
+    ipam
+}
+
+#[tokio::test]
+async fn release_completes_when_the_client_disconnects_after_the_commit() {
+    let store = FaultyStore::default();
+    let ipam = ipam_with_a_subnet(&store).await;
     ipam.allocate(
         ValidAllocate::from_request(AllocateRequest {
             zone: "z1".into(),
@@ -127,22 +133,7 @@ fn allocate_request(pod: &str) -> AllocateRequest {
 #[tokio::test]
 async fn a_stalled_store_bounds_the_calls_waiting_on_it() {
     let store = FaultyStore::default();
-    let ipam = Ipam::load(
-        store.clone(),
-        Arc::new(ManualClock::new(1_000)),
-        IpamConfig {
-            default_cooldown_ms: 60_000,
-        },
-    )
-    .await
-    .unwrap();
-    ipam.add_subnet(&SubnetSpec {
-        zone: "z1".into(),
-        cidr: "10.0.0.0/29".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ipam = ipam_with_a_subnet(&store).await;
     let app = App::new(ipam, Auth::Disabled, 1);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

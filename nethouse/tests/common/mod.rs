@@ -134,6 +134,22 @@ pub fn subnet(zone: &str, cidr: &str) -> SubnetSpec {
     }
 }
 
+/// A server over https with a certificate of a fresh CA (`tls_files`); returns it and the CA.
+pub fn start_tls(dir: &Path) -> (Server, PathBuf) {
+    let (ca, cert, key) = tls_files(dir);
+    let server = Server::start(
+        dir,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(server.url.starts_with("https://"));
+    (server, ca)
+}
+
 /// A CA and a server certificate it signs for 127.0.0.1, as an operator's PKI would have:
 /// (ca.crt, tls.crt, tls.key) in `d`.
 pub fn tls_files(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
