@@ -27,6 +27,11 @@ pub struct IpamConf {
     pub kind: String,
     /// NetHouse URLs, tried in order.
     pub servers: Vec<String>,
+    /// Addresses for the servers' host names, used instead of the host's resolver (which
+    /// rarely knows an in-cluster Service name); TLS still verifies the name.
+    /// `nethouse-cni install --resolve-servers` writes them.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, String>,
     /// File with the `node` role's bearer token.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
@@ -80,6 +85,17 @@ impl IpamConf {
                 return bad(
                     &format!("servers[{i}]"),
                     format!("{s:?} must start with http:// or https://"),
+                );
+            }
+        }
+        for (name, ip) in &self.hosts {
+            if name.is_empty() || name.parse::<std::net::IpAddr>().is_ok() {
+                return bad("hosts", format!("{name:?} must be a host name"));
+            }
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return bad(
+                    &format!("hosts.{name}"),
+                    format!("{ip:?} is not an IP address"),
                 );
             }
         }
@@ -339,6 +355,18 @@ mod tests {
             (
                 r#"{"type":"nethouse-cni","servers":["h:1"],"zone":"z"}"#,
                 "ipam.servers[0]",
+            ),
+            (
+                r#"{"type":"nethouse-cni","servers":["http://h:1"],"zone":"z","hosts":{"h":"ten"}}"#,
+                "ipam.hosts.h: \"ten\" is not an IP address",
+            ),
+            (
+                r#"{"type":"nethouse-cni","servers":["http://h:1"],"zone":"z","hosts":{"10.0.0.1":"10.0.0.2"}}"#,
+                "ipam.hosts: \"10.0.0.1\" must be a host name",
+            ),
+            (
+                r#"{"type":"nethouse-cni","servers":["http://h:1"],"zone":"z","hosts":["h"]}"#,
+                "ipam.hosts",
             ),
             (
                 r#"{"type":"nethouse-cni","servers":["http://h:1"],"zone":"z","timeoutSeconds":0}"#,

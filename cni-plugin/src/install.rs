@@ -37,16 +37,21 @@ pub struct InstallArgs {
     pub zone: ZoneSource,
     /// `--copy-credentials FROM` with `--credentials-dir TO`.
     pub credentials: Option<(PathBuf, PathBuf)>,
+    /// `--resolve-servers`: write the addresses of the servers' host names into the conflist.
+    pub resolve_servers: bool,
 }
 
 pub const USAGE: &str = "usage: nethouse-cni install --template FILE (--zone ZONE | --zone-from-node) \
 [--node NAME] [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d] [--conf-name 10-nethouse.conflist] \
-[--copy-credentials DIR [--credentials-dir /etc/nethouse-cni]]
+[--copy-credentials DIR [--credentials-dir /etc/nethouse-cni]] [--resolve-servers]
   --zone defaults to $NETHOUSE_ZONE, --node to $NODE_NAME (then the host name).
   --zone-from-node reads the zone from the node's nethouse.io/network-zone label through the
     Kubernetes API, with the pod's ServiceAccount (which needs get on nodes).
   --copy-credentials copies every file of DIR (e.g. a mounted Secret with node.token and ca.crt)
     into --credentials-dir, mode 0600, where the conflist's tokenFile/caFile point.
+  --resolve-servers resolves the host names of the conflist's NetHouse URLs here (in the pod,
+    where cluster DNS answers) and writes the addresses as ipam.hosts: the plugin runs on the
+    host, whose resolver rarely knows a Service name. TLS still verifies the name.
   The template may use ${NODE_NAME} and ${NETWORK_ZONE}.";
 
 pub fn parse_args(
@@ -62,6 +67,7 @@ pub fn parse_args(
     let mut zone_from_node = false;
     let mut copy_from = None;
     let mut credentials_dir = PathBuf::from("/etc/nethouse-cni");
+    let mut resolve_servers = false;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -79,6 +85,7 @@ pub fn parse_args(
             "--zone-from-node" => zone_from_node = true,
             "--copy-credentials" => copy_from = Some(PathBuf::from(value()?)),
             "--credentials-dir" => credentials_dir = value()?.into(),
+            "--resolve-servers" => resolve_servers = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown flag {other:?}\n{USAGE}")),
         }
@@ -113,6 +120,7 @@ pub fn parse_args(
         node,
         zone,
         credentials: copy_from.map(|from| (from, credentials_dir)),
+        resolve_servers,
     })
 }
 
@@ -291,6 +299,76 @@ pub fn render(template: &str, node: &str, zone: &str) -> Result<String, String> 
     Ok(text)
 }
 
+/// Adds to every nethouse-cni `ipam` of a rendered conflist the address of each server host
+/// name that the template does not already map (`ipam.hosts`), found with `resolve`. Address
+/// URLs need nothing. Returns the conflist and the names it pinned.
+pub fn pin_hosts(
+    conflist: &str,
+    resolve: &dyn Fn(&str) -> Result<std::net::IpAddr, String>,
+) -> Result<(String, Vec<String>), String> {
+    let mut root: Value =
+        serde_json::from_str(conflist).map_err(|e| format!("conflist is not JSON: {e}"))?;
+    let mut pinned = Vec::new();
+    let plugins = root
+        .get_mut("plugins")
+        .and_then(Value::as_array_mut)
+        .ok_or("conflist has no \"plugins\" array")?;
+    for (i, p) in plugins.iter_mut().enumerate() {
+        let Some(ipam) = p
+            .get_mut("ipam")
+            .filter(|ipam| ipam.get("type").and_then(Value::as_str) == Some("nethouse-cni"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let servers: Vec<String> = ipam
+            .get("servers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let hosts = ipam
+            .entry("hosts")
+            .or_insert_with(|| Value::Object(Default::default()))
+            .as_object_mut()
+            .ok_or_else(|| format!("plugins[{i}].ipam.hosts is not an object"))?;
+        for url in servers {
+            let parsed = reqwest::Url::parse(&url)
+                .map_err(|e| format!("plugins[{i}].ipam.servers: {url:?}: {e}"))?;
+            let Some(name) = parsed.host_str() else {
+                continue;
+            };
+            let bare = name.trim_start_matches('[').trim_end_matches(']');
+            if bare.parse::<std::net::IpAddr>().is_ok() {
+                continue;
+            }
+            if hosts.contains_key(name) {
+                continue;
+            }
+            let ip = resolve(name).map_err(|e| format!("--resolve-servers: {url}: {e}"))?;
+            hosts.insert(name.to_string(), Value::String(ip.to_string()));
+            pinned.push(format!("{name}={ip}"));
+        }
+    }
+    let text =
+        serde_json::to_string_pretty(&root).map_err(|e| format!("writing the conflist: {e}"))?;
+    Ok((text + "\n", pinned))
+}
+
+/// The first address this process's resolver gives for `name`.
+fn system_resolve(name: &str) -> Result<std::net::IpAddr, String> {
+    use std::net::ToSocketAddrs;
+    (name, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("resolving {name}: {e}"))?
+        .next()
+        .map(|a| a.ip())
+        .ok_or_else(|| format!("resolving {name}: no address"))
+}
+
 /// Writes `content` to `path` atomically; `Ok(false)` when it was already there.
 fn replace(path: &Path, content: &[u8], mode: u32) -> Result<bool, String> {
     if std::fs::read(path).is_ok_and(|old| old == content) {
@@ -366,6 +444,18 @@ pub fn install(args: &InstallArgs, self_exe: &Path) -> Result<String, String> {
     let template = std::fs::read_to_string(&args.template)
         .map_err(|e| format!("reading --template {}: {e}", args.template.display()))?;
     let conflist = render(&template, &args.node, &zone)?;
+    let (conflist, pinned) = if args.resolve_servers {
+        let (text, pinned) = pin_hosts(&conflist, &system_resolve)?;
+        // What the plugin will read, checked as the template was.
+        (render(&text, &args.node, &zone)?, pinned)
+    } else {
+        (conflist, Vec::new())
+    };
+    let pinned = if pinned.is_empty() {
+        String::new()
+    } else {
+        format!(", servers pinned {}", pinned.join(" "))
+    };
     // The conflist goes last: once it is there the runtime calls the plugin, which then finds
     // its binary and the credentials the conflist names.
     let credentials = match &args.credentials {
@@ -387,7 +477,7 @@ pub fn install(args: &InstallArgs, self_exe: &Path) -> Result<String, String> {
         0o644,
     )?;
     Ok(format!(
-        "nethouse-cni install: binary {}, {} {} (node {}, zone {zone}{zone_how}){credentials}",
+        "nethouse-cni install: binary {}, {} {} (node {}, zone {zone}{zone_how}){pinned}{credentials}",
         if bin_changed { "updated" } else { "unchanged" },
         args.conf_name,
         if conf_changed { "written" } else { "unchanged" },
@@ -445,6 +535,7 @@ mod tests {
             node: "n1".into(),
             zone: ZoneSource::Given("z1".into()),
             credentials: None,
+            resolve_servers: false,
         };
         let first = install(&args, &exe).unwrap();
         assert!(
@@ -467,6 +558,83 @@ mod tests {
     }
 
     #[test]
+    fn server_host_names_are_pinned_once() {
+        let conflist = r#"{"cniVersion":"1.0.0","name":"podnet","plugins":[
+            {"type":"bridge","ipam":{"type":"nethouse-cni","zone":"z","servers":[
+                "https://nethouse.nethouse-system.svc:7420","http://10.0.0.1:7420",
+                "http://[fd00::1]:7420","https://kept.example:1"],
+             "hosts":{"kept.example":"10.9.9.9"}}},
+            {"type":"portmap"}]}"#;
+        let resolve = |name: &str| match name {
+            "nethouse.nethouse-system.svc" => Ok("10.96.0.50".parse().unwrap()),
+            other => panic!("{other} needs no resolution"),
+        };
+        let (out, pinned) = pin_hosts(conflist, &resolve).unwrap();
+        assert_eq!(pinned, ["nethouse.nethouse-system.svc=10.96.0.50"]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v["plugins"][0]["ipam"]["hosts"],
+            serde_json::json!({"nethouse.nethouse-system.svc": "10.96.0.50", "kept.example": "10.9.9.9"})
+        );
+        assert!(
+            v["plugins"][1].get("ipam").is_none(),
+            "other plugins untouched"
+        );
+        // Again on its own output: nothing to do, the same text.
+        let (again, pinned) = pin_hosts(&out, &resolve).unwrap();
+        assert!(pinned.is_empty());
+        assert_eq!(again, out);
+        // A name that does not resolve fails the install, naming the URL.
+        let e = pin_hosts(
+            conflist
+                .replace(",\"kept.example\":\"10.9.9.9\"", "")
+                .as_str(),
+            &|n: &str| Err(format!("{n}: no such host")),
+        );
+        let e = e.unwrap_err();
+        assert!(
+            e.contains("--resolve-servers: https://nethouse.nethouse-system.svc:7420"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn install_with_resolve_servers_writes_the_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let template = dir.path().join("t.conflist");
+        std::fs::write(
+            &template,
+            TEMPLATE.replace("http://10.0.0.1:7420", "http://localhost:7420"),
+        )
+        .unwrap();
+        let exe = dir.path().join("fake-exe");
+        std::fs::write(&exe, b"binary").unwrap();
+        let args = InstallArgs {
+            bin_dir: dir.path().join("bin"),
+            conf_dir: dir.path().join("net.d"),
+            template,
+            conf_name: "10-nethouse.conflist".into(),
+            node: "n1".into(),
+            zone: ZoneSource::Given("z1".into()),
+            credentials: None,
+            resolve_servers: true,
+        };
+        let first = install(&args, &exe).unwrap();
+        assert!(first.contains("servers pinned localhost="), "{first}");
+        let written = std::fs::read_to_string(args.conf_dir.join(&args.conf_name)).unwrap();
+        let v: Value = serde_json::from_str(&written).unwrap();
+        let ip = v["plugins"][0]["ipam"]["hosts"]["localhost"]
+            .as_str()
+            .unwrap();
+        assert!(
+            ip.parse::<std::net::IpAddr>().unwrap().is_loopback(),
+            "{written}"
+        );
+        let again = install(&args, &exe).unwrap();
+        assert!(again.contains("conflist unchanged"), "{again}");
+    }
+
+    #[test]
     fn flags() {
         let none = |_: &str| None;
         let args: Vec<String> = ["--template", "t", "--zone", "z", "--node", "n"]
@@ -477,6 +645,9 @@ mod tests {
         assert_eq!(a.zone, ZoneSource::Given("z".into()));
         assert_eq!(a.node, "n");
         assert_eq!(a.credentials, None);
+        assert!(!a.resolve_servers);
+        let with = [&args[..], &["--resolve-servers".to_string()]].concat();
+        assert!(parse_args(&with, &none).unwrap().resolve_servers);
         assert!(
             parse_args(&["--template".to_string()], &none)
                 .unwrap_err()

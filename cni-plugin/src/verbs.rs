@@ -35,6 +35,13 @@ pub fn node_name(conf: &NetConf) -> Result<String, CniError> {
 pub fn client(conf: &NetConf, deadline: std::time::Instant) -> Result<BlockingClient, CniError> {
     let mut cfg = ClientConfig::new(String::new());
     cfg.urls = conf.ipam.servers.clone();
+    // Validated with the config: every value is an address.
+    cfg.hosts = conf
+        .ipam
+        .hosts
+        .iter()
+        .filter_map(|(name, ip)| Some((name.clone(), ip.parse().ok()?)))
+        .collect();
     cfg.timeout = conf.ipam.request_timeout();
     cfg.connect_timeout = conf
         .ipam

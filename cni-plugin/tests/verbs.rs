@@ -138,7 +138,7 @@ fn error_codes_are_exact_json_on_stdout() {
             "unknown ipam key",
             Cni::new("ADD", "c1"),
             json!({"cniVersion": "1.1.0", "name": "n", "ipam": {"type": "nethouse-cni", "servers": ["http://h:1"], "zone": "z", "subnet": "x"}}).to_string(),
-            json!({"cniVersion": "1.1.0", "code": 7, "msg": "ipam.subnet: unknown field `subnet`, expected one of `type`, `servers`, `tokenFile`, `caFile`, `zone`, `node`, `cluster`, `timeoutSeconds`, `requestTimeoutSeconds`, `logFile`"}),
+            json!({"cniVersion": "1.1.0", "code": 7, "msg": "ipam.subnet: unknown field `subnet`, expected one of `type`, `servers`, `hosts`, `tokenFile`, `caFile`, `zone`, `node`, `cluster`, `timeoutSeconds`, `requestTimeoutSeconds`, `logFile`"}),
         ),
         (
             "unknown CNI_ARGS",
@@ -255,6 +255,23 @@ fn ordinary_pod_ip_is_released_and_cools_down() {
     );
     let e = Cni::new("ADD", "e5").run(&c).err(100);
     assert!(e["msg"].as_str().unwrap().contains("1 cooling down"), "{e}");
+}
+
+#[test]
+fn a_service_name_the_host_cannot_resolve_is_reached_through_ipam_hosts() {
+    let nh = Nethouse::start(Duration::from_secs(60));
+    nh.add_subnet(subnet("z1", "10.92.0.0/24"));
+    // `.invalid` never resolves (RFC 6761): without the pinned address the call fails with 11.
+    let by_name = nh
+        .url
+        .replace("127.0.0.1", "nethouse.nethouse-system.invalid");
+    let mut c = conf("1.0.0", &by_name, "z1", "n1", None);
+    let e = Cni::new("ADD", "h0").run(&c.to_string()).err(11);
+    assert!(e["details"].as_str().unwrap().contains("resolving"), "{e}");
+    c["ipam"]["hosts"] = json!({"nethouse.nethouse-system.invalid": "127.0.0.1"});
+    let ip = Cni::new("ADD", "h0").run(&c.to_string()).ip();
+    assert!(ip.starts_with("10.92.0."), "{ip}");
+    Cni::new("DEL", "h0").run(&c.to_string()).ok();
 }
 
 #[test]

@@ -63,6 +63,10 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// PEM CA bundle: the only roots trusted for `https` servers (default: the platform's).
     pub ca_pem: Option<Vec<u8>>,
+    /// Addresses for server host names, used instead of the resolver; TLS still verifies the
+    /// name. For a process on a host whose resolver does not know the name (an in-cluster
+    /// Service name seen from a node).
+    pub hosts: Vec<(String, std::net::IpAddr)>,
 }
 
 impl ClientConfig {
@@ -107,6 +111,7 @@ impl ClientConfig {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             ca_pem: None,
+            hosts: Vec::new(),
         }
     }
 }
@@ -140,6 +145,10 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
             .no_proxy();
+        for (name, ip) in &config.hosts {
+            // The port is the URL's; reqwest ignores this one.
+            builder = builder.resolve(name, std::net::SocketAddr::new(*ip, 0));
+        }
         // Trust exactly the operator's CA when one is given (an in-cluster service needs no
         // public roots); with plain http skip TLS roots altogether — loading the platform's
         // roots costs milliseconds, and the CNI plugin pays them on every pod start.

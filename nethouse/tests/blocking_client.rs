@@ -54,8 +54,19 @@ async fn lease_life_cycle_over_tls_with_the_operators_ca() {
         .await
         .unwrap();
 
+    // The async client honours the same pinning.
+    let mut pinned = ClientConfig::new(server.url.replace("127.0.0.1", "nethouse.test"));
+    pinned.ca_pem = Some(std::fs::read(&ca).unwrap());
+    pinned.hosts = vec![("nethouse.test".into(), "127.0.0.1".parse().unwrap())];
+    nethouse_api::Client::new(pinned)
+        .unwrap()
+        .ready()
+        .await
+        .unwrap();
+
     let url = server.url.clone();
     let ca_pem = std::fs::read(&ca).unwrap();
+    let ca_path = ca.clone();
     tokio::task::spawn_blocking(move || {
         let mut cfg = config(&[&url], NODE_TOKEN);
         cfg.ca_pem = Some(ca_pem);
@@ -74,6 +85,23 @@ async fn lease_life_cycle_over_tls_with_the_operators_ca() {
             .unwrap();
         let gone = client.lease_by_ip(ip).unwrap_err();
         assert_eq!(gone.api_code(), Some(codes::NOT_FOUND), "{gone}");
+
+        // A name the resolver does not know, pinned to the address: connects there, and TLS
+        // verifies the name (the certificate has it), as the CNI plugin does on a node with
+        // `ipam.hosts` for an in-cluster Service name.
+        let port = url.rsplit(':').next().unwrap();
+        let mut pinned = config(&[&format!("https://nethouse.test:{port}")], NODE_TOKEN);
+        pinned.ca_pem = Some(std::fs::read(&ca_path).unwrap());
+        pinned.hosts = vec![("nethouse.test".into(), "127.0.0.1".parse().unwrap())];
+        BlockingClient::new(pinned.clone())
+            .unwrap()
+            .ready()
+            .unwrap();
+        // Pinned to an address whose certificate does not name it: refused.
+        pinned.urls = vec![format!("https://other.test:{port}")];
+        pinned.hosts = vec![("other.test".into(), "127.0.0.1".parse().unwrap())];
+        let e = BlockingClient::new(pinned).unwrap().ready().unwrap_err();
+        assert!(e.to_string().contains("certificate"), "{e}");
 
         // The platform's roots do not include the operator's CA: refused, as unreachable.
         let untrusted = BlockingClient::new(config(&[&url], NODE_TOKEN)).unwrap();

@@ -27,6 +27,7 @@ pub struct BlockingClient {
     request_timeout: Duration,
     connect_timeout: Duration,
     deadline: Option<Instant>,
+    hosts: Vec<(String, std::net::IpAddr)>,
     /// Built only when a server is `https`.
     tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -40,6 +41,7 @@ impl std::fmt::Debug for BlockingClient {
             .field("request_timeout", &self.request_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("deadline", &self.deadline)
+            .field("hosts", &self.hosts)
             .field("tls", &self.tls.is_some())
             .finish()
     }
@@ -75,6 +77,7 @@ impl BlockingClient {
             request_timeout: config.timeout,
             connect_timeout: config.connect_timeout,
             deadline: None,
+            hosts: config.hosts,
             tls,
         })
     }
@@ -135,7 +138,18 @@ impl BlockingClient {
                     body: format!("{}: status {code}", server.url),
                 })
             };
-            match transport::exchange(server, tls, &request, self.connect_timeout, until) {
+            let pinned = self
+                .hosts
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(&server.host))
+                .map(|(_, ip)| *ip);
+            let target = transport::Target {
+                server,
+                pinned,
+                connect_timeout: self.connect_timeout,
+                until,
+            };
+            match transport::exchange(&target, tls, &request) {
                 Ok((code, bytes)) => return decode_body(status(code)?, &bytes),
                 // The answer began: final, as an HTTP answer is, even though it broke off.
                 Err(ExchangeError::Answer(code, why)) => {

@@ -102,11 +102,24 @@ fn resolve(host: &str, port: u16, until: Instant) -> io::Result<Vec<SocketAddr>>
     }
 }
 
-fn connect(server: &Server, connect_timeout: Duration, until: Instant) -> io::Result<TcpStream> {
+/// Where and until when one exchange goes.
+pub struct Target<'a> {
+    pub server: &'a Server,
+    /// The address configured for the server's host name, if any: no resolution then.
+    pub pinned: Option<IpAddr>,
+    pub connect_timeout: Duration,
+    pub until: Instant,
+}
+
+fn connect(t: &Target) -> io::Result<TcpStream> {
     let mut last = None;
-    for addr in resolve(&server.host, server.port, until)? {
+    let addrs = match t.pinned {
+        Some(ip) => vec![SocketAddr::new(ip, t.server.port)],
+        None => resolve(&t.server.host, t.server.port, t.until)?,
+    };
+    for addr in addrs {
         let what = format!("connecting to {addr}");
-        let limit = remaining(until, &what)?.min(connect_timeout);
+        let limit = remaining(t.until, &what)?.min(t.connect_timeout);
         match TcpStream::connect_timeout(&addr, limit) {
             Ok(s) => {
                 s.set_nodelay(true)?;
@@ -205,15 +218,17 @@ pub enum ExchangeError {
 
 /// Sends `request` to `server` and reads the whole answer: (status, body).
 pub fn exchange(
-    server: &Server,
+    target: &Target,
     tls: Option<Arc<rustls::ClientConfig>>,
     request: &[u8],
-    connect_timeout: Duration,
-    until: Instant,
 ) -> Result<(u16, Vec<u8>), ExchangeError> {
     let transport = ExchangeError::Transport;
-    let tcp = connect(server, connect_timeout, until).map_err(transport)?;
-    let socket = DeadlineSocket { tcp, until };
+    let server = target.server;
+    let tcp = connect(target).map_err(transport)?;
+    let socket = DeadlineSocket {
+        tcp,
+        until: target.until,
+    };
     let mut stream = match tls {
         Some(config) => {
             let name = rustls::pki_types::ServerName::try_from(server.host.clone())
@@ -331,7 +346,13 @@ mod tests {
     #[test]
     fn an_expired_deadline_fails_before_any_io() {
         let s = Server::parse("http://192.0.2.1:7420").unwrap();
-        let e = exchange(&s, None, b"", Duration::from_secs(1), Instant::now()).unwrap_err();
+        let target = Target {
+            server: &s,
+            pinned: None,
+            connect_timeout: Duration::from_secs(1),
+            until: Instant::now(),
+        };
+        let e = exchange(&target, None, b"").unwrap_err();
         assert!(
             matches!(&e, ExchangeError::Transport(io) if io.kind() == io::ErrorKind::TimedOut),
             "{e:?}"

@@ -150,7 +150,8 @@ pub fn start_tls(dir: &Path) -> (Server, PathBuf) {
     (server, ca)
 }
 
-/// A CA and a server certificate it signs for 127.0.0.1, as an operator's PKI would have:
+/// A CA and a server certificate it signs for 127.0.0.1 and `nethouse.test`, as an operator's
+/// PKI would have:
 /// (ca.crt, tls.crt, tls.key) in `d`.
 pub fn tls_files(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let openssl = |args: &[&str]| {
@@ -194,7 +195,7 @@ pub fn tls_files(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
     ]);
     std::fs::write(
         d.join("ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        "subjectAltName=IP:127.0.0.1,DNS:nethouse.test\nbasicConstraints=CA:FALSE\n",
     )
     .unwrap();
     openssl(&[
