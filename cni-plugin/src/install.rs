@@ -520,23 +520,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn installs_atomically_and_idempotently() {
-        let dir = tempfile::tempdir().unwrap();
-        let template = dir.path().join("t.conflist");
-        std::fs::write(&template, TEMPLATE).unwrap();
-        let exe = dir.path().join("fake-exe");
+    /// Install arguments for node n1, zone z1, into `dir`, with `template` and a fake binary.
+    fn install_in(dir: &Path, template: &str, resolve_servers: bool) -> (InstallArgs, PathBuf) {
+        let path = dir.join("t.conflist");
+        std::fs::write(&path, template).unwrap();
+        let exe = dir.join("fake-exe");
         std::fs::write(&exe, b"binary").unwrap();
         let args = InstallArgs {
-            bin_dir: dir.path().join("bin"),
-            conf_dir: dir.path().join("net.d"),
-            template,
+            bin_dir: dir.join("bin"),
+            conf_dir: dir.join("net.d"),
+            template: path,
             conf_name: "10-nethouse.conflist".into(),
             node: "n1".into(),
             zone: ZoneSource::Given("z1".into()),
             credentials: None,
-            resolve_servers: false,
+            resolve_servers,
         };
+        (args, exe)
+    }
+
+    #[test]
+    fn installs_atomically_and_idempotently() {
+        let dir = tempfile::tempdir().unwrap();
+        let (args, exe) = install_in(dir.path(), TEMPLATE, false);
         let first = install(&args, &exe).unwrap();
         assert!(
             first.contains("binary updated") && first.contains("written"),
@@ -601,24 +607,8 @@ mod tests {
     #[test]
     fn install_with_resolve_servers_writes_the_addresses() {
         let dir = tempfile::tempdir().unwrap();
-        let template = dir.path().join("t.conflist");
-        std::fs::write(
-            &template,
-            TEMPLATE.replace("http://10.0.0.1:7420", "http://localhost:7420"),
-        )
-        .unwrap();
-        let exe = dir.path().join("fake-exe");
-        std::fs::write(&exe, b"binary").unwrap();
-        let args = InstallArgs {
-            bin_dir: dir.path().join("bin"),
-            conf_dir: dir.path().join("net.d"),
-            template,
-            conf_name: "10-nethouse.conflist".into(),
-            node: "n1".into(),
-            zone: ZoneSource::Given("z1".into()),
-            credentials: None,
-            resolve_servers: true,
-        };
+        let template = TEMPLATE.replace("http://10.0.0.1:7420", "http://localhost:7420");
+        let (args, exe) = install_in(dir.path(), &template, true);
         let first = install(&args, &exe).unwrap();
         assert!(first.contains("servers pinned localhost="), "{first}");
         let written = std::fs::read_to_string(args.conf_dir.join(&args.conf_name)).unwrap();
