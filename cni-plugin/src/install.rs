@@ -270,8 +270,14 @@ pub fn render(template: &str, node: &str, zone: &str) -> Result<String, String> 
     let text = template
         .replace("${NODE_NAME}", node)
         .replace("${NETWORK_ZONE}", zone);
+    check_conflist(&text)?;
+    Ok(text)
+}
+
+/// Whether `text` is a conflist whose nethouse-cni entries this plugin would accept.
+fn check_conflist(text: &str) -> Result<(), String> {
     let root: Value =
-        serde_json::from_str(&text).map_err(|e| format!("rendered conflist is not JSON: {e}"))?;
+        serde_json::from_str(text).map_err(|e| format!("rendered conflist is not JSON: {e}"))?;
     let version = root.get("cniVersion").cloned().unwrap_or(Value::Null);
     let plugins = root
         .get("plugins")
@@ -296,7 +302,7 @@ pub fn render(template: &str, node: &str, zone: &str) -> Result<String, String> 
             "rendered conflist has no plugin with \"ipam\": {\"type\": \"nethouse-cni\"}".into(),
         );
     }
-    Ok(text)
+    Ok(())
 }
 
 /// Adds to every nethouse-cni `ipam` of a rendered conflist the address of each server host
@@ -447,7 +453,8 @@ pub fn install(args: &InstallArgs, self_exe: &Path) -> Result<String, String> {
     let (conflist, pinned) = if args.resolve_servers {
         let (text, pinned) = pin_hosts(&conflist, &system_resolve)?;
         // What the plugin will read, checked as the template was.
-        (render(&text, &args.node, &zone)?, pinned)
+        check_conflist(&text)?;
+        (text, pinned)
     } else {
         (conflist, Vec::new())
     };

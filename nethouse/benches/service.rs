@@ -179,21 +179,64 @@ impl Driver {
     }
 }
 
-/// One request on a keep-alive connection; panics unless the answer is a success.
-async fn lean_exchange(
-    conn: &mut tokio::net::TcpStream,
-    buf: &mut Vec<u8>,
-    path: &str,
-    body: &[u8],
-) {
+/// One client's connection to the server.
+enum Conn {
+    /// A keep-alive connection and its read buffer.
+    Lean(tokio::net::TcpStream, Vec<u8>),
+    Api(Client),
+}
+
+impl Conn {
+    async fn open(driver: Driver, url: &str) -> Conn {
+        match driver {
+            Driver::Lean => {
+                let addr = url.trim_start_matches("http://");
+                let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                s.set_nodelay(true).unwrap();
+                Conn::Lean(s, Vec::with_capacity(4096))
+            }
+            Driver::ApiClient => Conn::Api(client(url)),
+        }
+    }
+
+    /// The request bytes, encoded before the clock starts: encoding is the client's work.
+    fn encode(&self, path: &str, body: &impl serde::Serialize) -> Vec<u8> {
+        let Conn::Lean(..) = self else {
+            return Vec::new();
+        };
+        let body = serde_json::to_vec(body).unwrap();
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&body);
+        req
+    }
+
+    async fn allocate(&mut self, req: &AllocateRequest, wire: &[u8]) {
+        match self {
+            Conn::Lean(s, buf) => lean_exchange(s, buf, wire).await,
+            Conn::Api(c) => {
+                c.allocate(req).await.expect("allocate");
+            }
+        }
+    }
+
+    async fn detach(&mut self, req: &DetachRequest, wire: &[u8]) {
+        match self {
+            Conn::Lean(s, buf) => lean_exchange(s, buf, wire).await,
+            Conn::Api(c) => {
+                c.detach(req).await.expect("detach");
+            }
+        }
+    }
+}
+
+/// One pre-encoded request on a keep-alive connection; panics unless the answer is a success.
+async fn lean_exchange(conn: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, request: &[u8]) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(body);
-    conn.write_all(&req).await.expect("send");
+    conn.write_all(request).await.expect("send");
     buf.clear();
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -209,7 +252,8 @@ async fn lean_exchange(
             if buf.len() >= end + 4 + len {
                 assert!(
                     head.starts_with("HTTP/1.1 2"),
-                    "{path}: {}",
+                    "{}: {}",
+                    String::from_utf8_lossy(request),
                     String::from_utf8_lossy(buf)
                 );
                 return;
@@ -217,7 +261,7 @@ async fn lean_exchange(
         }
         let mut chunk = [0u8; 4096];
         let n = conn.read(&mut chunk).await.expect("read");
-        assert!(n > 0, "{path}: connection closed");
+        assert!(n > 0, "connection closed");
         buf.extend_from_slice(&chunk[..n]);
     }
 }
@@ -262,23 +306,11 @@ async fn drive(
     driver: Driver,
 ) -> (Vec<Duration>, f64) {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let addr = url.trim_start_matches("http://").to_string();
     let mut tasks = Vec::new();
     for w in 0..clients {
-        let c = client(url);
-        let addr = addr.clone();
+        let url = url.to_string();
         tasks.push(tokio::spawn(async move {
-            let mut conn = match driver {
-                Driver::Lean => {
-                    let s = tokio::net::TcpStream::connect(&addr)
-                        .await
-                        .expect("connect");
-                    s.set_nodelay(true).unwrap();
-                    Some(s)
-                }
-                Driver::ApiClient => None,
-            };
-            let mut buf = Vec::with_capacity(4096);
+            let mut conn = Conn::open(driver, &url).await;
             let mut lat = Vec::new();
             let mut i = 0u64;
             while Instant::now() < deadline {
@@ -291,35 +323,17 @@ async fn drive(
                     ifname: "eth0".into(),
                     owner: None,
                 };
-                // Encoding is the client's work, outside the measured request.
-                let (req_body, det_body) = match driver {
-                    Driver::Lean => (
-                        serde_json::to_vec(&req).unwrap(),
-                        serde_json::to_vec(&det).unwrap(),
-                    ),
-                    Driver::ApiClient => (Vec::new(), Vec::new()),
-                };
+                let wire = conn.encode("/v1/leases", &req);
                 let t = Instant::now();
-                match conn.as_mut() {
-                    Some(conn) => lean_exchange(conn, &mut buf, "/v1/leases", &req_body).await,
-                    None => {
-                        c.allocate(&req).await.expect("allocate");
-                    }
-                }
+                conn.allocate(&req, &wire).await;
                 lat.push(t.elapsed());
                 i += 1;
                 if !detach {
                     continue;
                 }
+                let wire = conn.encode("/v1/leases/detach", &det);
                 let t = Instant::now();
-                match conn.as_mut() {
-                    Some(conn) => {
-                        lean_exchange(conn, &mut buf, "/v1/leases/detach", &det_body).await
-                    }
-                    None => {
-                        c.detach(&det).await.expect("detach");
-                    }
-                }
+                conn.detach(&det, &wire).await;
                 lat.push(t.elapsed());
             }
             lat

@@ -27,7 +27,6 @@ pub struct BlockingClient {
     request_timeout: Duration,
     connect_timeout: Duration,
     deadline: Option<Instant>,
-    hosts: Vec<(String, std::net::IpAddr)>,
     /// Built only when a server is `https`.
     tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -41,7 +40,6 @@ impl std::fmt::Debug for BlockingClient {
             .field("request_timeout", &self.request_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("deadline", &self.deadline)
-            .field("hosts", &self.hosts)
             .field("tls", &self.tls.is_some())
             .finish()
     }
@@ -52,11 +50,20 @@ impl BlockingClient {
         if config.urls.is_empty() {
             return Err(ClientError::Config("no server URL given".into()));
         }
-        let servers = config
+        let mut servers = config
             .urls
             .iter()
             .map(|u| Server::parse(u).map_err(ClientError::Config))
             .collect::<Result<Vec<_>, _>>()?;
+        for server in &mut servers {
+            if let Some((_, ip)) = config
+                .hosts
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(&server.host))
+            {
+                server.address = Some(*ip);
+            }
+        }
         // The token goes into a header line as it is: a line break would add headers.
         if let Some(t) = &config.token
             && (t.is_empty() || t.bytes().any(|b| b.is_ascii_control() || b == b' '))
@@ -77,7 +84,6 @@ impl BlockingClient {
             request_timeout: config.timeout,
             connect_timeout: config.connect_timeout,
             deadline: None,
-            hosts: config.hosts,
             tls,
         })
     }
@@ -138,14 +144,8 @@ impl BlockingClient {
                     body: format!("{}: status {code}", server.url),
                 })
             };
-            let pinned = self
-                .hosts
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(&server.host))
-                .map(|(_, ip)| *ip);
             let target = transport::Target {
                 server,
-                pinned,
                 connect_timeout: self.connect_timeout,
                 until,
             };

@@ -16,6 +16,9 @@ pub struct Server {
     /// Without brackets for IPv6 (it is also the TLS server name).
     pub host: String,
     pub port: u16,
+    /// Where to connect without asking the resolver: the host itself when it is an address,
+    /// or the address configured for its name (`ClientConfig::hosts`).
+    pub address: Option<IpAddr>,
     /// The `Host` header: `host[:port]`, brackets for IPv6.
     pub authority: String,
     /// The URL's path without its trailing `/`, prefixed to every request path.
@@ -56,6 +59,7 @@ impl Server {
         Ok(Server {
             url: url.trim_end_matches('/').to_string(),
             tls,
+            address: host.parse().ok(),
             host,
             port,
             authority,
@@ -80,9 +84,6 @@ fn remaining(until: Instant, what: &str) -> io::Result<Duration> {
 /// getaddrinfo has no timeout; it runs on its own thread and is abandoned at the deadline
 /// (the process is short-lived, the thread ends with it).
 fn resolve(host: &str, port: u16, until: Instant) -> io::Result<Vec<SocketAddr>> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
     let (tx, rx) = std::sync::mpsc::channel();
     let name = host.to_string();
     std::thread::Builder::new()
@@ -105,15 +106,13 @@ fn resolve(host: &str, port: u16, until: Instant) -> io::Result<Vec<SocketAddr>>
 /// Where and until when one exchange goes.
 pub struct Target<'a> {
     pub server: &'a Server,
-    /// The address configured for the server's host name, if any: no resolution then.
-    pub pinned: Option<IpAddr>,
     pub connect_timeout: Duration,
     pub until: Instant,
 }
 
 fn connect(t: &Target) -> io::Result<TcpStream> {
     let mut last = None;
-    let addrs = match t.pinned {
+    let addrs = match t.server.address {
         Some(ip) => vec![SocketAddr::new(ip, t.server.port)],
         None => resolve(&t.server.host, t.server.port, t.until)?,
     };
@@ -348,7 +347,6 @@ mod tests {
         let s = Server::parse("http://192.0.2.1:7420").unwrap();
         let target = Target {
             server: &s,
-            pinned: None,
             connect_timeout: Duration::from_secs(1),
             until: Instant::now(),
         };

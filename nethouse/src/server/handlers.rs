@@ -13,7 +13,6 @@ use nethouse_api::{
     AllocateRequest, DetachRequest, GcRequest, LeaseFilter, Owner, ReleaseRequest, SubnetSpec,
     codes,
 };
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 
@@ -44,23 +43,6 @@ async fn measured<S: Store, T: Serialize>(
     res.map(|(status, body)| (status, Json(body)).into_response())
 }
 
-/// What `to_completion` needs of the app: the in-flight count, its bound, and the refusals.
-pub(crate) struct InFlight {
-    gauge: Gauge,
-    limit: usize,
-    refused: Counter,
-}
-
-impl InFlight {
-    pub(crate) fn of<S: Store>(app: &App<S>) -> InFlight {
-        InFlight {
-            gauge: app.metrics.mutations_in_flight.clone(),
-            limit: app.max_in_flight,
-            refused: app.metrics.mutations_refused.clone(),
-        }
-    }
-}
-
 /// Runs a state-changing call on its own task. hyper drops a handler's future when the client's
 /// connection closes (a controller killed, a CNI plugin past its timeout); dropped between the
 /// store's commit and the cache update, the call would leave the IPAM's view behind its store.
@@ -70,8 +52,8 @@ impl InFlight {
 /// The count is bounded: when the store stalls, every caller's retry would otherwise add one
 /// more task waiting on it, without limit. Past the bound a call is refused at once, before it
 /// does anything, with a transient 503 the callers already retry.
-async fn to_completion(
-    in_flight: InFlight,
+async fn to_completion<S: Store>(
+    app: Arc<App<S>>,
     call: impl Future<Output = Answer> + Send + 'static,
 ) -> Answer {
     struct Counted(Gauge);
@@ -80,16 +62,16 @@ async fn to_completion(
             self.0.dec();
         }
     }
-    let before = in_flight.gauge.inc();
-    let counted = Counted(in_flight.gauge);
-    if usize::try_from(before).unwrap_or(0) >= in_flight.limit {
-        in_flight.refused.inc();
+    let gauge = &app.metrics.mutations_in_flight;
+    let counted = Counted(gauge.clone());
+    if usize::try_from(gauge.inc()).unwrap_or(0) >= app.max_in_flight {
+        app.metrics.mutations_refused.inc();
         return Err(ApiErr::new(
             StatusCode::SERVICE_UNAVAILABLE,
             codes::UNAVAILABLE,
             format!(
                 "{} state-changing calls are still running (--max-in-flight), which means the store is slow or stalled; nothing was done, retry later",
-                in_flight.limit
+                app.max_in_flight
             ),
         ));
     }
@@ -146,7 +128,7 @@ pub async fn allocate<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(req): JsonBody<AllocateRequest>,
 ) -> Answer {
-    to_completion(InFlight::of(&app), async move {
+    to_completion(app.clone(), async move {
         measured(&app, "allocate", async {
             let req = ValidAllocate::from_request(req).map_err(IpamError::from)?;
             let (resp, outcome) = app.ipam.allocate(req).await?;
@@ -165,7 +147,7 @@ pub async fn detach<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(req): JsonBody<DetachRequest>,
 ) -> Answer {
-    to_completion(InFlight::of(&app), async move {
+    to_completion(app.clone(), async move {
         measured(&app, "detach", async {
             let req = ValidDetach::from_request(req).map_err(IpamError::from)?;
             Ok((StatusCode::OK, app.ipam.detach(req).await?))
@@ -179,7 +161,7 @@ pub async fn release<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(req): JsonBody<ReleaseRequest>,
 ) -> Answer {
-    to_completion(InFlight::of(&app), async move {
+    to_completion(app.clone(), async move {
         measured(&app, "release", async {
             validate_owner("owner", &req.owner).map_err(IpamError::from)?;
             let released = app
@@ -200,7 +182,7 @@ pub async fn gc<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(req): JsonBody<GcRequest>,
 ) -> Answer {
-    to_completion(InFlight::of(&app), async move {
+    to_completion(app.clone(), async move {
         measured(&app, "gc", async {
             validate_name("node", &req.node, 253).map_err(IpamError::from)?;
             validate_valid_attachments(&req.valid_attachments).map_err(IpamError::from)?;
@@ -264,7 +246,7 @@ pub async fn add_subnet<S: Store>(
     State(app): State<Arc<App<S>>>,
     JsonBody(spec): JsonBody<SubnetSpec>,
 ) -> Answer {
-    to_completion(InFlight::of(&app), async move {
+    to_completion(app.clone(), async move {
         measured(&app, "add_subnet", async {
             let s = app.ipam.add_subnet(&spec).await?;
             tracing::info!(subnet = %s.name, zone = %s.zone, cidr = %s.cidr, "subnet added");
@@ -289,7 +271,7 @@ pub async fn remove_subnet<S: Store>(
     State(app): State<Arc<App<S>>>,
     Path(name): Path<String>,
 ) -> Answer {
-    to_completion(InFlight::of(&app), async move {
+    to_completion(app.clone(), async move {
         measured(&app, "remove_subnet", async {
             let s = app.ipam.remove_subnet(&name).await?;
             tracing::info!(subnet = %s.name, "subnet removed");
