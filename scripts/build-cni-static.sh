@@ -15,6 +15,9 @@ var=CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUSTFLAGS
 export "$var"="-C target-feature=+crt-static -C relocation-model=static"
 # Either of these would override the per-target flags above.
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
+# No debug info in the shipped binary (symbols stay, for backtraces): it is copied onto every host,
+# and this second release tree, aws-lc included, is then a fraction of the size.
+export CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo
 cargo build --release --locked --quiet -p nethouse-cni --bin nethouse-cni --target "$target" >&2
 bin="target/$target/release/nethouse-cni"
 if readelf -l "$bin" | grep -q 'Requesting program interpreter'; then
