@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 # A one-off build gains nothing from incremental state, which would add gigabytes to the tree.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# A full disk fails deep inside some C build with an unrelated-looking message; say it up front.
+mkdir -p target
+free_mb=$(df -Pm target | awk 'NR == 2 { print $4 }')
+if [ "${free_mb:-0}" -lt 4096 ]; then
+  echo "test.sh: warning: ${free_mb} MB free under target/; a fresh build needs about 3 GB" >&2
+fi
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 # The e2e tests run the workspace's binaries (nethouse-cni through Debian's bridge plugin).
