@@ -12,8 +12,9 @@
 
 FROM rust:1-bookworm AS build
 # protoc: for gRPC/protobuf dependencies (the etcd store); harmless when none needs it.
+# musl-tools: the static nethouse-cni is linked against musl (scripts/build-cni-static.sh).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends protobuf-compiler \
+ && apt-get install -y --no-install-recommends protobuf-compiler musl-tools \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only the workspace (every member's manifest must be there), never a local target/.
@@ -35,7 +36,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cp "$(./scripts/build-cni-static.sh)" /out/
 
 # glibc and libgcc (Rust's std needs them), CA certificates, no shell. nethouse-cni is the static
-# build (scripts/build-cni-static.sh): the DaemonSet copies it onto hosts whose C library varies.
+# musl build (scripts/build-cni-static.sh): the DaemonSet copies it onto hosts whose C library varies.
 FROM gcr.io/distroless/cc-debian12
 COPY --from=build /out/ /usr/local/bin/
 COPY cni-plugin/conflist/bridge.conflist.tmpl cni-plugin/conflist/macvlan.conflist.tmpl /etc/nethouse-cni/templates/

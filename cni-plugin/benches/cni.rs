@@ -38,13 +38,17 @@ fn plugins() -> Vec<(String, String)> {
     out
 }
 
-/// "static" or "dynamic": whether the ELF file has an `.interp` section (a program interpreter).
+/// How the ELF file links: "dynamic" when it has an `.interp` section (a program interpreter),
+/// else "static" with its C library — a static glibc carries its tunables parser, musl has none.
 fn linkage(bin: &str) -> &'static str {
     let bytes = std::fs::read(bin).unwrap_or_else(|e| panic!("{bin}: {e}"));
-    if bytes.windows(8).any(|w| w == b".interp\0") {
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    if has(b".interp\0") {
         "dynamic"
+    } else if has(b"GLIBC_TUNABLES") {
+        "static, glibc"
     } else {
-        "static"
+        "static, musl"
     }
 }
 
@@ -239,7 +243,7 @@ fn main() {
                     + call(bin, &d, "DEL", &cid, none, &ours_conf)
             })
             .collect();
-        // The floor of any plugin: two processes that only copy the config through.
+        // A reference: two glibc processes that only copy the config through.
         runs.push(
             call(CAT, "", "ADD", &cid, none, &ours_conf)
                 + call(CAT, "", "DEL", &cid, none, &ours_conf),
@@ -255,7 +259,7 @@ fn main() {
         }
     }
     let labels = plugins.iter().map(|(l, _)| l.clone()).chain([
-        "floor: two `cat` processes (spawn, stdin, stdout, exit)".to_string(),
+        "reference: two `/bin/cat` processes (glibc; spawn, stdin, stdout, exit)".to_string(),
         "host-local".to_string(),
     ]);
     compare(

@@ -258,6 +258,33 @@ fn ordinary_pod_ip_is_released_and_cools_down() {
 }
 
 #[test]
+fn over_https_the_operators_ca_is_trusted_and_nothing_else() {
+    let nh = Nethouse::start_tls(Duration::from_secs(60));
+    assert!(nh.url.starts_with("https://"), "{}", nh.url);
+    nh.add_subnet(subnet("z1", "10.94.0.0/29"));
+    let ca = nh.ca.clone().unwrap();
+    let mut c = conf("1.0.0", &nh.url, "z1", "n1", Some(true));
+    c["ipam"]["caFile"] = json!(ca);
+    let c = c.to_string();
+    // Each call is a fresh process: a TLS handshake apiece, TLS set up from nothing each time.
+    let ip = Cni::new("ADD", "t0").pod("db", "redis-0").run(&c).ip();
+    Cni::new("DEL", "t0").pod("db", "redis-0").run(&c).ok();
+    let again = Cni::new("ADD", "t1").pod("db", "redis-0").run(&c).ip();
+    assert_eq!(again, ip, "the fixed pod's IP, over https");
+
+    // Without the CA the platform's roots do not know the server: refused, nothing allocated.
+    let untrusted = conf("1.0.0", &nh.url, "z1", "n1", Some(true)).to_string();
+    let call = Cni::new("ADD", "t2").pod("db", "redis-1").run(&untrusted);
+    assert_ne!(call.code, 0, "{call:?}");
+    let msg = call.json()["details"].to_string() + &call.json()["msg"].to_string();
+    assert!(msg.to_lowercase().contains("certificate"), "{call:?}");
+    let held = nh
+        .rt
+        .block_on(nh.client().lease_by_owner(&owner("redis-1")));
+    assert!(held.is_err(), "no lease for redis-1: {held:?}");
+}
+
+#[test]
 fn a_service_name_the_host_cannot_resolve_is_reached_through_ipam_hosts() {
     let nh = Nethouse::start(Duration::from_secs(60));
     nh.add_subnet(subnet("z1", "10.92.0.0/24"));

@@ -6,6 +6,9 @@ use std::sync::{Arc, RwLock};
 use nethouse_scheduler_extender::index::Index;
 use nethouse_scheduler_extender::server::{Extender, router};
 
+#[path = "../../nethouse/tests/common/pki.rs"]
+mod pki;
+
 #[tokio::test]
 async fn http_surface() {
     let ext = Arc::new(Extender {
@@ -93,71 +96,7 @@ async fn http_surface() {
 async fn serves_https_when_given_a_certificate() {
     let dir = std::env::temp_dir().join(format!("nh-ext-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .current_dir(&dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-subj",
-        "/CN=extender",
-        "-keyout",
-        "tls.key",
-        "-out",
-        "tls.csr",
-    ]);
-    std::fs::write(
-        dir.join("ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "tls.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "ext",
-        "-out",
-        "tls.crt",
-    ]);
+    let (ca, cert, key) = pki::tls_files(&dir);
 
     let ext = Arc::new(Extender {
         view: RwLock::new(Index::default()),
@@ -166,11 +105,11 @@ async fn serves_https_when_given_a_certificate() {
     let (addr, task) = nethouse_scheduler_extender::server::serve(
         router(ext),
         "127.0.0.1:0".parse().unwrap(),
-        Some((dir.join("tls.crt"), dir.join("tls.key"))),
+        Some((cert, key)),
     )
     .await
     .unwrap();
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.crt")).unwrap()).unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
     let https = reqwest::Client::builder()
         .tls_certs_only([ca])
         .build()

@@ -3,12 +3,17 @@
 #![allow(dead_code)]
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nethouse::server::running::{Running, ServerOptions, start};
 use nethouse_api::{Client, ClientConfig, SubnetSpec};
 use serde_json::{Value, json};
+
+#[path = "../../../nethouse/tests/common/pki.rs"]
+mod pki;
+pub use pki::tls_files;
 
 /// The plugin under test: cargo's build, or the one `NETHOUSE_CNI_BIN` names — `make test` sets
 /// it to the static binary that ships (`scripts/build-cni-static.sh`).
@@ -25,22 +30,42 @@ pub struct Nethouse {
     pub dir: tempfile::TempDir,
     pub url: String,
     cooldown: Duration,
+    /// The CA bundle that verifies the server's certificate, when it serves HTTPS.
+    pub ca: Option<PathBuf>,
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Nethouse {
     pub fn start(cooldown: Duration) -> Nethouse {
+        Self::start_with(cooldown, false)
+    }
+
+    /// Serves HTTPS with a certificate (127.0.0.1, `nethouse.test`) from a test CA: `self.ca`.
+    pub fn start_tls(cooldown: Duration) -> Nethouse {
+        Self::start_with(cooldown, true)
+    }
+
+    fn start_with(cooldown: Duration, https: bool) -> Nethouse {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
+        let (ca, tls) = if https {
+            let (ca, cert, key) = tls_files(dir.path());
+            (Some(ca), Some((cert, key)))
+        } else {
+            (None, None)
+        };
         let mut nh = Nethouse {
             rt,
             server: None,
             dir,
             url: String::new(),
             cooldown,
+            ca,
+            tls,
         };
         nh.run(None);
         nh
@@ -49,6 +74,7 @@ impl Nethouse {
     fn run(&mut self, port: Option<u16>) {
         let mut opts = ServerOptions::local(self.dir.path().join("data"));
         opts.default_cooldown = self.cooldown;
+        opts.tls = self.tls.clone();
         if let Some(p) = port {
             opts.listen.set_port(p);
         }
@@ -71,7 +97,9 @@ impl Nethouse {
     }
 
     pub fn client(&self) -> Client {
-        Client::new(ClientConfig::new(self.url.clone())).unwrap()
+        let mut config = ClientConfig::new(self.url.clone());
+        config.ca_pem = self.ca.as_ref().map(|p| std::fs::read(p).unwrap());
+        Client::new(config).unwrap()
     }
 
     pub fn add_subnet(&self, spec: SubnetSpec) {

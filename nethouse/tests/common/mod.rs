@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use nethouse_api::{Client, ClientConfig, SubnetSpec};
 
+mod pki;
+pub use pki::tls_files;
+
 pub const NODE_TOKEN: &str = "node-token-0123456789abcdef";
 pub const CTRL_TOKEN: &str = "controller-token-0123456789abcdef";
 
@@ -148,72 +151,4 @@ pub fn start_tls(dir: &Path) -> (Server, PathBuf) {
     );
     assert!(server.url.starts_with("https://"));
     (server, ca)
-}
-
-/// A CA and a server certificate it signs for 127.0.0.1 and `nethouse.test`, as an operator's
-/// PKI would have:
-/// (ca.crt, tls.crt, tls.key) in `d`.
-pub fn tls_files(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .current_dir(d)
-            .args(args)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=nethouse",
-        "-keyout",
-        "tls.key",
-        "-out",
-        "tls.csr",
-    ]);
-    std::fs::write(
-        d.join("ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:nethouse.test\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "tls.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "ext",
-        "-out",
-        "tls.crt",
-    ]);
-    (d.join("ca.crt"), d.join("tls.crt"), d.join("tls.key"))
 }
