@@ -34,7 +34,7 @@ if [ "$libc" = musl ]; then
     echo "build-cni-static: musl-gcc not found (Debian package musl-tools; scripts/install-deps.sh installs it); building against glibc" >&2
     libc=glibc
   elif ! rustup target list --installed 2>/dev/null | grep -qx "$target" &&
-    ! rustup target add "$target" >&2; then
+    ! timeout 300 rustup target add "$target" >&2; then
     echo "build-cni-static: could not add the Rust target $target; building against glibc" >&2
     libc=glibc
   fi
