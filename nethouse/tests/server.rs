@@ -65,6 +65,21 @@ async fn health_readiness_and_metrics() {
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
+    // The subnet and the first allocation were committed one after the other: at least two
+    // commits, each carrying one state change.
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("missing {name} in\n{text}"))
+    };
+    let commits = value("nethouse_store_commit_duration_seconds_count");
+    assert!(commits >= 2.0, "{commits} commits");
+    assert!(value("nethouse_store_commit_duration_seconds_sum") > 0.0);
+    assert_eq!(
+        value("nethouse_store_transactions_per_commit_count"),
+        commits
+    );
+    assert_eq!(value("nethouse_store_transactions_per_commit_sum"), commits);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,10 +41,20 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
 
 impl<S: Store> App<S> {
     pub fn new(ipam: Ipam<S>, auth: Auth, max_in_flight: usize) -> Arc<Self> {
+        Self::with_metrics(ipam, auth, max_in_flight, Metrics::new())
+    }
+
+    /// With metrics made beforehand, so that the store could be wired to them when opened.
+    pub fn with_metrics(
+        ipam: Ipam<S>,
+        auth: Auth,
+        max_in_flight: usize,
+        metrics: Metrics,
+    ) -> Arc<Self> {
         Arc::new(App {
             ipam,
             auth,
-            metrics: Metrics::new(),
+            metrics,
             ready: AtomicBool::new(true),
             max_in_flight,
         })

@@ -11,6 +11,7 @@ use anyhow::Context;
 use super::{App, Auth, router};
 use crate::clock::SystemClock;
 use crate::ipam::{Ipam, IpamConfig};
+use crate::metrics::Metrics;
 use crate::store::embedded::EmbeddedStore;
 
 #[derive(Clone, Debug)]
@@ -84,7 +85,9 @@ impl Running {
 /// Opens the store, reads it back, and serves until [`Running::shutdown`].
 pub async fn start(opts: ServerOptions) -> anyhow::Result<Running> {
     let started = Instant::now();
-    let store = EmbeddedStore::open(&opts.data_dir).context("--data-dir")?;
+    let metrics = Metrics::new();
+    let store =
+        EmbeddedStore::open_observed(&opts.data_dir, metrics.on_commit()).context("--data-dir")?;
     let ipam = Ipam::load(
         store,
         Arc::new(SystemClock),
@@ -105,7 +108,7 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Running> {
         load_ms = started.elapsed().as_millis() as u64,
         "store loaded"
     );
-    let app = App::new(ipam, opts.auth, opts.max_in_flight);
+    let app = App::with_metrics(ipam, opts.auth, opts.max_in_flight, metrics);
     let service = router(app.clone()).into_make_service();
     let handle = axum_server::Handle::new();
     let task = {

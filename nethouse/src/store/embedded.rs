@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +26,10 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
 
+/// Told of every commit: how long it took, fsync included, and how many transactions it carried.
+/// The disk's latency is what an operator needs to see first when calls slow down.
+pub type OnCommit = Arc<dyn Fn(Duration, usize) + Send + Sync>;
+
 pub struct EmbeddedStore {
     db: Arc<Database>,
     path: PathBuf,
@@ -35,10 +40,19 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (or creates) `dir/nethouse.redb` with the default page cache.
     pub fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
-        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+        Self::open_with(dir, DEFAULT_CACHE_BYTES, None)
     }
 
-    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<EmbeddedStore, StoreError> {
+    /// As [`EmbeddedStore::open`], reporting every commit to `on_commit`.
+    pub fn open_observed(dir: &Path, on_commit: OnCommit) -> Result<EmbeddedStore, StoreError> {
+        Self::open_with(dir, DEFAULT_CACHE_BYTES, Some(on_commit))
+    }
+
+    pub fn open_with(
+        dir: &Path,
+        cache_bytes: usize,
+        on_commit: Option<OnCommit>,
+    ) -> Result<EmbeddedStore, StoreError> {
         let open_err = |message: String| StoreError::Open {
             path: dir.display().to_string(),
             message,
@@ -79,7 +93,7 @@ impl EmbeddedStore {
         let writer_db = db.clone();
         let writer = std::thread::Builder::new()
             .name("nethouse-store-writer".into())
-            .spawn(move || writer_loop(&writer_db, rx))
+            .spawn(move || writer_loop(&writer_db, rx, on_commit))
             .map_err(|e| open_err(format!("starting the writer thread: {e}")))?;
         Ok(EmbeddedStore {
             db,
@@ -200,7 +214,11 @@ impl Store for EmbeddedStore {
     }
 }
 
-fn writer_loop(db: &Database, mut rx: mpsc::UnboundedReceiver<(Txn, Reply)>) {
+fn writer_loop(
+    db: &Database,
+    mut rx: mpsc::UnboundedReceiver<(Txn, Reply)>,
+    on_commit: Option<OnCommit>,
+) {
     let mut batch: Vec<(Txn, Reply)> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -210,8 +228,12 @@ fn writer_loop(db: &Database, mut rx: mpsc::UnboundedReceiver<(Txn, Reply)>) {
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         match apply_batch(db, &batch) {
             Ok(outcomes) => {
+                if let Some(observe) = &on_commit {
+                    observe(started.elapsed(), batch.len());
+                }
                 for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
