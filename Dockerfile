@@ -26,6 +26,10 @@ COPY scheduler-extender scheduler-extender
 COPY location-controller location-controller
 COPY tests tests
 COPY scripts/build-cni-static.sh scripts/
+# The musl target in its own layer; NETHOUSE_CNI_LIBC=musl makes the build fail rather than ship
+# the glibc fallback.
+RUN rustup target add "$(uname -m)-unknown-linux-musl"
+ENV NETHOUSE_CNI_LIBC=musl
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \

@@ -202,6 +202,7 @@ pub fn node_zone(api: &ApiServer, node: &str) -> Result<String, String> {
             "--zone-from-node: {node:?} is not a Kubernetes node name (set --node or $NODE_NAME)"
         ));
     }
+    nethouse_api::init_crypto();
     let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(5))

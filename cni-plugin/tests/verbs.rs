@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::{Cni, Nethouse, conf, subnet};
-use nethouse_api::{Dns, Owner, Route};
+use nethouse_api::{Dns, Owner, Route, codes};
 use serde_json::{Value, json};
 
 const VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -272,16 +272,29 @@ fn over_https_the_operators_ca_is_trusted_and_nothing_else() {
     let again = Cni::new("ADD", "t1").pod("db", "redis-0").run(&c).ip();
     assert_eq!(again, ip, "the fixed pod's IP, over https");
 
-    // Without the CA the platform's roots do not know the server: refused, nothing allocated.
-    let untrusted = conf("1.0.0", &nh.url, "z1", "n1", Some(true)).to_string();
-    let call = Cni::new("ADD", "t2").pod("db", "redis-1").run(&untrusted);
-    assert_ne!(call.code, 0, "{call:?}");
-    let msg = call.json()["details"].to_string() + &call.json()["msg"].to_string();
-    assert!(msg.to_lowercase().contains("certificate"), "{call:?}");
-    let held = nh
-        .rt
-        .block_on(nh.client().lease_by_owner(&owner("redis-1")));
-    assert!(held.is_err(), "no lease for redis-1: {held:?}");
+    // Refused, and nothing allocated: without a caFile (the platform's roots do not know the
+    // test CA), and with the caFile of another CA.
+    let other = tempfile::tempdir().unwrap();
+    let (other_ca, _, _) = common::tls_files(other.path());
+    let mut other_conf = conf("1.0.0", &nh.url, "z1", "n1", Some(true));
+    other_conf["ipam"]["caFile"] = json!(other_ca);
+    let platform = conf("1.0.0", &nh.url, "z1", "n1", Some(true));
+    for (case, c) in [("platform roots", platform), ("another CA", other_conf)] {
+        let call = Cni::new("ADD", "t2")
+            .pod("db", "redis-1")
+            .run(&c.to_string());
+        assert_ne!(call.code, 0, "{case}: {call:?}");
+        let msg = call.json()["details"].to_string() + &call.json()["msg"].to_string();
+        assert!(
+            msg.to_lowercase().contains("certificate"),
+            "{case}: {call:?}"
+        );
+        let held = nh
+            .rt
+            .block_on(nh.client().lease_by_owner(&owner("redis-1")))
+            .expect_err("no lease for redis-1");
+        assert_eq!(held.api_code(), Some(codes::NOT_FOUND), "{case}: {held}");
+    }
 }
 
 #[test]

@@ -139,6 +139,7 @@ impl Client {
             }
             urls.push(url.trim_end_matches('/').to_string());
         }
+        crate::init_crypto();
         let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)

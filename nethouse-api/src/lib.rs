@@ -14,5 +14,16 @@ pub mod location;
 mod types;
 
 pub use blocking::BlockingClient;
+
+/// Initialises aws-lc, the workspace's one crypto provider, before any TLS client is built.
+///
+/// aws-lc normally detects the CPU in a load-time constructor. The shipped nethouse-cni is built
+/// without it (`BORINGSSL_NO_STATIC_INITIALIZER`, scripts/build-cni-static.sh): that detection
+/// is CPUID instructions, which trap on a VM, and most plugin calls never use TLS. Without this
+/// call aws-lc would still be correct but would run with every CPU feature off (no AES-NI).
+/// Idempotent and cheap; with the constructor in place it does nothing.
+pub fn init_crypto() {
+    aws_lc_rs::init();
+}
 pub use client::{Client, ClientConfig, ClientError};
 pub use types::*;

@@ -120,7 +120,7 @@ impl Metrics {
         ]);
         registry.register(
             "store_commit_duration_seconds",
-            "Time of one commit of the store, fsync included; group commit folds concurrent calls into one",
+            "Time of one commit of the store (failed ones included), fsync included; group commit folds concurrent calls into one",
             store_commit_duration.clone(),
         );
         let store_commit_transactions = Histogram::new(
@@ -128,7 +128,7 @@ impl Metrics {
         );
         registry.register(
             "store_transactions_per_commit",
-            "State changes carried by one commit of the store (group commit)",
+            "Transactions carried by one commit of the store (group commit), conflicting ones included",
             store_commit_transactions.clone(),
         );
         Metrics {

@@ -184,11 +184,7 @@ fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, ClientError
     use rustls::pki_types::pem::PemObject;
     use rustls_platform_verifier::BuilderVerifierExt;
 
-    // aws-lc normally detects the CPU in a load-time constructor. The shipped nethouse-cni is
-    // built without it (BORINGSSL_NO_STATIC_INITIALIZER, scripts/build-cni-static.sh): that
-    // detection is CPUID instructions, which trap on a VM, and most calls never use TLS. This
-    // runs it once, before any handshake; with the constructor it does nothing.
-    aws_lc_rs::init();
+    crate::init_crypto();
     let tls_err = |e: rustls::Error| ClientError::Config(format!("TLS: {e}"));
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),

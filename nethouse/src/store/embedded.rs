@@ -26,7 +26,8 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
 
-/// Told of every commit: how long it took, fsync included, and how many transactions it carried.
+/// Told of every commit, failed ones included: how long it took, fsync included, and how many
+/// transactions it carried (conflicting ones too).
 /// The disk's latency is what an operator needs to see first when calls slow down.
 pub type OnCommit = Arc<dyn Fn(Duration, usize) + Send + Sync>;
 
@@ -229,11 +230,13 @@ fn writer_loop(
             }
         }
         let started = Instant::now();
-        match apply_batch(db, &batch) {
+        let applied = apply_batch(db, &batch);
+        // Failed commits too: a disk that stalls and then errors is what this is for.
+        if let Some(observe) = &on_commit {
+            observe(started.elapsed(), batch.len());
+        }
+        match applied {
             Ok(outcomes) => {
-                if let Some(observe) = &on_commit {
-                    observe(started.elapsed(), batch.len());
-                }
                 for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
