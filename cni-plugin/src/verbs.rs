@@ -2,8 +2,8 @@
 //! NetHouse only through the shared client.
 
 use nethouse_api::{
-    AllocateRequest, Attachment, AttachmentRef, BlockingClient, ClientConfig, DetachRequest,
-    GcRequest, codes,
+    AllocateRequest, Attachment, AttachmentRef, BlockingClient, ClientConfig, ClientError,
+    DetachRequest, GcRequest, Setting, codes,
 };
 use serde_json::{Value, json};
 
@@ -65,13 +65,20 @@ pub fn client(conf: &NetConf, deadline: std::time::Instant) -> Result<BlockingCl
         .map(|c| c.with_deadline(deadline))
         .map_err(|e| {
             // Name the key the operator has to fix.
-            let text = e.to_string();
-            let key = if text.contains("CA bundle") {
-                "ipam.caFile"
-            } else if text.contains("token") {
-                "ipam.tokenFile"
-            } else {
-                "ipam.servers"
+            let key = match &e {
+                ClientError::Config {
+                    setting: Setting::CaBundle,
+                    ..
+                } => "ipam.caFile",
+                ClientError::Config {
+                    setting: Setting::Token,
+                    ..
+                } => "ipam.tokenFile",
+                ClientError::Config {
+                    setting: Setting::Servers,
+                    ..
+                } => "ipam.servers",
+                _ => "ipam",
             };
             CniError::new(INVALID_CONFIG, format!("{key}: {e}"))
         })

@@ -97,12 +97,22 @@ fn error_codes_are_exact_json_on_stdout() {
     std::fs::write(not_a_ca.path(), "not a certificate\n").unwrap();
     let mut bad_ca = conf("1.0.0", "https://127.0.0.1:1", "z1", "n1", None);
     bad_ca["ipam"]["caFile"] = json!(not_a_ca.path());
+    let spaced_token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(spaced_token.path(), "node token\n").unwrap();
+    let mut bad_token = good.clone();
+    bad_token["ipam"]["tokenFile"] = json!(spaced_token.path());
     let cases: Vec<(&str, Cni, String, Value)> = vec![
         (
             "a CA file without a certificate is invalid config, not a NetHouse refusal",
             Cni::new("ADD", "c1"),
             bad_ca.to_string(),
             json!({"cniVersion": "1.0.0", "code": 7, "msg": "ipam.caFile: invalid NetHouse client configuration: CA bundle: no certificate in it"}),
+        ),
+        (
+            "a token that cannot go into a header names the token file",
+            Cni::new("ADD", "c1"),
+            bad_token.to_string(),
+            json!({"cniVersion": "1.0.0", "code": 7, "msg": "ipam.tokenFile: invalid NetHouse client configuration: token: empty, or has spaces or control characters"}),
         ),
         (
             "incompatible version",

@@ -10,10 +10,24 @@ use serde::de::DeserializeOwned;
 
 use crate::types::*;
 
+/// Which client setting a configuration error is about, so a caller can name its own key for it
+/// (the CNI plugin: `ipam.caFile`, `ipam.tokenFile`, `ipam.servers`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    /// The server URLs.
+    Servers,
+    /// The bearer token (or the file holding it).
+    Token,
+    /// The CA bundle (or the file holding it).
+    CaBundle,
+    /// Anything else: the TLS or HTTP machinery, encoding a request.
+    Other,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("invalid NetHouse client configuration: {0}")]
-    Config(String),
+    #[error("invalid NetHouse client configuration: {message}")]
+    Config { setting: Setting, message: String },
     #[error("NetHouse unreachable at {urls}: {source}")]
     Unreachable {
         urls: String,
@@ -27,6 +41,13 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    pub fn config(setting: Setting, message: impl Into<String>) -> Self {
+        ClientError::Config {
+            setting,
+            message: message.into(),
+        }
+    }
+
     /// Whether trying again later may succeed (the CNI plugin maps this to error 11).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -34,7 +55,7 @@ impl ClientError {
             ClientError::Api { status, .. } | ClientError::Decode { status, .. } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }
-            ClientError::Config(_) => false,
+            ClientError::Config { .. } => false,
         }
     }
 
@@ -79,7 +100,10 @@ impl ClientConfig {
             Some(path) => Some(
                 std::fs::read_to_string(path)
                     .map_err(|e| {
-                        ClientError::Config(format!("token file {}: {e}", path.display()))
+                        ClientError::config(
+                            Setting::Token,
+                            format!("token file {}: {e}", path.display()),
+                        )
                     })?
                     .trim()
                     .to_string(),
@@ -96,10 +120,12 @@ impl ClientConfig {
     /// Trusts only the PEM CA bundle in `ca_file` for `https` servers (when given).
     pub fn with_ca_file(mut self, ca_file: Option<&std::path::Path>) -> Result<Self, ClientError> {
         if let Some(path) = ca_file {
-            self.ca_pem =
-                Some(std::fs::read(path).map_err(|e| {
-                    ClientError::Config(format!("CA file {}: {e}", path.display()))
-                })?);
+            self.ca_pem = Some(std::fs::read(path).map_err(|e| {
+                ClientError::config(
+                    Setting::CaBundle,
+                    format!("CA file {}: {e}", path.display()),
+                )
+            })?);
         }
         Ok(self)
     }
@@ -126,16 +152,18 @@ pub struct Client {
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         if config.urls.is_empty() {
-            return Err(ClientError::Config("no server URL given".into()));
+            return Err(ClientError::config(Setting::Servers, "no server URL given"));
         }
         let mut urls = Vec::with_capacity(config.urls.len());
         for url in &config.urls {
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|e| ClientError::Config(format!("server URL {url:?}: {e}")))?;
+            let parsed = reqwest::Url::parse(url).map_err(|e| {
+                ClientError::config(Setting::Servers, format!("server URL {url:?}: {e}"))
+            })?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(ClientError::Config(format!(
-                    "server URL {url:?}: scheme must be http or https"
-                )));
+                return Err(ClientError::config(
+                    Setting::Servers,
+                    format!("server URL {url:?}: scheme must be http or https"),
+                ));
             }
             urls.push(url.trim_end_matches('/').to_string());
         }
@@ -155,14 +183,14 @@ impl Client {
         // roots costs milliseconds, and the CNI plugin pays them on every pod start.
         if let Some(pem) = &config.ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| ClientError::Config(format!("CA bundle: {e}")))?;
+                .map_err(|e| ClientError::config(Setting::CaBundle, format!("CA bundle: {e}")))?;
             builder = builder.tls_certs_only(certs);
         } else if urls.iter().all(|u| u.starts_with("http://")) {
             builder = builder.tls_certs_only(Vec::new());
         }
         let http = builder
             .build()
-            .map_err(|e| ClientError::Config(format!("HTTP client: {e}")))?;
+            .map_err(|e| ClientError::config(Setting::Other, format!("HTTP client: {e}")))?;
         Ok(Client {
             http,
             urls,
@@ -199,7 +227,7 @@ impl Client {
                 urls: self.urls.join(","),
                 source: Box::new(source),
             }),
-            None => Err(ClientError::Config("no server URL given".into())),
+            None => Err(ClientError::config(Setting::Servers, "no server URL given")),
         }
     }
 
@@ -393,9 +421,9 @@ mod tests {
         let mut cfg = ClientConfig::new("ftp://x");
         assert!(matches!(
             Client::new(cfg.clone()),
-            Err(ClientError::Config(_))
+            Err(ClientError::Config { .. })
         ));
         cfg.urls = vec![];
-        assert!(matches!(Client::new(cfg), Err(ClientError::Config(_))));
+        assert!(matches!(Client::new(cfg), Err(ClientError::Config { .. })));
     }
 }

@@ -25,5 +25,5 @@ pub use blocking::BlockingClient;
 pub fn init_crypto() {
     aws_lc_rs::init();
 }
-pub use client::{Client, ClientConfig, ClientError};
+pub use client::{Client, ClientConfig, ClientError, Setting};
 pub use types::*;

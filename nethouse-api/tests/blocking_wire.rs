@@ -157,7 +157,7 @@ fn configuration_is_refused_before_any_request() {
     cfg.token = Some("abc\r\nX-Injected: 1".into());
     assert!(matches!(
         BlockingClient::new(cfg),
-        Err(ClientError::Config(_))
+        Err(ClientError::Config { .. })
     ));
     let mut cfg = ClientConfig::new("https://127.0.0.1:1");
     cfg.ca_pem =
@@ -168,7 +168,7 @@ fn configuration_is_refused_before_any_request() {
         assert!(
             matches!(
                 BlockingClient::new(ClientConfig::new(bad)),
-                Err(ClientError::Config(_))
+                Err(ClientError::Config { .. })
             ),
             "{bad}"
         );

@@ -114,7 +114,7 @@ async fn lease_life_cycle_over_tls_with_the_operators_ca() {
         let mut bad = config(&[&url], NODE_TOKEN);
         bad.ca_pem = Some(b"not a certificate".to_vec());
         let e = BlockingClient::new(bad).unwrap_err();
-        assert!(matches!(e, ClientError::Config(_)), "{e}");
+        assert!(matches!(e, ClientError::Config { .. }), "{e}");
     })
     .await
     .unwrap();

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::client::decode_body;
 use crate::types::*;
-use crate::{ClientConfig, ClientError};
+use crate::{ClientConfig, ClientError, Setting};
 use transport::{ExchangeError, Server};
 
 pub struct BlockingClient {
@@ -48,12 +48,12 @@ impl std::fmt::Debug for BlockingClient {
 impl BlockingClient {
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         if config.urls.is_empty() {
-            return Err(ClientError::Config("no server URL given".into()));
+            return Err(ClientError::config(Setting::Servers, "no server URL given"));
         }
         let mut servers = config
             .urls
             .iter()
-            .map(|u| Server::parse(u).map_err(ClientError::Config))
+            .map(|u| Server::parse(u).map_err(|e| ClientError::config(Setting::Servers, e)))
             .collect::<Result<Vec<_>, _>>()?;
         for server in &mut servers {
             if let Some((_, ip)) = config
@@ -68,8 +68,9 @@ impl BlockingClient {
         if let Some(t) = &config.token
             && (t.is_empty() || t.bytes().any(|b| b.is_ascii_control() || b == b' '))
         {
-            return Err(ClientError::Config(
-                "token: empty, or has spaces or control characters".into(),
+            return Err(ClientError::config(
+                Setting::Token,
+                "token: empty, or has spaces or control characters",
             ));
         }
         // Built now, so that a bad CA bundle is a configuration error before any request.
@@ -122,10 +123,9 @@ impl BlockingClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<R, ClientError> {
-        let body = body
-            .map(serde_json::to_vec)
-            .transpose()
-            .map_err(|e| ClientError::Config(format!("encoding the request: {e}")))?;
+        let body = body.map(serde_json::to_vec).transpose().map_err(|e| {
+            ClientError::config(Setting::Other, format!("encoding the request: {e}"))
+        })?;
         let mut failures = Vec::new();
         for server in &self.servers {
             let tls = self.tls.clone().filter(|_| server.tls);
@@ -185,7 +185,7 @@ fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, ClientError
     use rustls_platform_verifier::BuilderVerifierExt;
 
     crate::init_crypto();
-    let tls_err = |e: rustls::Error| ClientError::Config(format!("TLS: {e}"));
+    let tls_err = |e: rustls::Error| ClientError::config(Setting::Other, format!("TLS: {e}"));
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -195,14 +195,17 @@ fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, ClientError
         Some(pem) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| ClientError::Config(format!("CA bundle: {e}")))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| ClientError::Config(format!("CA bundle: {e}")))?;
+                let cert = cert.map_err(|e| {
+                    ClientError::config(Setting::CaBundle, format!("CA bundle: {e}"))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    ClientError::config(Setting::CaBundle, format!("CA bundle: {e}"))
+                })?;
             }
             if roots.is_empty() {
-                return Err(ClientError::Config(
-                    "CA bundle: no certificate in it".into(),
+                return Err(ClientError::config(
+                    Setting::CaBundle,
+                    "CA bundle: no certificate in it",
                 ));
             }
             builder.with_root_certificates(roots).with_no_client_auth()
