@@ -132,6 +132,12 @@ fn row(cells: &[String]) {
     println!("| {} |", cells.join(" | "));
 }
 
+/// A table's header row and the separator row under it.
+fn header(cells: &[String]) {
+    row(cells);
+    row(&vec!["---".to_string(); cells.len()]);
+}
+
 /// One table: every row against the last one, the host-local baseline.
 fn compare(title: &str, rows: Vec<(String, Vec<Duration>)>) {
     let rows: Vec<(String, Stats)> = rows.into_iter().map(|(n, v)| (n, stats(v))).collect();
@@ -139,19 +145,12 @@ fn compare(title: &str, rows: Vec<(String, Vec<Duration>)>) {
         return;
     };
     println!("\n### {title}\n");
-    row(&[
+    header(&[
         "plugin".into(),
         "cycle p50".into(),
         "cycle p99".into(),
         format!("p50 / {base_name}"),
         format!("p99 / {base_name}"),
-    ]);
-    row(&[
-        "---".into(),
-        "---".into(),
-        "---".into(),
-        "---".into(),
-        "---".into(),
     ]);
     for (name, s) in &rows {
         row(&[

@@ -2,8 +2,8 @@
 //! NetHouse only through the shared client.
 
 use nethouse_api::{
-    AllocateRequest, Attachment, AttachmentRef, BlockingClient, ClientConfig, ClientError,
-    DetachRequest, GcRequest, Setting, codes,
+    AllocateRequest, Attachment, AttachmentRef, BlockingClient, ClientConfig, DetachRequest,
+    GcRequest, Setting, codes,
 };
 use serde_json::{Value, json};
 
@@ -65,19 +65,10 @@ pub fn client(conf: &NetConf, deadline: std::time::Instant) -> Result<BlockingCl
         .map(|c| c.with_deadline(deadline))
         .map_err(|e| {
             // Name the key the operator has to fix.
-            let key = match &e {
-                ClientError::Config {
-                    setting: Setting::CaBundle,
-                    ..
-                } => "ipam.caFile",
-                ClientError::Config {
-                    setting: Setting::Token,
-                    ..
-                } => "ipam.tokenFile",
-                ClientError::Config {
-                    setting: Setting::Servers,
-                    ..
-                } => "ipam.servers",
+            let key = match e.setting() {
+                Some(Setting::CaBundle) => "ipam.caFile",
+                Some(Setting::Token) => "ipam.tokenFile",
+                Some(Setting::Servers) => "ipam.servers",
                 _ => "ipam",
             };
             CniError::new(INVALID_CONFIG, format!("{key}: {e}"))

@@ -59,6 +59,14 @@ impl ClientError {
         }
     }
 
+    /// The setting a configuration error is about.
+    pub fn setting(&self) -> Option<Setting> {
+        match self {
+            ClientError::Config { setting, .. } => Some(*setting),
+            _ => None,
+        }
+    }
+
     pub fn api_code(&self) -> Option<&str> {
         match self {
             ClientError::Api { error, .. } => Some(&error.code),

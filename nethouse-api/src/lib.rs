@@ -14,6 +14,8 @@ pub mod location;
 mod types;
 
 pub use blocking::BlockingClient;
+pub use client::{Client, ClientConfig, ClientError, Setting};
+pub use types::*;
 
 /// Initialises aws-lc, the workspace's one crypto provider, before any TLS client is built.
 ///
@@ -25,5 +27,3 @@ pub use blocking::BlockingClient;
 pub fn init_crypto() {
     aws_lc_rs::init();
 }
-pub use client::{Client, ClientConfig, ClientError, Setting};
-pub use types::*;

@@ -450,6 +450,12 @@ fn row(cells: &[String]) {
     println!("| {} |", cells.join(" | "));
 }
 
+/// A table's header row and the separator row under it.
+fn header(cells: &[String]) {
+    row(cells);
+    row(&vec!["---".to_string(); cells.len()]);
+}
+
 #[tokio::main]
 async fn main() {
     let tmp = tempfile::tempdir().unwrap();
@@ -469,7 +475,7 @@ async fn main() {
         println!(
             "### Durable allocate + detach over loopback HTTP (real `nethouse serve`, redb, fsync per group commit)\n"
         );
-        row(&[
+        header(&[
             "load generator".into(),
             "mix".into(),
             "clients".into(),
@@ -480,7 +486,6 @@ async fn main() {
             "server CPU".into(),
             "client CPU".into(),
         ]);
-        row(&vec!["---".to_string(); 9]);
         {
             let (server, url, _) = serve(&tmp.path().join("http"));
             let server_pid = server.0.id().to_string();
@@ -541,8 +546,7 @@ async fn main() {
         println!("\n### Allocation cost vs fill of a /16 (allocate + release, in-process)\n");
         let low = fill_cost(0.01).await;
         let high = fill_cost(0.99).await;
-        row(&["fill".into(), "per allocate+release".into()]);
-        row(&["---".into(), "---".into()]);
+        header(&["fill".into(), "per allocate+release".into()]);
         row(&["1%".into(), format!("{:.2} µs", low.as_secs_f64() * 1e6)]);
         row(&["99%".into(), format!("{:.2} µs", high.as_secs_f64() * 1e6)]);
         row(&[
@@ -552,21 +556,13 @@ async fn main() {
     }
     if section("startup") {
         println!("\n### Start-up of `nethouse serve` (spawn -> serving) and RSS\n");
-        row(&[
+        header(&[
             "leases".into(),
             "populate".into(),
             "start-up (median)".into(),
             "min .. max".into(),
             "after kill -9 (median)".into(),
             "RSS".into(),
-        ]);
-        row(&[
-            "---".into(),
-            "---".into(),
-            "---".into(),
-            "---".into(),
-            "---".into(),
-            "---".into(),
         ]);
         let sizes: &[usize] = if quick() {
             &[100_000]

@@ -186,6 +186,9 @@ fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, ClientError
 
     crate::init_crypto();
     let tls_err = |e: rustls::Error| ClientError::config(Setting::Other, format!("TLS: {e}"));
+    let ca_err = |e: &dyn std::fmt::Display| {
+        ClientError::config(Setting::CaBundle, format!("CA bundle: {e}"))
+    };
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -195,18 +198,11 @@ fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, ClientError
         Some(pem) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| {
-                    ClientError::config(Setting::CaBundle, format!("CA bundle: {e}"))
-                })?;
-                roots.add(cert).map_err(|e| {
-                    ClientError::config(Setting::CaBundle, format!("CA bundle: {e}"))
-                })?;
+                let cert = cert.map_err(|e| ca_err(&e))?;
+                roots.add(cert).map_err(|e| ca_err(&e))?;
             }
             if roots.is_empty() {
-                return Err(ClientError::config(
-                    Setting::CaBundle,
-                    "CA bundle: no certificate in it",
-                ));
+                return Err(ca_err(&"no certificate in it"));
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
