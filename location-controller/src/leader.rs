@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
 
-use crate::reconcile::Context;
+use crate::context::Context;
 
 /// The controller of one leadership: stopped whenever this goes away, also when the election
 /// future itself is dropped.
@@ -64,7 +64,7 @@ pub async fn run(
         opts.duration.as_secs(),
         opts.renew_before.as_secs(),
     )
-    .with_field_manager(format!("{}-{}", crate::reconcile::MANAGER, opts.identity));
+    .with_field_manager(format!("{}-{}", crate::context::MANAGER, opts.identity));
     let manager = LeaseManagerBuilder::new(ctx.client.clone(), &opts.lease_name)
         .with_namespace(&opts.namespace)
         .with_parameters(params)
@@ -79,7 +79,7 @@ pub async fn run(
             (true, None) => {
                 tracing::info!(identity = %opts.identity, lease = %opts.lease_name, "leading: controller started");
                 ctx.metrics.leader.set(1);
-                running = Some(AbortOnDrop(crate::reconcile::start(ctx.clone())));
+                running = Some(AbortOnDrop(crate::start(ctx.clone())));
             }
             (false, Some(_)) => {
                 tracing::warn!(identity = %opts.identity, "lost the leader Lease: controller stopped");

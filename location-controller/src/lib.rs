@@ -5,11 +5,18 @@
 //! as one active replica of several (leader election on a Lease).
 #![forbid(unsafe_code)]
 
+pub mod context;
+mod controller;
 pub mod decide;
+pub mod error;
 pub mod leader;
 pub mod metrics;
-pub mod reconcile;
+mod reconcile;
 pub mod retention;
+mod status;
 pub mod sweep;
+mod views;
 
-pub use reconcile::{Context, Options, start};
+pub use context::{Context, MANAGER, Options};
+pub use controller::start;
+pub use error::Error;

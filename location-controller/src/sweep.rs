@@ -21,8 +21,10 @@ use kube::{Api, ResourceExt};
 use nethouse_api::location::{Location, LocationPhase};
 use nethouse_api::{Lease, LeaseFilter, LeaseKind};
 
+use crate::context::Context;
 use crate::decide::{Release, decide};
-use crate::reconcile::{Context, keeping_retention, set_status};
+use crate::error::Error;
+use crate::status::{keeping_retention, set_status};
 
 /// `namespace/pod`.
 type PodKey = (String, String);
@@ -58,7 +60,7 @@ pub async fn sweep(
     ctx: &Context,
     locations: &Store<Location>,
     orphans: &mut Orphans,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     let snapshot = locations.state();
     let retained = snapshot
         .iter()
@@ -72,7 +74,8 @@ pub async fn sweep(
             cluster: Some(ctx.options.cluster.clone()),
             ..Default::default()
         })
-        .await?;
+        .await
+        .map_err(Error::ListLeases)?;
     let held: HashSet<PodKey> = leases.iter().filter_map(pod_key).collect();
 
     for l in &snapshot {
