@@ -8,6 +8,7 @@
 pub mod blocking;
 mod client;
 pub mod cni_names;
+pub mod contract;
 pub mod duration;
 #[cfg(feature = "crd")]
 pub mod location;

@@ -7,16 +7,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The finalizer that keeps a Location until NetHouse confirmed the release of its IP.
-pub const FINALIZER: &str = "nethouse.io/release-ip";
-/// Pod annotation that asks for a fixed IP.
-pub const FIXED_IP_ANNOTATION: &str = "nethouse.io/fixed-ip";
-/// Node label naming the node's network zone.
-pub const ZONE_LABEL: &str = "nethouse.io/network-zone";
-/// StatefulSet annotation: how long the IPs of pods it no longer wants are kept (e.g. `72h`,
-/// `0s` = release at once). On a Location it overrides its StatefulSet's value for that one
-/// Location, e.g. to empty the recycle bin early.
-pub const RETENTION_ANNOTATION: &str = "nethouse.io/ip-retention";
+pub use crate::contract::{FINALIZER, FIXED_IP_ANNOTATION, RETENTION_ANNOTATION, ZONE_LABEL};
 
 /// Where a fixed pod's IP lives.
 // kube's documented form repeats `printcolumn(...)`; clippy reads the repeats as duplicates.

@@ -7,8 +7,8 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use nethouse_scheduler_extender::decide::LocationInfo;
+use nethouse_scheduler_extender::filter::filter;
 use nethouse_scheduler_extender::index::Index;
-use nethouse_scheduler_extender::server::filter;
 
 fn node_json(i: usize) -> String {
     let zone = if i.is_multiple_of(2) { "z1" } else { "z2" };
@@ -60,13 +60,13 @@ fn index(n: usize) -> RwLock<Index> {
         );
     }
     i.apply_location(
-        "db",
-        "redis-0",
+        "db/redis-0".into(),
         LocationInfo {
             ips: vec!["10.9.0.7".into()],
             zone: "z1".into(),
             node: Some("node-0".into()),
             deleting: false,
+            running: true,
         },
     );
     i.set_synced(true);

@@ -14,6 +14,9 @@ pub struct LocationInfo {
     pub node: Option<String>,
     /// Being deleted: counts as absent (its IP is about to be released).
     pub deleting: bool,
+    /// Its phase is `Running`, the one the Location writer sets: the writer compares what it
+    /// would write with what the cache holds.
+    pub running: bool,
 }
 
 /// Reasons are shared: the verdict depends only on the pod and the node's zone (the node is
@@ -101,6 +104,7 @@ mod tests {
             zone: zone.into(),
             node: Some("n1".into()),
             deleting,
+            running: true,
         }
     }
 

@@ -26,28 +26,49 @@ pub struct Index {
 }
 
 impl Index {
-    pub fn apply_node(&mut self, name: &str, zone: Option<&str>) {
-        let zone = zone.map(|z| match self.zone_names.get(z) {
+    fn intern(&mut self, zone: &str) -> Arc<str> {
+        match self.zone_names.get(zone) {
             Some(known) => known.clone(),
             None => {
-                let new: Arc<str> = Arc::from(z);
+                let new: Arc<str> = Arc::from(zone);
                 self.zone_names.insert(new.clone());
                 new
             }
-        });
+        }
+    }
+
+    pub fn apply_node(&mut self, name: &str, zone: Option<&str>) {
+        let zone = zone.map(|z| self.intern(z));
         self.nodes.insert(name.to_string(), zone);
+    }
+
+    /// Every node, from a complete list: nodes not in it are gone.
+    pub fn reset_nodes(&mut self, nodes: Vec<(String, Option<String>)>) {
+        self.nodes.clear();
+        // Zone names of deleted nodes go too: the set only ever holds zones in use.
+        self.zone_names.clear();
+        for (name, zone) in nodes {
+            let zone = zone.as_deref().map(|z| self.intern(z));
+            self.nodes.insert(name, zone);
+        }
     }
 
     pub fn delete_node(&mut self, name: &str) {
         self.nodes.remove(name);
     }
 
-    pub fn apply_location(&mut self, namespace: &str, name: &str, info: LocationInfo) {
-        self.locations.insert(format!("{namespace}/{name}"), info);
+    /// `key`: `namespace/name`.
+    pub fn apply_location(&mut self, key: String, info: LocationInfo) {
+        self.locations.insert(key, info);
     }
 
-    pub fn delete_location(&mut self, namespace: &str, name: &str) {
-        self.locations.remove(&format!("{namespace}/{name}"));
+    pub fn delete_location(&mut self, key: &str) {
+        self.locations.remove(key);
+    }
+
+    /// Every Location, from a complete list: Locations not in it are gone.
+    pub fn reset_locations(&mut self, locations: Vec<(String, LocationInfo)>) {
+        self.locations = locations.into_iter().collect();
     }
 
     pub fn set_zones(&mut self, zones: impl IntoIterator<Item = (String, bool)>) {

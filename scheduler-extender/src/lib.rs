@@ -3,13 +3,17 @@
 //! FailedAndUnresolvable with a reason naming the pod, its IP and both zones. A fixed pod with no
 //! Location yet may go to any zone that still has free addresses. Other pods pass untouched.
 //!
-//! `protocol` reads and writes the scheduler's wire format, `decide` makes the pure decisions,
-//! `index` holds what the decisions need (nodes' zones, Locations, zone capacity), `server` is
-//! the HTTP surface.
+//! `protocol` reads and writes the scheduler's wire format, `decide` makes the pure decisions
+//! and `filter` applies them to a request, `index` holds what the decisions need (nodes'
+//! zones, Locations, zone capacity) and `watch`/`capacity` keep it current, `writer` writes
+//! the Locations, `server` is the HTTP surface.
 #![forbid(unsafe_code)]
 
+pub mod capacity;
 pub mod decide;
+pub mod filter;
 pub mod index;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod watch;
@@ -19,11 +23,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use nethouse_runtime::serve::{DrainArgs, Draining, Serving};
+
 /// A running extender: its HTTP server, watchers and writer.
 pub struct Running {
     pub addr: SocketAddr,
     pub tls: bool,
     pub index: Arc<RwLock<index::Index>>,
+    pub metrics: Arc<metrics::Metrics>,
+    draining: Arc<Draining>,
+    serving: Option<Serving>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -31,6 +40,14 @@ impl Running {
     pub fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)
+    }
+
+    /// Stops the way Kubernetes expects: `/readyz` 503 while requests are still taken, then
+    /// the listener closes and requests in flight finish; the watchers and writer stop last.
+    pub async fn drain(mut self, drain: DrainArgs) {
+        if let Some(serving) = self.serving.take() {
+            serving.drain(&self.draining, drain).await;
+        }
     }
 }
 
@@ -57,25 +74,47 @@ pub async fn start(
     client: kube::Client,
     nethouse: nethouse_api::Client,
     opts: Options,
-) -> anyhow::Result<Running> {
+) -> Result<Running, nethouse_runtime::Error> {
     let index = Arc::new(RwLock::new(index::Index::default()));
-    let mut tasks = watch::start(client.clone(), nethouse, index.clone(), opts.zones_refresh);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let draining = Arc::new(Draining::default());
+    let mut tasks = watch::start(client.clone(), index.clone());
+    tasks.push(tokio::spawn(capacity::poll_zones(
+        nethouse,
+        index.clone(),
+        opts.zones_refresh,
+    )));
     tasks.push(tokio::spawn(writer::run(
         client,
         index.clone(),
         opts.cluster,
+        metrics.clone(),
     )));
     let ext = Arc::new(server::Extender {
         view: index.clone(),
-        metrics: Default::default(),
+        metrics: metrics.clone(),
+        draining: draining.clone(),
     });
-    let (addr, server) = server::serve(server::router(ext), opts.listen, opts.tls.clone()).await?;
-    tasks.push(server);
-    tracing::info!(address = %addr, "scheduler extender serving");
+    let serving =
+        match nethouse_runtime::serve::serve(server::router(ext), opts.listen, opts.tls.clone())
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                for t in tasks {
+                    t.abort();
+                }
+                return Err(e);
+            }
+        };
+    tracing::info!(address = %serving.addr, "scheduler extender serving");
     Ok(Running {
-        addr,
-        tls: opts.tls.is_some(),
+        addr: serving.addr,
+        tls: serving.tls,
         index,
+        metrics,
+        draining,
+        serving: Some(serving),
         tasks,
     })
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use nethouse_api::location::FIXED_IP_ANNOTATION;
+use nethouse_api::contract::FIXED_IP_ANNOTATION;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{0}")]
@@ -114,7 +114,7 @@ impl<'de> Deserialize<'de> for FixedIpAnnotation {
                 while let Some(key) = map.next_key::<BorrowedName<'de>>()? {
                     if key.0 == FIXED_IP_ANNOTATION {
                         let value: BorrowedName<'de> = map.next_value()?;
-                        fixed = value.0.trim().eq_ignore_ascii_case("true");
+                        fixed = nethouse_api::contract::is_fixed(Some(&value.0));
                     } else {
                         map.next_value::<serde::de::IgnoredAny>()?;
                     }

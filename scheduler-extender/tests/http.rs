@@ -14,6 +14,7 @@ async fn http_surface() {
     let ext = Arc::new(Extender {
         view: RwLock::new(Index::default()),
         metrics: Default::default(),
+        draining: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -90,6 +91,20 @@ async fn http_surface() {
             .contains(r#"nethouse_extender_requests_total{verb="filter",result="passthrough"} 1"#),
         "{metrics}"
     );
+
+    // Stopping: /readyz turns 503 and says why, while the other endpoints still answer.
+    ext.draining.start();
+    let readyz = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(readyz.status(), 503);
+    assert_eq!(readyz.text().await.unwrap(), "shutting down");
+    assert_eq!(
+        http.get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -101,14 +116,16 @@ async fn serves_https_when_given_a_certificate() {
     let ext = Arc::new(Extender {
         view: RwLock::new(Index::default()),
         metrics: Default::default(),
+        draining: Default::default(),
     });
-    let (addr, task) = nethouse_scheduler_extender::server::serve(
+    let serving = nethouse_runtime::serve::serve(
         router(ext),
         "127.0.0.1:0".parse().unwrap(),
         Some((cert, key)),
     )
     .await
     .unwrap();
+    let addr = serving.addr;
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
     let https = reqwest::Client::builder()
         .tls_certs_only([ca])
@@ -128,6 +145,6 @@ async fn serves_https_when_given_a_certificate() {
         plain.is_err() || plain.is_ok_and(|r| r.status() != 200),
         "plain HTTP must not be served on the TLS port"
     );
-    task.abort();
+    drop(serving);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,8 +4,8 @@
 use std::sync::RwLock;
 
 use nethouse_scheduler_extender::decide::LocationInfo;
+use nethouse_scheduler_extender::filter::{filter, prioritize};
 use nethouse_scheduler_extender::index::Index;
-use nethouse_scheduler_extender::server::{filter, prioritize};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -16,13 +16,13 @@ fn index() -> RwLock<Index> {
     i.apply_node("n3", Some("z2"));
     i.apply_node("n4", None);
     i.apply_location(
-        "db",
-        "redis-0",
+        "db/redis-0".into(),
         LocationInfo {
             ips: vec!["10.9.0.7".into()],
             zone: "z1".into(),
             node: Some("n2".into()),
             deleting: false,
+            running: true,
         },
     );
     i.set_zones([("z1".to_string(), true), ("z2".to_string(), true)]);
@@ -103,7 +103,7 @@ fn ordinary_pods_pass_through_byte_for_byte() {
 #[test]
 fn a_location_being_deleted_or_a_new_pod_uses_zone_capacity() {
     let idx = index();
-    idx.write().unwrap().delete_location("db", "redis-0");
+    idx.write().unwrap().delete_location("db/redis-0");
     idx.write()
         .unwrap()
         .set_zones([("z1".to_string(), false), ("z2".to_string(), true)]);

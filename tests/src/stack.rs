@@ -118,6 +118,7 @@ pub async fn extender(
         },
     )
     .await
+    .map_err(|e| anyhow::Error::new(e).context("starting the scheduler extender"))
 }
 
 /// The KubeSchedulerConfiguration users apply (`manifests/scheduler/`), written under `dir`
