@@ -109,3 +109,25 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// Without election (`--leader-elect=false`, one replica only): active from the start until
+/// `shutdown` resolves. The controller ending on its own is an error: nothing else stops it.
+pub async fn run_unelected(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    ctx.metrics.leader.set(1);
+    let mut running = AbortOnDrop(crate::start(ctx.clone()));
+    let result = tokio::select! {
+        ended = &mut running.0 => match ended {
+            Err(e) => Err(anyhow::anyhow!("controller stopped: {e}")),
+            Ok(()) => Err(anyhow::anyhow!("controller stopped")),
+        },
+        _ = shutdown => Ok(()),
+    };
+    // Stopped at once, as a leader's controller is: no reconcile starts while the process is
+    // on its way out.
+    drop(running);
+    ctx.metrics.leader.set(0);
+    result
+}

@@ -1,41 +1,27 @@
 //! `nethouse-location-controller`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
 use clap::Parser;
 use nethouse_api::duration::parse_duration;
 use nethouse_location_controller::leader::{self, LeaderOptions};
 use nethouse_location_controller::{Context, Options};
+use nethouse_runtime::args::{KubeArgs, NetHouseArgs};
+use nethouse_runtime::logs::LogArgs;
+use nethouse_runtime::serve::{DrainArgs, Draining};
 
 #[derive(Parser, Debug)]
 #[command(
     about = "Releases fixed pod IPs through NetHouse when their Locations are deleted and the pods are gone; keeps them for a StatefulSet's retention period"
 )]
 struct Args {
-    #[arg(long, env = "KUBECONFIG")]
-    kubeconfig: Option<PathBuf>,
-    #[arg(
-        long = "nethouse",
-        env = "NETHOUSE_SERVER",
-        required = true,
-        value_delimiter = ','
-    )]
-    nethouse: Vec<String>,
-    /// Bearer token of the `controller` role.
-    #[arg(long, env = "NETHOUSE_TOKEN_FILE")]
-    nethouse_token_file: Option<PathBuf>,
-    /// PEM CA bundle trusted for an `https` NetHouse (default: the platform's roots).
-    #[arg(long, env = "NETHOUSE_CA_FILE")]
-    nethouse_ca_file: Option<PathBuf>,
-    /// Cluster name, part of a fixed lease's owner (as in nethouse-cni's config).
-    #[arg(long, default_value = "default")]
-    cluster: String,
+    #[command(flatten)]
+    kube: KubeArgs,
+    // The token must be the `controller` role's: it lists and releases fixed leases.
+    #[command(flatten)]
+    nethouse: NetHouseArgs,
     /// Retention of StatefulSets without `nethouse.io/ip-retention` (e.g. 72h, 30m, 0s).
     #[arg(long, default_value = "72h", value_parser = parse_duration)]
     default_retention: Duration,
@@ -62,103 +48,186 @@ struct Args {
     /// /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     health_listen: SocketAddr,
+    #[command(flatten)]
+    drain: DrainArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
-async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        ctx.metrics.encode(),
-    )
-}
+impl Args {
+    fn identity(&self) -> String {
+        self.identity
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("pid-{}", std::process::id()))
+    }
 
-fn identity(args: &Args) -> String {
-    args.identity
-        .clone()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| format!("pid-{}", std::process::id()))
+    fn leader_options(&self) -> LeaderOptions {
+        LeaderOptions {
+            namespace: self.leader_lease_namespace.clone(),
+            lease_name: self.leader_lease_name.clone(),
+            identity: self.identity(),
+            duration: self.leader_lease_duration,
+            renew_before: self.leader_renew_before,
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let args = Args::parse();
-    let leader_opts = LeaderOptions {
-        namespace: args.leader_lease_namespace.clone(),
-        lease_name: args.leader_lease_name.clone(),
-        identity: identity(&args),
-        duration: args.leader_lease_duration,
-        renew_before: args.leader_renew_before,
-    };
+    args.log.init();
+    let leader_opts = args.leader_options();
     if args.leader_elect {
         leader_opts.validate().map_err(anyhow::Error::msg)?;
     }
-    let config = match &args.kubeconfig {
-        Some(p) => {
-            kube::Config::from_custom_kubeconfig(
-                kube::config::Kubeconfig::read_from(p)?,
-                &Default::default(),
-            )
-            .await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    let client = kube::Client::try_from(config)?;
-    let nh = nethouse_api::ClientConfig::with_token_file(
-        args.nethouse.clone(),
-        args.nethouse_token_file.as_deref(),
-    )?
-    .with_ca_file(args.nethouse_ca_file.as_deref())?;
+    let client = args.kube.client().await?;
+    let nethouse = args.nethouse.client()?;
     let ctx = Context::new(
         client,
-        nethouse_api::Client::new(nh)?,
+        nethouse,
         Options {
-            cluster: args.cluster.clone(),
+            cluster: args.nethouse.cluster.clone(),
             default_retention: args.default_retention,
             orphan_grace: args.orphan_grace,
             sweep_every: args.sweep_interval,
             instance: Some(leader_opts.identity.clone()),
         },
     );
-    // A standby is healthy and ready: readiness means "can take over", and the Service in
-    // front (metrics) should reach every replica.
-    let health = axum::Router::new()
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .route("/readyz", axum::routing::get(|| async { "ready" }))
-        .route("/metrics", axum::routing::get(metrics))
-        .with_state(ctx.clone());
-    let listener = tokio::net::TcpListener::bind(args.health_listen).await?;
-    let serve = axum::serve(listener, health);
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| tracing::warn!(error = %e, "no SIGTERM handler"))
-            .ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-        tracing::info!("shutting down");
+    let draining = Arc::new(Draining::default());
+    let serving = nethouse_runtime::serve::serve(
+        nethouse_location_controller::health::router(ctx.metrics.clone(), draining.clone()),
+        args.health_listen,
+        None,
+    )
+    .await?;
+    tracing::info!(address = %serving.addr, "serving /healthz, /readyz, /metrics");
+
+    // The controller is told to stop through this channel rather than by the signal itself, so
+    // that releasing the Lease and the health server's drain run side by side.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stopped = async move {
+        let _ = stopped.await;
     };
-    if args.leader_elect {
-        tokio::select! {
-            r = serve => r?,
-            r = leader::run(ctx, leader_opts, shutdown) => r?,
+    let elect = args.leader_elect;
+    let controller = async move {
+        if elect {
+            leader::run(ctx, leader_opts, stopped).await
+        } else {
+            leader::run_unelected(ctx, stopped).await
         }
-    } else {
-        ctx.metrics.leader.set(1);
-        let task = nethouse_location_controller::start(ctx);
-        tokio::select! {
-            r = serve => r?,
-            _ = shutdown => {}
-            _ = task => anyhow::bail!("controller stopped"),
+    };
+    tokio::pin!(controller);
+    let why = tokio::select! {
+        ended = &mut controller => {
+            // Only a stop asked for ends it cleanly; anything before the signal is a failure.
+            ended?;
+            anyhow::bail!("controller stopped");
         }
+        why = nethouse_runtime::shutdown::signal() => why,
+    };
+    tracing::info!(signal = why, "shutting down");
+    let _ = stop.send(());
+    let (ended, ()) = tokio::join!(controller, serving.drain(&draining, args.drain));
+    ended
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+
+    /// Parses as the binary does, but with every `env` fallback removed, so the test sees the
+    /// built-in defaults whatever the environment (KUBECONFIG, POD_NAME, ...) holds.
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        let cmd = Args::command().mut_args(|a| a.env(None));
+        let matches = cmd.try_get_matches_from(std::iter::once("x").chain(argv.iter().copied()))?;
+        Args::from_arg_matches(&matches)
     }
-    Ok(())
+
+    #[test]
+    fn the_command_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_and_their_defaults() {
+        let a = parse(&["--nethouse", "http://a:1,http://b:2"]).unwrap();
+        assert_eq!(a.nethouse.nethouse, ["http://a:1", "http://b:2"]);
+        assert_eq!(a.nethouse.nethouse_token_file, None);
+        assert_eq!(a.nethouse.nethouse_ca_file, None);
+        assert_eq!(a.nethouse.cluster, "default");
+        assert_eq!(a.kube.kubeconfig, None);
+        assert_eq!(a.default_retention, Duration::from_secs(72 * 3600));
+        assert_eq!(a.orphan_grace, Duration::from_secs(300));
+        assert_eq!(a.sweep_interval, Duration::from_secs(60));
+        assert!(a.leader_elect);
+        assert_eq!(a.leader_lease_namespace, "nethouse-system");
+        assert_eq!(a.leader_lease_name, "nethouse-location-controller");
+        assert_eq!(a.identity, None);
+        assert_eq!(a.leader_lease_duration, Duration::from_secs(15));
+        assert_eq!(a.leader_renew_before, Duration::from_secs(5));
+        assert_eq!(a.health_listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(a.drain.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(a.drain.shutdown_grace, Duration::from_secs(20));
+        assert_eq!(a.log.log_format, nethouse_runtime::logs::LogFormat::Text);
+        assert!(a.leader_options().validate().is_ok());
+
+        // Every flag the manifests, the e2e tests and the demo pass.
+        let a = parse(&[
+            "--kubeconfig=/k",
+            "--nethouse=https://nethouse:7420",
+            "--nethouse-token-file=/etc/nethouse/controller.token",
+            "--nethouse-ca-file=/etc/nethouse/ca.crt",
+            "--cluster=e2e",
+            "--default-retention=0s",
+            "--orphan-grace=5s",
+            "--sweep-interval=2s",
+            "--leader-elect=false",
+            "--leader-lease-namespace=default",
+            "--leader-lease-name=l",
+            "--identity=ctl-a",
+            "--leader-lease-duration=4s",
+            "--leader-renew-before=2s",
+            "--health-listen=127.0.0.1:9090",
+            "--shutdown-delay=1s",
+            "--shutdown-grace=3s",
+            "--log-format=json",
+        ])
+        .unwrap();
+        assert_eq!(a.kube.kubeconfig.as_deref(), Some("/k".as_ref()));
+        assert_eq!(a.nethouse.cluster, "e2e");
+        assert_eq!(a.default_retention, Duration::ZERO);
+        assert!(!a.leader_elect);
+        let opts = a.leader_options();
+        assert_eq!(
+            (opts.namespace.as_str(), opts.lease_name.as_str()),
+            ("default", "l")
+        );
+        assert_eq!(opts.identity, "ctl-a");
+        assert_eq!(opts.duration, Duration::from_secs(4));
+        assert_eq!(opts.renew_before, Duration::from_secs(2));
+        assert_eq!(a.health_listen, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(a.drain.shutdown_delay, Duration::from_secs(1));
+        assert_eq!(a.log.log_format, nethouse_runtime::logs::LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        let e = parse(&[]).unwrap_err().to_string();
+        assert!(e.contains("--nethouse <NETHOUSE>"), "{e}");
+        let e = parse(&["--nethouse=http://a:1", "--orphan-grace=soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--orphan-grace"), "{e}");
+
+        let a = parse(&[
+            "--nethouse=http://a:1",
+            "--nethouse-token-file=/nonexistent/controller.token",
+        ])
+        .unwrap();
+        let e = a.nethouse.client().unwrap_err().to_string();
+        assert!(e.starts_with("--nethouse-token-file: "), "{e}");
+    }
 }

@@ -145,8 +145,16 @@ impl Metrics {
         }
     }
 
+    /// What `/metrics` answers, through [`nethouse_runtime::metrics::response`] as in every
+    /// binary.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The text `/metrics` serves, for tests that read the counters without a server.
     pub fn encode(&self) -> String {
         let mut out = String::new();
+        // Encoding into a String only fails on a formatter error, which String never raises.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }

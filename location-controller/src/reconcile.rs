@@ -23,7 +23,8 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, ResourceExt};
 use nethouse_api::Owner;
-use nethouse_api::location::{FINALIZER, Location, LocationPhase};
+use nethouse_api::contract::FINALIZER;
+use nethouse_api::location::{Location, LocationPhase};
 use serde_json::json;
 
 use crate::context::Run;

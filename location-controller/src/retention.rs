@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use nethouse_api::contract::RETENTION_ANNOTATION;
 use nethouse_api::duration::parse_duration;
 
 /// What the controller knows of a StatefulSet.
@@ -77,7 +78,7 @@ pub fn retention(
         let Some(v) = value else { continue };
         match parse_duration(v) {
             Ok(d) => return (d, v.trim().to_string(), skipped),
-            Err(e) => skipped.push(format!("{source} nethouse.io/ip-retention: {e}")),
+            Err(e) => skipped.push(format!("{source} {RETENTION_ANNOTATION}: {e}")),
         }
     }
     (default, format_duration(default), skipped)

@@ -8,7 +8,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
-use nethouse_api::location::{Location, LocationPhase, RETENTION_ANNOTATION};
+use nethouse_api::contract::RETENTION_ANNOTATION;
+use nethouse_api::location::{Location, LocationPhase};
 
 use crate::error::{Error, kube_err};
 use crate::retention::{LocView, StsView};
