@@ -4,10 +4,11 @@
 set -euo pipefail
 
 # containernetworking-plugins: Debian's bridge/macvlan/host-local for the CNI tests and bench;
-# iputils-ping: the netns tests prove connectivity with ping; etcd-server: the control plane's etcd;
+# iputils-ping: the netns tests prove connectivity with ping; etcd-server: the control plane's etcd
+# (etcd-client: etcdctl, for tests that change etcd behind the apiserver's back);
 # musl-tools (musl-gcc, for aws-lc's C code), libc6-dev (libc.a, the glibc fallback) and binutils
 # (readelf): the static nethouse-cni (scripts/build-cni-static.sh, which adds the Rust musl target).
-packages=(openssl curl iproute2 containernetworking-plugins iputils-ping etcd-server musl-tools libc6-dev binutils)
+packages=(openssl curl iproute2 containernetworking-plugins iputils-ping etcd-server etcd-client musl-tools libc6-dev binutils)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

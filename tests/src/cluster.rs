@@ -41,7 +41,11 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     pub server: String,
     pub bin: Binaries,
+    /// etcd's client URL (plain HTTP on loopback).
+    pub etcd_url: String,
     procs: Vec<(&'static str, Child)>,
+    /// kube-apiserver's flags, to start it again ([`Cluster::restart_apiserver`]).
+    apiserver_args: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -51,7 +55,11 @@ fn spawn(
     args: &[String],
     logs: &Path,
 ) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+    // Appended: a component started again (kube-apiserver after a restart) keeps one log.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join(format!("{name}.log")))?;
     Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -78,7 +86,9 @@ impl Cluster {
             dir: dir.clone(),
             server: server.clone(),
             bin,
+            etcd_url: String::new(),
             procs: Vec::new(),
+            apiserver_args: Vec::new(),
             _tmp: Some(tmp),
         };
         for who in ["admin", "controller-manager", "scheduler"] {
@@ -101,12 +111,10 @@ impl Cluster {
             &logs,
         )?;
         cluster.procs.push(("etcd", etcd));
+        cluster.etcd_url = etcd_url.clone();
 
         let f = |n: &str| pki.file(n);
-        let apiserver = spawn(
-            "kube-apiserver",
-            &cluster.bin.k8s.join("kube-apiserver"),
-            &[
+        cluster.apiserver_args = vec![
                 format!("--etcd-servers={etcd_url}"),
                 "--bind-address=127.0.0.1".into(),
                 "--advertise-address=127.0.0.1".into(),
@@ -121,7 +129,11 @@ impl Cluster {
                 "--authorization-mode=Node,RBAC".into(),
                 "--allow-privileged=true".into(),
                 "--profiling=false".into(),
-            ],
+        ];
+        let apiserver = spawn(
+            "kube-apiserver",
+            &cluster.bin.k8s.join("kube-apiserver"),
+            &cluster.apiserver_args,
             &logs,
         )?;
         cluster.procs.push(("kube-apiserver", apiserver));
@@ -221,6 +233,58 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// Stops kube-apiserver, runs `while_down` (e.g. changes made behind its back in etcd),
+    /// starts it again with the same flags and waits until it is ready. Every watch on it
+    /// breaks; a client resuming from a revision the new apiserver no longer serves must list
+    /// again.
+    pub fn restart_apiserver(
+        &mut self,
+        while_down: impl FnOnce(&Cluster) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let i = self
+            .procs
+            .iter()
+            .position(|(n, _)| *n == "kube-apiserver")
+            .context("kube-apiserver is not running")?;
+        let child = &mut self.procs[i].1;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        while_down(self)?;
+        let again = spawn(
+            "kube-apiserver",
+            &self.bin.k8s.join("kube-apiserver"),
+            &self.apiserver_args,
+            &self.dir.join("logs"),
+        )?;
+        self.procs[i].1 = again;
+        self.wait_ready(Duration::from_secs(90))
+    }
+
+    /// Runs Debian's etcdctl (v3 API) against the cluster's etcd; the error carries its stderr.
+    pub fn etcdctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.etcd_url))
+            .args(args)
+            .output()
+            .context("running etcdctl (Debian's etcd-client)")?;
+        if !out.status.success() {
+            bail!(
+                "etcdctl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Fails if a component has exited.
