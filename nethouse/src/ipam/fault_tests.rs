@@ -113,3 +113,39 @@ async fn a_failed_read_during_a_refresh_changes_nothing() {
     assert_eq!(here.subnets()[0].usage.cooling, 1);
     assert_eq!(here.inconsistencies(), Vec::<String>::new());
 }
+
+/// The store applied an allocation but its answer was lost (a timeout after the commit). The
+/// lease is learned at once, so the caller's retry gets it back instead of "exhausted" (it holds
+/// the subnet's one address), and nothing is counted twice.
+#[tokio::test]
+async fn a_lost_answer_to_an_allocation_is_learned_at_once() {
+    let (ipam, _, store) = flaky("10.9.0.0/30").await;
+    store.lose_next_answer();
+    assert!(
+        ipam.allocate(fixed("redis-0", "c1", "n1", "z1"))
+            .await
+            .is_err()
+    );
+    assert_eq!(ipam.inconsistencies(), Vec::<String>::new());
+    let again = ipam
+        .allocate(fixed("redis-0", "c1", "n1", "z1"))
+        .await
+        .unwrap();
+    assert_eq!(again.1, AllocOutcome::Existing);
+    assert_eq!(again.0.lease.ips[0].ip.to_string(), "10.9.0.2");
+}
+
+/// The same for a released address picked again: it must not stay in the released queue as
+/// well, where the usage would count it free.
+#[tokio::test]
+async fn a_lost_answer_to_a_reuse_leaves_the_address_counted_once() {
+    let (ipam, clock, store) = flaky("10.9.0.0/30").await;
+    ipam.allocate(ephemeral("c1", "n1", "z1")).await.unwrap();
+    ipam.detach(del("c1", None)).await.unwrap();
+    clock.advance_ms(COOLDOWN_MS);
+    store.lose_next_answer();
+    assert!(ipam.allocate(ephemeral("c2", "n1", "z1")).await.is_err());
+    let u = &ipam.subnets()[0].usage;
+    assert_eq!((u.attached, u.cooling, u.free), (1, 0, 0), "{u:?}");
+    assert_eq!(ipam.inconsistencies(), Vec::<String>::new());
+}

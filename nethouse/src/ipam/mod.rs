@@ -202,15 +202,7 @@ impl<S: Store> Ipam<S> {
                     self.refresh(&conflicted).await?;
                 }
                 Err(e) => {
-                    // The outcome is unknown only to a store that can time out after applying.
-                    // The picks go back first (a reused one left the released queue when it was
-                    // picked), then the store's word on each corrects the pool and the cache.
-                    self.give_back(picks.clone());
-                    for (subnet, pick) in &picks {
-                        if let Some(ip) = self.ip_of(subnet, pick.offset()) {
-                            let _ = self.refresh(&ip_key(subnet, ip)).await;
-                        }
-                    }
+                    self.settle_unknown(&key, picks).await;
                     return Err(e.into());
                 }
             }
@@ -220,8 +212,29 @@ impl<S: Store> Ipam<S> {
         })
     }
 
-    fn ip_of(&self, subnet: &str, off: u128) -> Option<std::net::IpAddr> {
-        self.state().subnets.get(subnet)?.subnet.cidr.nth(off)
+    /// After a commit whose outcome is unknown (a store that can time out after applying): the
+    /// store's word on the lease decides. Re-reading the lease key learns the lease and every
+    /// address it holds if the write landed; a pick goes back to the pool only while the view
+    /// still has it as it was picked. Were the lease left unread, the owner's retry would find
+    /// its own addresses taken and answer "exhausted", and the lease would stay unknown here.
+    async fn settle_unknown(&self, key: &OwnerKey, picks: Vec<(String, Pick)>) {
+        let learned = self.refresh(&lease_key(key)).await.is_ok();
+        let mut st = self.state();
+        for (subnet, pick) in picks {
+            let Some(ip) = st
+                .subnets
+                .get(&subnet)
+                .and_then(|e| e.subnet.cidr.nth(pick.offset()))
+            else {
+                continue;
+            };
+            // Unread, the pick goes back: a wrong guess costs one conflict, a lost one an address.
+            if (!learned || still_as_picked(&pick, st.ips.get(&ip)))
+                && let Some(e) = st.subnets.get_mut(&subnet)
+            {
+                e.pool.give_back(pick);
+            }
+        }
     }
 
     fn give_back(&self, picks: Vec<(String, Pick)>) {
@@ -340,14 +353,12 @@ impl<S: Store> Ipam<S> {
             let entry = st.subnets.get_mut(subnet)?;
             let pick = entry.pool.pick(now, cooldown)?;
             let ip = entry.subnet.cidr.nth(pick.offset())?;
-            match (&pick, st.ips.get(&ip)) {
-                (Pick::Fresh(_), None) => return Some((ip, pick, Expect::Absent)),
-                (Pick::Reused(_, at), Some(c)) if c.value == IpState::Released(*at) => {
-                    return Some((ip, pick, Expect::Revision(c.rev)));
-                }
-                // Stale pool entry: the cache knows better; drop it and try the next.
-                _ => continue,
+            let cached = st.ips.get(&ip);
+            if still_as_picked(&pick, cached) {
+                let check = cached.map_or(Expect::Absent, |c| Expect::Revision(c.rev));
+                return Some((ip, pick, check));
             }
+            // Stale pool entry: the cache knows better; drop it and try the next.
         }
     }
 
@@ -649,6 +660,16 @@ impl<S: Store> Ipam<S> {
     }
 }
 
+/// Whether the view still has a picked address as the pool offered it: never used, or released
+/// at the time the pool recorded.
+fn still_as_picked(pick: &Pick, cached: Option<&Cached<IpState>>) -> bool {
+    match (pick, cached) {
+        (Pick::Fresh(_), None) => true,
+        (Pick::Reused(_, at), Some(c)) => c.value == IpState::Released(*at),
+        _ => false,
+    }
+}
+
 fn resp(outcome: &str) -> DetachResponse {
     DetachResponse {
         outcome: outcome.to_string(),
@@ -709,5 +730,7 @@ fn plan_existing(
 
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,11 @@
-//! Property test: random sequences of allocate / detach / release / gc / restart / time over
-//! small dual-stack subnets never give one address to two owners, never lose or change a fixed
-//! lease, and never hand out an address inside its cooldown.
+//! Property test: random sequences of allocate / detach / release / gc / restart / time and
+//! store faults over small dual-stack subnets never give one address to two owners, never lose
+//! or change a fixed lease, never hand out an address inside its cooldown, keep every subnet's
+//! counts adding up, and leave the in-memory view equal to what a fresh read of the store gives.
+//!
+//! A store fault hits the next operation's first commit: either nothing is written, or the write
+//! lands and the answer is lost (a timeout after the commit). The caller then retries once, as
+//! the CNI plugin and the location controller do.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -9,20 +14,43 @@ use nethouse_api::{AttachmentRef, LeaseFilter, LeaseKind};
 use proptest::prelude::*;
 
 use super::tests::{COOLDOWN_MS, del, ephemeral, fixed, ipam_on, owner, subnet};
-use super::{Ipam, IpamError};
+use super::{Ipam, IpamConfig, IpamError};
 use crate::clock::{Clock, ManualClock};
+use crate::store::Store;
+use crate::store::faulty::FaultyStore;
 use crate::store::memory::MemoryStore;
 
 #[derive(Clone, Debug)]
 enum Op {
-    AllocFixed { pod: u8, node: u8 },
-    AllocEphemeral { node: u8 },
-    DelFixed { pod: u8, stale: bool },
-    DelEphemeral { pick: u8 },
-    Release { pod: u8 },
-    Gc { node: u8, keep: u8 },
+    AllocFixed {
+        pod: u8,
+        node: u8,
+    },
+    AllocEphemeral {
+        node: u8,
+    },
+    DelFixed {
+        pod: u8,
+        stale: bool,
+    },
+    DelEphemeral {
+        pick: u8,
+    },
+    Release {
+        pod: u8,
+    },
+    Gc {
+        node: u8,
+        keep: u8,
+    },
     Restart,
-    Advance { ms: u64 },
+    Advance {
+        ms: u64,
+    },
+    /// Arms a fault for the next operation's first commit.
+    Fault {
+        lost_answer: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -35,6 +63,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3, any::<u8>()).prop_map(|(node, keep)| Op::Gc { node, keep }),
         1 => Just(Op::Restart),
         2 => (0u64..2 * COOLDOWN_MS).prop_map(|ms| Op::Advance { ms }),
+        2 => any::<bool>().prop_map(|lost_answer| Op::Fault { lost_answer }),
     ]
 }
 
@@ -58,7 +87,11 @@ impl Model {
     fn check_fresh_allocation(&self, ips: &[IpAddr], now: u64) {
         for ip in ips {
             if let Some(at) = self.released_at.get(ip) {
-                assert!(now >= at + COOLDOWN_MS, "{ip} reused {} ms after its release", now - at);
+                assert!(
+                    now >= at + COOLDOWN_MS,
+                    "{ip} reused {} ms after its release",
+                    now - at
+                );
             }
         }
     }
@@ -70,163 +103,265 @@ impl Model {
     }
 }
 
-async fn check_invariants(ipam: &Ipam<MemoryStore>, model: &Model) {
-    let leases = ipam.list(&LeaseFilter { limit: Some(5000), ..Default::default() }).unwrap().items;
+async fn load(store: FaultyStore, clock: &ManualClock) -> Ipam<FaultyStore> {
+    let config = IpamConfig {
+        default_cooldown_ms: COOLDOWN_MS,
+    };
+    Ipam::load(store, std::sync::Arc::new(clock.clone()), config)
+        .await
+        .unwrap()
+}
+
+fn all_leases<S: Store>(ipam: &Ipam<S>) -> Vec<nethouse_api::Lease> {
+    let filter = LeaseFilter {
+        limit: Some(5000),
+        ..Default::default()
+    };
+    ipam.list(&filter).unwrap().items
+}
+
+async fn check_invariants(
+    ipam: &Ipam<FaultyStore>,
+    model: &Model,
+    truth: &MemoryStore,
+    clock: &ManualClock,
+) {
+    let leases = all_leases(ipam);
     let mut seen = HashSet::new();
     for l in &leases {
         for lip in &l.ips {
             assert!(seen.insert(lip.ip), "{} handed to two owners", lip.ip);
         }
     }
-    for (pod, (ips, _)) in &model.fixed {
-        let l = ipam.lease_by_owner(&owner(&format!("p{pod}"))).expect("fixed lease lost");
+    for (pod, (ips, cur)) in &model.fixed {
+        let l = ipam
+            .lease_by_owner(&owner(&format!("p{pod}")))
+            .expect("fixed lease lost");
         let got: Vec<IpAddr> = l.ips.iter().map(|x| x.ip).collect();
         assert_eq!(&got, ips, "fixed lease of p{pod} changed");
+        let attached = l.attachment.map(|a| a.container_id);
+        assert_eq!(&attached, cur, "attachment of p{pod}");
     }
     let fixed_count = leases.iter().filter(|l| l.kind == LeaseKind::Fixed).count();
     assert_eq!(fixed_count, model.fixed.len());
-    assert!(ipam.inconsistencies().is_empty(), "{:?}", ipam.inconsistencies());
+    let ephemeral_count = leases.len() - fixed_count;
+    assert_eq!(ephemeral_count, model.ephemeral.len());
+    assert!(
+        ipam.inconsistencies().is_empty(),
+        "{:?}",
+        ipam.inconsistencies()
+    );
+    for s in ipam.subnets() {
+        let u = &s.usage;
+        let held = (u.attached + u.retained + u.cooling) as u128;
+        assert_eq!(u.free, u.capacity - held, "free count of {}: {u:?}", s.name);
+    }
+    // The view is a cache of the store: a fresh read of the store must give the same answers.
+    let fresh = ipam_on(truth.clone(), clock).await;
+    assert_eq!(leases, all_leases(&fresh), "leases differ from the store's");
+    assert_eq!(
+        ipam.subnets(),
+        fresh.subnets(),
+        "subnet usage differs from the store's"
+    );
+}
+
+/// Runs a call; when it failed on an injected store fault, runs it again (the client's retry).
+/// Gives the answer and whether it is a retry's.
+macro_rules! retried {
+    ($armed:expr, $call:expr) => {{
+        match $call {
+            Err(IpamError::Store(_)) if $armed => ($call, true),
+            other => (other, false),
+        }
+    }};
 }
 
 async fn run(ops: Vec<Op>) {
     let clock = ManualClock::new(1_000_000);
-    let store = MemoryStore::new();
-    let mut ipam = ipam_on(store.clone(), &clock).await;
+    let store = FaultyStore::default();
+    let mut ipam = load(store.clone(), &clock).await;
     ipam.add_subnet(&subnet("z1", "10.9.0.0/29")).await.unwrap();
     ipam.add_subnet(&subnet("z1", "fd00::/125")).await.unwrap();
     let mut m = Model::default();
+    let mut armed = false;
     for op in ops {
-        let now = clock.now_ms();
-        match op {
-            Op::AllocFixed { pod, node } => {
-                let cid = m.cid();
-                match ipam.allocate(fixed(&format!("p{pod}"), &cid, &format!("n{node}"), "z1")).await {
-                    Ok((r, _)) => {
-                        let ips: Vec<IpAddr> = r.lease.ips.iter().map(|x| x.ip).collect();
-                        assert_eq!(ips.len(), 2, "dual-stack gives one of each");
-                        match m.fixed.get_mut(&pod) {
-                            Some((known, cur)) => {
-                                assert_eq!(known, &ips, "same name, same IP");
-                                if let Some(old) = cur.replace(cid) {
-                                    m.old_containers.entry(pod).or_default().push(old);
-                                }
-                            }
-                            None => {
-                                m.check_fresh_allocation(&ips, now);
-                                m.fixed.insert(pod, (ips, Some(cid)));
+        let fault = matches!(op, Op::Fault { .. });
+        step(&mut ipam, &store, &clock, &mut m, op, armed).await;
+        // A fault is for the one op after it, which consumed it or committed nothing.
+        if armed && !fault {
+            store.disarm();
+        }
+        armed = fault;
+        check_invariants(&ipam, &m, &store.inner, &clock).await;
+    }
+}
+
+async fn step(
+    ipam: &mut Ipam<FaultyStore>,
+    store: &FaultyStore,
+    clock: &ManualClock,
+    m: &mut Model,
+    op: Op,
+    armed: bool,
+) {
+    let now = clock.now_ms();
+    match op {
+        Op::AllocFixed { pod, node } => {
+            let cid = m.cid();
+            let req = fixed(&format!("p{pod}"), &cid, &format!("n{node}"), "z1");
+            match retried!(armed, ipam.allocate(req.clone()).await).0 {
+                Ok((r, _)) => {
+                    let ips: Vec<IpAddr> = r.lease.ips.iter().map(|x| x.ip).collect();
+                    assert_eq!(ips.len(), 2, "dual-stack gives one of each");
+                    match m.fixed.get_mut(&pod) {
+                        Some((known, cur)) => {
+                            assert_eq!(known, &ips, "same name, same IP");
+                            if let Some(old) = cur.replace(cid) {
+                                m.old_containers.entry(pod).or_default().push(old);
                             }
                         }
+                        None => {
+                            m.check_fresh_allocation(&ips, now);
+                            m.fixed.insert(pod, (ips, Some(cid)));
+                        }
                     }
-                    Err(IpamError::ZoneExhausted { .. }) => assert!(!m.fixed.contains_key(&pod)),
-                    Err(e) => panic!("{e}"),
                 }
+                Err(IpamError::ZoneExhausted { .. }) => assert!(!m.fixed.contains_key(&pod)),
+                Err(e) => panic!("{e}"),
             }
-            Op::AllocEphemeral { node } => {
-                let cid = m.cid();
-                match ipam.allocate(ephemeral(&cid, &format!("n{node}"), "z1")).await {
-                    Ok((r, _)) => {
-                        let ips: Vec<IpAddr> = r.lease.ips.iter().map(|x| x.ip).collect();
-                        m.check_fresh_allocation(&ips, now);
-                        m.ephemeral.insert(cid, (ips, format!("n{node}")));
-                    }
-                    Err(IpamError::ZoneExhausted { .. }) => {}
-                    Err(e) => panic!("{e}"),
+        }
+        Op::AllocEphemeral { node } => {
+            let cid = m.cid();
+            let req = ephemeral(&cid, &format!("n{node}"), "z1");
+            match retried!(armed, ipam.allocate(req.clone()).await).0 {
+                Ok((r, _)) => {
+                    let ips: Vec<IpAddr> = r.lease.ips.iter().map(|x| x.ip).collect();
+                    m.check_fresh_allocation(&ips, now);
+                    m.ephemeral.insert(cid, (ips, format!("n{node}")));
                 }
+                Err(IpamError::ZoneExhausted { .. }) => {}
+                Err(e) => panic!("{e}"),
             }
-            Op::DelFixed { pod, stale } => {
-                let cid = if stale {
-                    m.old_containers.get(&pod).and_then(|v| v.first().cloned())
-                } else {
-                    m.fixed.get(&pod).and_then(|(_, c)| c.clone())
-                };
-                let Some(cid) = cid else { continue };
-                let out = ipam.detach(del(&cid, Some(&format!("p{pod}")))).await.unwrap();
-                if let Some((_, cur)) = m.fixed.get_mut(&pod)
-                    && cur.as_deref() == Some(cid.as_str())
-                {
+        }
+        Op::DelFixed { pod, stale } => {
+            let cid = if stale {
+                m.old_containers.get(&pod).and_then(|v| v.first().cloned())
+            } else {
+                m.fixed.get(&pod).and_then(|(_, c)| c.clone())
+            };
+            let Some(cid) = cid else { return };
+            let req = del(&cid, Some(&format!("p{pod}")));
+            let (out, again) = retried!(armed, ipam.detach(req.clone()).await);
+            let out = out.unwrap();
+            assert_ne!(out.outcome, "released", "DEL never releases a fixed lease");
+            if let Some((_, cur)) = m.fixed.get_mut(&pod)
+                && cur.as_deref() == Some(cid.as_str())
+            {
+                // A retry finds the work done by the lost first attempt.
+                if !again {
                     assert_eq!(out.outcome, "detached");
-                    *cur = None;
-                } else {
-                    assert_ne!(out.outcome, "released", "DEL never releases a fixed lease");
                 }
+                *cur = None;
             }
-            Op::DelEphemeral { pick } => {
-                let mut cids: Vec<String> = m.ephemeral.keys().cloned().collect();
-                cids.sort();
-                if cids.is_empty() {
-                    continue;
-                }
-                let cid = cids[pick as usize % cids.len()].clone();
-                let out = ipam.detach(del(&cid, None)).await.unwrap();
-                assert_eq!(out.outcome, "released");
-                let (ips, _) = m.ephemeral.remove(&cid).unwrap();
-                m.released(&ips, now);
-                assert_eq!(ipam.detach(del(&cid, None)).await.unwrap().outcome, "not_found");
+        }
+        Op::DelEphemeral { pick } => {
+            let mut cids: Vec<String> = m.ephemeral.keys().cloned().collect();
+            cids.sort();
+            if cids.is_empty() {
+                return;
             }
-            Op::Release { pod } => {
-                let got = ipam.release(&owner(&format!("p{pod}"))).await.unwrap();
-                match m.fixed.remove(&pod) {
-                    Some((ips, _)) => {
-                        assert!(got.is_some());
-                        m.released(&ips, now);
-                    }
-                    None => assert!(got.is_none()),
-                }
-                m.old_containers.remove(&pod);
+            let cid = cids[pick as usize % cids.len()].clone();
+            let (out, again) = retried!(armed, ipam.detach(del(&cid, None)).await);
+            let out = out.unwrap().outcome;
+            if again {
+                assert!(out == "released" || out == "not_found", "{out}");
+            } else {
+                assert_eq!(out, "released");
             }
-            Op::Gc { node, keep } => {
-                let node = format!("n{node}");
-                let mut on_node: Vec<String> = m
-                    .ephemeral
-                    .iter()
-                    .filter(|(_, (_, n))| *n == node)
-                    .map(|(c, _)| c.clone())
-                    .collect();
-                on_node.sort();
-                let valid: Vec<String> = on_node
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| keep & (1 << (i % 8)) != 0)
-                    .map(|(_, c)| c.clone())
-                    .collect();
-                // Fixed pods attached on the node stay valid half of the time.
-                let mut refs: Vec<AttachmentRef> = valid
-                    .iter()
-                    .map(|c| AttachmentRef { container_id: c.clone(), ifname: "eth0".into() })
-                    .collect();
-                if keep & 1 == 1 {
-                    for (_, cur) in m.fixed.values() {
-                        if let Some(c) = cur {
-                            refs.push(AttachmentRef { container_id: c.clone(), ifname: "eth0".into() });
-                        }
-                    }
-                }
-                let out = ipam.gc(&node, &refs).await;
-                assert!(out.errors.is_empty(), "{out:?}");
-                for c in on_node.iter().filter(|c| !valid.contains(c)) {
-                    let (ips, _) = m.ephemeral.remove(c).unwrap();
+            let (ips, _) = m.ephemeral.remove(&cid).unwrap();
+            m.released(&ips, now);
+            assert_eq!(
+                ipam.detach(del(&cid, None)).await.unwrap().outcome,
+                "not_found"
+            );
+        }
+        Op::Release { pod } => {
+            let who = owner(&format!("p{pod}"));
+            let (got, again) = retried!(armed, ipam.release(&who).await);
+            let got = got.unwrap();
+            match m.fixed.remove(&pod) {
+                Some((ips, _)) => {
+                    assert!(again || got.is_some());
                     m.released(&ips, now);
                 }
-                // Fixed pods on that node that were not listed lost their attachment, not their IP.
-                for (pod, (_, cur)) in m.fixed.iter_mut() {
-                    let l = ipam.lease_by_owner(&owner(&format!("p{pod}"))).unwrap();
-                    if l.attachment.is_none() {
-                        *cur = None;
-                    }
+                None => assert!(got.is_none()),
+            }
+            m.old_containers.remove(&pod);
+        }
+        Op::Gc { node, keep } => {
+            let node = format!("n{node}");
+            let mut on_node: Vec<String> = m
+                .ephemeral
+                .iter()
+                .filter(|(_, (_, n))| *n == node)
+                .map(|(c, _)| c.clone())
+                .collect();
+            on_node.sort();
+            let valid: Vec<String> = on_node
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| keep & (1 << (i % 8)) != 0)
+                .map(|(_, c)| c.clone())
+                .collect();
+            // Fixed pods attached on the node stay valid half of the time.
+            let mut refs: Vec<AttachmentRef> = valid
+                .iter()
+                .map(|c| AttachmentRef {
+                    container_id: c.clone(),
+                    ifname: "eth0".into(),
+                })
+                .collect();
+            if keep & 1 == 1 {
+                for c in m.fixed.values().filter_map(|(_, cur)| cur.as_ref()) {
+                    refs.push(AttachmentRef {
+                        container_id: c.clone(),
+                        ifname: "eth0".into(),
+                    });
                 }
             }
-            Op::Restart => {
-                drop(ipam);
-                ipam = ipam_on(store.clone(), &clock).await;
+            let mut out = ipam.gc(&node, &refs).await;
+            if armed && !out.errors.is_empty() {
+                out = ipam.gc(&node, &refs).await;
             }
-            Op::Advance { ms } => clock.advance_ms(ms),
+            assert!(out.errors.is_empty(), "{out:?}");
+            for c in on_node.iter().filter(|c| !valid.contains(c)) {
+                let (ips, _) = m.ephemeral.remove(c).unwrap();
+                m.released(&ips, now);
+            }
+            // Fixed pods on that node that were not listed lost their attachment, not their IP.
+            for (pod, (_, cur)) in m.fixed.iter_mut() {
+                let l = ipam.lease_by_owner(&owner(&format!("p{pod}"))).unwrap();
+                if l.attachment.is_none() {
+                    *cur = None;
+                }
+            }
         }
-        check_invariants(&ipam, &m).await;
+        Op::Restart => *ipam = load(store.clone(), clock).await,
+        Op::Advance { ms } => clock.advance_ms(ms),
+        Op::Fault { lost_answer } => {
+            store.disarm();
+            if lost_answer {
+                store.lose_next_answer();
+            } else {
+                store.fail_next_commit();
+            }
+        }
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
     #[test]
     fn leases_keep_their_promises(ops in prop::collection::vec(op(), 1..80)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -1,6 +1,7 @@
 //! A memory store that misbehaves on request, for tests of what the IPAM and the server do
-//! when the store fails or is slow: its next commit fails without applying, every read of an
-//! address key fails, or its next commit applies and then holds its caller until released.
+//! when the store fails or is slow: its next commit fails without applying, or applies and then
+//! fails (a timeout after the write landed), every read of an address key fails, or its next
+//! commit applies and then holds its caller until released.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +21,7 @@ pub struct FaultyStore {
 #[derive(Default)]
 struct Faults {
     fail_next_commit: AtomicBool,
+    lose_next_answer: AtomicBool,
     fail_address_reads: AtomicBool,
     hold_next_commit: AtomicBool,
     committed: Notify,
@@ -30,6 +32,17 @@ impl FaultyStore {
     /// The next commit fails and applies nothing (a full disk, a lost connection).
     pub fn fail_next_commit(&self) {
         self.faults.fail_next_commit.store(true, Ordering::SeqCst);
+    }
+
+    /// The next commit applies, then reports a failure: the caller cannot tell what happened.
+    pub fn lose_next_answer(&self) {
+        self.faults.lose_next_answer.store(true, Ordering::SeqCst);
+    }
+
+    /// Forgets a commit fault that no commit consumed.
+    pub fn disarm(&self) {
+        self.faults.fail_next_commit.store(false, Ordering::SeqCst);
+        self.faults.lose_next_answer.store(false, Ordering::SeqCst);
     }
 
     /// Reads of address keys (`i/...`) fail while `on`.
@@ -79,6 +92,11 @@ impl Store for FaultyStore {
             });
         }
         let out = self.inner.commit(txn).await;
+        if self.faults.lose_next_answer.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Commit {
+                message: "injected after applying".into(),
+            });
+        }
         if self.faults.hold_next_commit.swap(false, Ordering::SeqCst) {
             self.faults.committed.notify_one();
             self.faults.release.notified().await;
