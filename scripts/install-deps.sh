@@ -3,12 +3,13 @@
 # Idempotent: asks apt only for packages that are missing.
 set -euo pipefail
 
-# containernetworking-plugins: Debian's bridge/macvlan/host-local for the CNI tests and bench;
+# python3: scripts/check-module-tree.py; containernetworking-plugins: Debian's bridge/macvlan/host-local
+# for the CNI tests and bench;
 # iputils-ping: the netns tests prove connectivity with ping; etcd-server: the control plane's etcd
 # (etcd-client: etcdctl, for tests that change etcd behind the apiserver's back);
 # musl-tools (musl-gcc, for aws-lc's C code), libc6-dev (libc.a, the glibc fallback) and binutils
 # (readelf): the static nethouse-cni (scripts/build-cni-static.sh, which adds the Rust musl target).
-packages=(openssl curl iproute2 containernetworking-plugins iputils-ping etcd-server etcd-client musl-tools libc6-dev binutils)
+packages=(openssl python3 curl iproute2 containernetworking-plugins iputils-ping etcd-server etcd-client musl-tools libc6-dev binutils)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
