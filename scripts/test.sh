@@ -14,6 +14,9 @@ if [ "${free_mb:-0}" -lt 4096 ]; then
 fi
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+# The plugin binary links neither reqwest nor tokio: nethouse-api's `client` feature stays off for it.
+cni_deps=$(cargo tree -p nethouse-cni -e normal --target x86_64-unknown-linux-gnu)
+if grep -E 'reqwest|tokio' <<<"$cni_deps"; then echo "test.sh: nethouse-cni depends on the crates above" >&2; exit 1; fi
 # The e2e tests run the workspace's binaries (nethouse-cni through Debian's bridge plugin).
 cargo build -p nethouse -p nethouse-cni -p nethouse-location-controller -p nethouse-e2e
 # The upstream Kubernetes binaries: built once from the Go module proxy, then cached.

@@ -8,7 +8,8 @@ fn main() {
     if args.first().map(String::as_str) == Some("install") {
         let env = |k: &str| std::env::var(k).ok();
         let result = nethouse_cni::install::parse_args(&args[1..], &env).and_then(|a| {
-            let exe = std::env::current_exe().map_err(|e| format!("locating this binary: {e}"))?;
+            let exe = std::env::current_exe()
+                .map_err(|source| nethouse_cni::install::InstallError::LocateBinary { source })?;
             nethouse_cni::install::install(&a, &exe)
         });
         match result {

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use http::StatusCode;
+#[cfg(feature = "client")]
+use reqwest::Method;
+#[cfg(feature = "client")]
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -150,6 +153,7 @@ impl ClientConfig {
     }
 }
 
+#[cfg(feature = "client")]
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
@@ -157,6 +161,7 @@ pub struct Client {
     token: Option<String>,
 }
 
+#[cfg(feature = "client")]
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         if config.urls.is_empty() {
@@ -354,6 +359,7 @@ impl Client {
 }
 
 /// Percent-encodes one path segment (names are DNS-like, but a wrong input must not change the route).
+#[cfg(feature = "client")]
 fn seg(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -366,6 +372,7 @@ fn seg(s: &str) -> String {
     out
 }
 
+#[cfg(feature = "client")]
 async fn decode<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, ClientError> {
     let status = resp.status();
     match resp.bytes().await {
@@ -405,6 +412,7 @@ pub(crate) fn decode_body<R: DeserializeOwned>(
 mod tests {
     use super::*;
 
+    #[cfg(feature = "client")]
     #[test]
     fn segment_encoding_keeps_names_and_escapes_slashes() {
         assert_eq!(seg("redis-0"), "redis-0");
@@ -424,6 +432,7 @@ mod tests {
         assert!(e.to_string().contains("token file"), "{e}");
     }
 
+    #[cfg(feature = "client")]
     #[test]
     fn config_rejects_bad_urls() {
         let mut cfg = ClientConfig::new("ftp://x");

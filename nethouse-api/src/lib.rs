@@ -1,5 +1,5 @@
-//! Wire types of the NetHouse HTTP API (`/v1/...`), an async client for it, and a blocking one
-//! for short-lived processes (the CNI plugin).
+//! Wire types of the NetHouse HTTP API (`/v1/...`), an async client for it (feature `client`),
+//! and a blocking one for short-lived processes (the CNI plugin).
 //!
 //! Every other NetHouse component (CNI plugin, scheduler extender, location controller, the
 //! `nethouse` CLI) talks to the service only through this crate, so the JSON shapes live here once.
@@ -15,7 +15,9 @@ pub mod location;
 mod types;
 
 pub use blocking::BlockingClient;
-pub use client::{Client, ClientConfig, ClientError, Setting};
+#[cfg(feature = "client")]
+pub use client::Client;
+pub use client::{ClientConfig, ClientError, Setting};
 pub use types::*;
 
 /// Initialises aws-lc, the workspace's one crypto provider, before any TLS client is built.

@@ -179,3 +179,16 @@ fn configuration_is_refused_before_any_request() {
     let shown = format!("{:?}", BlockingClient::new(cfg).unwrap());
     assert!(!shown.contains("s3cret"), "{shown}");
 }
+
+#[test]
+fn a_raw_get_returns_any_answer_as_it_came() {
+    // Not NetHouse: a refusal whose body is not NetHouse's error JSON is an answer, not an error.
+    let (url, _) = scripted(vec![(
+        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nforbidden",
+        0,
+    )]);
+    let (status, body) = client(&[&url]).get("/api/v1/nodes/n1").unwrap();
+    assert_eq!((status.as_u16(), &body[..]), (403, &b"forbidden"[..]));
+    let e = client(&["http://127.0.0.1:1"]).get("/").unwrap_err();
+    assert!(matches!(e, ClientError::Unreachable { .. }), "{e}");
+}

@@ -3,9 +3,10 @@
 //! pool, and sets TLS up only when an `https` server is actually used, so a call costs one
 //! connection and one exchange on top of the process start.
 //!
-//! Same rules as the async [`crate::Client`]: servers are tried in order, an HTTP answer is final
-//! (the servers share one store), and the same [`ClientError`]s come back. Every request made
-//! through one client ends by its deadline, name resolution and TLS handshake included.
+//! Same rules as the async `Client` (feature `client`): servers are tried in order, an HTTP
+//! answer is final (the servers share one store), and the same [`ClientError`]s come back. Every
+//! request made through one client ends by its deadline, name resolution and TLS handshake
+//! included.
 
 mod http1;
 mod transport;
@@ -13,6 +14,7 @@ mod transport;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -117,6 +119,14 @@ impl BlockingClient {
         Ok(())
     }
 
+    /// The answer to `GET path` as it came, whatever its status, for a server that is not
+    /// NetHouse and whose errors are not NetHouse's JSON: the CNI plugin's install reads its
+    /// Node from the Kubernetes API this way, so that the plugin needs no second HTTP client.
+    /// Servers, token, CA bundle and deadline work as for every other call.
+    pub fn get(&self, path: &str) -> Result<(StatusCode, Vec<u8>), ClientError> {
+        self.exchange("GET", path, None)
+    }
+
     fn call<B: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         method: &str,
@@ -126,6 +136,16 @@ impl BlockingClient {
         let body = body.map(serde_json::to_vec).transpose().map_err(|e| {
             ClientError::config(Setting::Other, format!("encoding the request: {e}"))
         })?;
+        let (status, bytes) = self.exchange(method, path, body.as_deref())?;
+        decode_body(status, &bytes)
+    }
+
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<(StatusCode, Vec<u8>), ClientError> {
         let mut failures = Vec::new();
         for server in &self.servers {
             let tls = self.tls.clone().filter(|_| server.tls);
@@ -134,13 +154,13 @@ impl BlockingClient {
                 &server.authority,
                 &format!("{}{path}", server.base_path),
                 self.token.as_deref(),
-                body.as_deref(),
+                body,
             );
             let until = Instant::now() + self.request_timeout;
             let until = self.deadline.map_or(until, |d| d.min(until));
             let status = |code: u16| {
-                reqwest::StatusCode::from_u16(code).map_err(|_| ClientError::Decode {
-                    status: reqwest::StatusCode::BAD_GATEWAY,
+                StatusCode::from_u16(code).map_err(|_| ClientError::Decode {
+                    status: StatusCode::BAD_GATEWAY,
                     body: format!("{}: status {code}", server.url),
                 })
             };
@@ -150,7 +170,7 @@ impl BlockingClient {
                 until,
             };
             match transport::exchange(&target, tls, &request) {
-                Ok((code, bytes)) => return decode_body(status(code)?, &bytes),
+                Ok((code, bytes)) => return Ok((status(code)?, bytes)),
                 // The answer began: final, as an HTTP answer is, even though it broke off.
                 Err(ExchangeError::Answer(code, why)) => {
                     return Err(ClientError::Decode {

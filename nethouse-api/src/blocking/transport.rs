@@ -27,7 +27,7 @@ pub struct Server {
 
 impl Server {
     pub fn parse(url: &str) -> Result<Server, String> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("server URL {url:?}: {e}"))?;
+        let parsed = url::Url::parse(url).map_err(|e| format!("server URL {url:?}: {e}"))?;
         let tls = match parsed.scheme() {
             "http" => false,
             "https" => true,
