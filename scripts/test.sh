@@ -14,6 +14,9 @@ if [ "${free_mb:-0}" -lt 4096 ]; then
 fi
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+# Every .rs file is compiled by some target: a file no `mod` declares would silently never run.
+# (The same clippy run again, fresh, so it only prints what it compiled.)
+cargo clippy --all-targets --message-format=json -- -D warnings 2>/dev/null | python3 scripts/check-module-tree.py
 # The plugin binary links neither reqwest nor tokio: nethouse-api's `client` feature stays off for it.
 cni_deps=$(cargo tree -p nethouse-cni -e normal --target x86_64-unknown-linux-gnu)
 if grep -E 'reqwest|tokio' <<<"$cni_deps"; then echo "test.sh: nethouse-cni depends on the crates above" >&2; exit 1; fi
