@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod blocking;
+#[cfg(feature = "client")]
 mod client;
 pub mod cni_names;
+mod config;
 pub mod contract;
 pub mod duration;
 #[cfg(feature = "crd")]
@@ -17,7 +19,7 @@ mod types;
 pub use blocking::BlockingClient;
 #[cfg(feature = "client")]
 pub use client::Client;
-pub use client::{ClientConfig, ClientError, Setting};
+pub use config::{ClientConfig, ClientError, Setting};
 pub use types::*;
 
 /// Initialises aws-lc, the workspace's one crypto provider, before any TLS client is built.

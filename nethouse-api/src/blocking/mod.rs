@@ -18,7 +18,7 @@ use http::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::client::decode_body;
+use crate::config::decode_body;
 use crate::types::*;
 use crate::{ClientConfig, ClientError, Setting};
 use transport::{ExchangeError, Server};
