@@ -230,11 +230,14 @@ fn seg(s: &str) -> String {
 
 async fn decode<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, ClientError> {
     let status = resp.status();
+    let url = resp.url().to_string();
     match resp.bytes().await {
         Ok(bytes) => decode_body(status, &bytes),
-        Err(e) => Err(ClientError::Decode {
-            status,
-            body: format!("<body not read: {e}>"),
+        // Whether the call took effect is unknown: a transient failure, to be tried again
+        // (every state-changing call is idempotent), never a refusal.
+        Err(e) => Err(ClientError::Unreachable {
+            urls: url,
+            source: format!("the answer broke off after status {status}: {e}").into(),
         }),
     }
 }

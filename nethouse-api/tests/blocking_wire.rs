@@ -1,7 +1,7 @@
 //! The blocking client against scripted servers on loopback: what a real NetHouse never sends
 //! but a proxy, a broken peer or a slow network can — interim answers, heads split across
 //! packets, chunked bodies, answers cut short, bytes trickling in — and the rules that hold
-//! through them: an answer that began is final, and no call outlives its deadline.
+//! through them: a whole answer is final, one that broke off is not, and no call outlives its deadline.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -88,21 +88,60 @@ fn a_server_error_is_final_and_the_next_server_is_not_asked() {
 }
 
 #[test]
-fn an_answer_cut_short_is_final_too() {
-    let (first, _) = scripted(vec![(
-        b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{\"lease\":",
-        0,
-    )]);
+fn an_answer_cut_short_is_no_answer_the_next_server_is_asked() {
+    let cut = || {
+        scripted(vec![(
+            b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{\"lease\":",
+            0,
+        )])
+    };
+    let (first, _) = cut();
     let (second, asked) = scripted(vec![(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 0)]);
-    let e = client(&[&first, &second]).ready().unwrap_err();
-    match &e {
-        ClientError::Decode { status, body } => {
-            assert_eq!(status.as_u16(), 201);
-            assert!(body.contains("closed after 9 of 100 body bytes"), "{body}");
-        }
-        other => panic!("want Decode, got {other:?}"),
-    }
-    assert_eq!(asked.load(Ordering::SeqCst), 0);
+    client(&[&first, &second]).ready().unwrap();
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "the second server was asked"
+    );
+
+    // Alone, it is a transient failure (CNI error 11: the runtime tries again), not a refusal.
+    let (only, _) = cut();
+    let e = client(&[&only]).ready().unwrap_err();
+    assert!(e.is_transient(), "{e:?}");
+    assert!(matches!(e, ClientError::Unreachable { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("the answer broke off after status 201")
+            && text.contains("closed after 9 of 100 body bytes"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_status_line_then_silence_is_transient_and_the_next_server_is_asked() {
+    let stalled = || {
+        scripted(vec![
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", 5_000),
+            (b"{}", 0),
+        ])
+    };
+    let (first, _) = stalled();
+    let (second, asked) = scripted(vec![(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 0)]);
+    let start = Instant::now();
+    let mut c = ClientConfig::new(String::new());
+    c.urls = vec![first, second];
+    c.timeout = Duration::from_millis(400);
+    BlockingClient::new(c).unwrap().ready().unwrap();
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    assert!(start.elapsed() < Duration::from_secs(3));
+
+    let (only, _) = stalled();
+    let e = client(&[&only])
+        .with_deadline(Instant::now() + Duration::from_millis(400))
+        .ready()
+        .unwrap_err();
+    assert!(e.is_transient(), "{e:?}");
+    assert!(e.to_string().contains("broke off after status 200"), "{e}");
 }
 
 #[test]

@@ -3,8 +3,10 @@
 //! pool, and sets TLS up only when an `https` server is actually used, so a call costs one
 //! connection and one exchange on top of the process start.
 //!
-//! Same rules as the async `Client` (feature `client`): servers are tried in order, an HTTP
-//! answer is final (the servers share one store), and the same [`ClientError`]s come back. Every
+//! Same rules as the async `Client` (feature `client`): servers are tried in order, a whole
+//! HTTP answer is final (the servers share one store), an answer that broke off is not one
+//! (the next server is asked; if none answers, the failure is transient), and the same
+//! [`ClientError`]s come back. Every
 //! request made through one client ends by its deadline, name resolution and TLS handshake
 //! included.
 
@@ -169,20 +171,22 @@ impl BlockingClient {
                 connect_timeout: self.connect_timeout,
                 until,
             };
+            // With several servers, say which failed how; with one, the URL is said once.
+            let prefix = if self.servers.len() > 1 {
+                format!("{}: ", server.url)
+            } else {
+                String::new()
+            };
             match transport::exchange(&target, tls, &request) {
                 Ok((code, bytes)) => return Ok((status(code)?, bytes)),
-                // The answer began: final, as an HTTP answer is, even though it broke off.
-                Err(ExchangeError::Answer(code, why)) => {
-                    return Err(ClientError::Decode {
-                        status: status(code)?,
-                        body: format!("<body not read: {why}>"),
-                    });
-                }
-                // With several servers, say which failed how; with one, the URL is said once.
-                Err(ExchangeError::Transport(e)) if self.servers.len() > 1 => {
-                    failures.push(format!("{}: {e}", server.url))
-                }
-                Err(ExchangeError::Transport(e)) => failures.push(e.to_string()),
+                // An answer that broke off (closed or stalled after its status line) is no
+                // answer: whether the call took effect is unknown. Every call is idempotent, so
+                // the next server may be asked, and if none answers the failure is transient
+                // (the runtime tries again) — never a refusal.
+                Err(ExchangeError::Answer(code, why)) => failures.push(format!(
+                    "{prefix}the answer broke off after status {code}: {why}"
+                )),
+                Err(ExchangeError::Transport(e)) => failures.push(format!("{prefix}{e}")),
             }
         }
         Err(ClientError::Unreachable {
