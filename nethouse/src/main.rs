@@ -1,3 +1,5 @@
+//! The `nethouse` binary: the allocator, huge pages off, then the command line (`cli`).
+
 // Start-up allocates one small object per string of every lease; mimalloc makes that (and
 // the steady state) markedly cheaper than the system allocator.
 #[global_allocator]
@@ -22,7 +24,8 @@ async fn main() {
     no_transparent_huge_pages();
     let cli = nethouse::cli::Cli::parse();
     if let Err(e) = nethouse::cli::run(cli).await {
-        eprintln!("nethouse: {e:#}");
+        // Each error's text already carries its cause.
+        eprintln!("nethouse: {e}");
         std::process::exit(1);
     }
 }

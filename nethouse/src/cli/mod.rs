@@ -1,5 +1,6 @@
 //! The `nethouse` command line: `serve`, and the operator commands that talk to a server.
 
+mod error;
 mod ops;
 pub mod serve;
 pub mod table;
@@ -7,6 +8,8 @@ pub mod table;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use error::CliError;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -163,7 +166,7 @@ pub enum ZoneCmd {
     },
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Subnet(cmd) => ops::subnet(cmd).await,

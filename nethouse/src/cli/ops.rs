@@ -1,39 +1,39 @@
 //! Operator commands: each builds a request, calls the server through the shared client and
 //! prints a table or JSON.
 
-use anyhow::{Context, bail};
 use nethouse_api::{
     Client, ClientConfig, Dns, Lease, LeaseFilter, LeaseKind, Owner, Route, SubnetSpec,
 };
 use serde::Serialize;
 
+use super::error::CliError;
 use super::table::{age, render};
 use super::{Conn, LeaseCmd, Output, SubnetCmd, ZoneCmd};
 use crate::clock::{Clock, SystemClock};
 
-fn client(conn: &Conn) -> anyhow::Result<Client> {
+fn client(conn: &Conn) -> Result<Client, CliError> {
     let urls = conn
         .server
         .split(',')
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    let mut cfg =
-        ClientConfig::with_token_file(urls, conn.token_file.as_deref()).context("--token-file")?;
+    let mut cfg = ClientConfig::with_token_file(urls, conn.token_file.as_deref())
+        .map_err(CliError::TokenFile)?;
     if let Some(t) = &conn.token {
         cfg.token = Some(t.trim().to_string());
     }
     let cfg = cfg
         .with_ca_file(conn.ca_file.as_deref())
-        .context("--ca-file")?;
-    Client::new(cfg).context("--server")
+        .map_err(CliError::CaFile)?;
+    Client::new(cfg).map_err(CliError::Server)
 }
 
 fn print<T: Serialize>(
     conn: &Conn,
     value: &T,
     table: impl FnOnce() -> String,
-) -> anyhow::Result<()> {
+) -> Result<(), CliError> {
     match conn.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
         Output::Table => print!("{}", table()),
@@ -70,11 +70,11 @@ fn subnet_rows(subnets: &[nethouse_api::Subnet]) -> String {
     )
 }
 
-fn parse_route(text: &str) -> anyhow::Result<Route> {
+fn parse_route(text: &str) -> Result<Route, CliError> {
     let mut parts = text.splitn(2, ',');
     let dst = parts.next().unwrap_or_default().trim().to_string();
     if dst.is_empty() {
-        bail!("--route {text:?}: expected DST or DST,GW");
+        return Err(CliError::Route { text: text.into() });
     }
     Ok(Route {
         dst,
@@ -82,7 +82,7 @@ fn parse_route(text: &str) -> anyhow::Result<Route> {
     })
 }
 
-pub async fn subnet(cmd: SubnetCmd) -> anyhow::Result<()> {
+pub async fn subnet(cmd: SubnetCmd) -> Result<(), CliError> {
     match cmd {
         SubnetCmd::Add {
             conn,
@@ -106,7 +106,7 @@ pub async fn subnet(cmd: SubnetCmd) -> anyhow::Result<()> {
                 routes: route
                     .iter()
                     .map(|r| parse_route(r))
-                    .collect::<anyhow::Result<_>>()?,
+                    .collect::<Result<_, _>>()?,
                 dns: Dns {
                     nameservers: dns_server,
                     domain: dns_domain,
@@ -185,7 +185,7 @@ fn short(id: &str) -> &str {
 }
 
 /// `NAMESPACE/POD` or `CLUSTER/NAMESPACE/POD`.
-fn parse_owner(target: &str, cluster: &str) -> anyhow::Result<Owner> {
+fn parse_owner(target: &str, cluster: &str) -> Result<Owner, CliError> {
     let parts: Vec<&str> = target.split('/').collect();
     match parts.as_slice() {
         [ns, pod] => Ok(Owner {
@@ -198,11 +198,13 @@ fn parse_owner(target: &str, cluster: &str) -> anyhow::Result<Owner> {
             namespace: (*ns).into(),
             pod: (*pod).into(),
         }),
-        _ => bail!("{target:?}: expected an IP, NAMESPACE/POD or CLUSTER/NAMESPACE/POD"),
+        _ => Err(CliError::Target {
+            target: target.into(),
+        }),
     }
 }
 
-pub async fn lease(cmd: LeaseCmd) -> anyhow::Result<()> {
+pub async fn lease(cmd: LeaseCmd) -> Result<(), CliError> {
     match cmd {
         LeaseCmd::List {
             conn,
@@ -268,7 +270,7 @@ pub async fn lease(cmd: LeaseCmd) -> anyhow::Result<()> {
     }
 }
 
-pub async fn zone(cmd: ZoneCmd) -> anyhow::Result<()> {
+pub async fn zone(cmd: ZoneCmd) -> Result<(), CliError> {
     let ZoneCmd::List { conn } = cmd;
     let zones = client(&conn)?.zones().await?;
     let opt = |v: Option<u128>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());

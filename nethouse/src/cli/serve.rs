@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
+
+use super::error::CliError;
 
 use crate::server::Auth;
 use crate::server::running::{ServerOptions, start};
@@ -81,10 +82,10 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     init_logging(&args.log_format);
     let auth = match (&args.auth_file, args.insecure_no_auth) {
-        (Some(path), _) => Auth::from_file(path).map_err(anyhow::Error::msg)?,
+        (Some(path), _) => Auth::from_file(path).map_err(CliError::AuthFile)?,
         (None, _) => {
             tracing::warn!("serving WITHOUT authentication (--insecure-no-auth)");
             Auth::Disabled
@@ -101,8 +102,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await?;
     if let Some(path) = &args.ready_file {
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, running.addr.to_string()).context("writing --ready-file")?;
-        std::fs::rename(&tmp, path).context("writing --ready-file")?;
+        std::fs::write(&tmp, running.addr.to_string()).map_err(CliError::ReadyFile)?;
+        std::fs::rename(&tmp, path).map_err(CliError::ReadyFile)?;
     }
     let why = shutdown_signal().await;
     tracing::info!(signal = why, "shutting down: finishing in-flight requests");

@@ -1,9 +1,11 @@
-use nethouse_api::codes;
+//! What an IPAM operation can fail with. One enum, variants named after what failed, so the
+//! server maps each to its HTTP status and stable code (`server::errors`) and callers can match.
 
 use crate::model::FieldError;
 use crate::store::StoreError;
 
-/// Every way an IPAM operation can fail; the HTTP layer maps each to one status and code.
+use super::keys::KeyError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {
     #[error("{0}")]
@@ -40,24 +42,19 @@ pub enum IpamError {
     Store(#[from] StoreError),
     #[error("stored record {key} is unreadable: {message}")]
     Corrupt { key: String, message: String },
+    #[error("stored key {key:?} is not one of NetHouse's: {source}")]
+    UnreadableKey {
+        key: String,
+        #[source]
+        source: KeyError,
+    },
 }
 
 impl IpamError {
-    /// (HTTP status, stable code, field) for the API.
-    pub fn classify(&self) -> (u16, &'static str, Option<String>) {
-        match self {
-            IpamError::Invalid(e) => (400, codes::INVALID_FIELD, Some(e.field.clone())),
-            IpamError::UnknownZone { .. } => (404, codes::UNKNOWN_ZONE, Some("zone".into())),
-            IpamError::ZoneExhausted { .. } => (409, codes::ZONE_EXHAUSTED, None),
-            IpamError::WrongZone { .. } => (409, codes::WRONG_ZONE, Some("zone".into())),
-            IpamError::SubnetExists { .. } => (409, codes::SUBNET_EXISTS, Some("name".into())),
-            IpamError::SubnetOverlap { .. } => (409, codes::SUBNET_OVERLAP, Some("cidr".into())),
-            IpamError::SubnetInUse { .. } => (409, codes::SUBNET_IN_USE, None),
-            IpamError::NotFound { .. } => (404, codes::NOT_FOUND, None),
-            IpamError::Contention { .. } => (503, codes::CONFLICT, None),
-            IpamError::Store(StoreError::Decode { .. }) => (500, codes::INTERNAL, None),
-            IpamError::Store(_) => (503, codes::UNAVAILABLE, None),
-            IpamError::Corrupt { .. } => (500, codes::INTERNAL, None),
+    pub(super) fn unreadable_key(key: &str, source: KeyError) -> IpamError {
+        IpamError::UnreadableKey {
+            key: key.to_string(),
+            source,
         }
     }
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use super::IpamError;
 use super::codec::{decode_ip_ref, decode_lease_msg, decode_subnet};
+use super::keys::{self, Key};
 use super::pool::Pool;
 use super::record::{Interner, LeaseRec};
-use super::state::{Cached, IpState, State, SubnetEntry, parse_ip_key};
-use super::subnets::META_KEY;
+use super::state::{Cached, IpState, State, SubnetEntry};
 use crate::model::cidr::Cidr;
 use crate::model::lease::{IpRecordRef, OwnerKey};
 use crate::model::subnet::Subnet;
@@ -23,11 +23,11 @@ struct Released(Vec<(String, IpAddr, u128, Revision, u64)>);
 
 pub async fn read_back<S: Store>(store: &S) -> Result<State, IpamError> {
     let mut st = State {
-        subnets_meta_rev: store.get(META_KEY).await?.map(|m| m.revision),
+        subnets_meta_rev: store.get(keys::SUBNETS_META).await?.map(|m| m.revision),
         ..State::default()
     };
     let mut subnets = Vec::new();
-    for (key, v) in store.scan("s/").await? {
+    for (key, v) in store.scan(keys::SUBNETS).await? {
         let stored = decode_subnet(&key, &v.value)?;
         let subnet = Subnet::from_spec(&stored.spec).map_err(|e| IpamError::Corrupt {
             key: key.clone(),
@@ -42,10 +42,12 @@ pub async fn read_back<S: Store>(store: &S) -> Result<State, IpamError> {
             .collect(),
     );
 
-    let scan_ips = store.scan_each("i/", Released::default(), {
+    let scan_ips = store.scan_each(keys::ADDRESSES, Released::default(), {
         let cidrs = cidrs.clone();
         move |acc, key, rev, value| {
-            let (subnet, ip) = parse_ip_key(key).map_err(|e| e.to_string())?;
+            let Key::Address { subnet, ip } = keys::parse(key).map_err(|e| e.to_string())? else {
+                return Err("not an address key".into());
+            };
             let off = cidrs
                 .get(subnet)
                 .and_then(|c| c.offset_of(ip))
@@ -58,14 +60,16 @@ pub async fn read_back<S: Store>(store: &S) -> Result<State, IpamError> {
     });
     // Keys arrive in order: collected, they build the ordered map in bulk with full nodes.
     let scan_leases = store.scan_each(
-        "l/",
+        keys::LEASES,
         (
             Vec::<(OwnerKey, Box<Cached<LeaseRec>>)>::new(),
             Interner::default(),
         ),
         |(leases, syms), key, rev, value| {
             let lease = decode_lease_msg(value)?;
-            let owner = key.strip_prefix("l/").unwrap_or(key);
+            let Key::Lease(owner) = keys::parse(key).map_err(|e| e.to_string())? else {
+                return Err("not a lease key".into());
+            };
             let rec = LeaseRec::from_api(&lease, syms);
             leases.push((
                 OwnerKey::from_stored(owner),
@@ -107,7 +111,7 @@ pub async fn read_back<S: Store>(store: &S) -> Result<State, IpamError> {
                 .get(current)
                 .and_then(|(s, _, _)| s.cidr.offset_of(lip.ip))
                 .ok_or_else(|| IpamError::Corrupt {
-                    key: format!("l/{}", key.as_str()),
+                    key: keys::lease(key),
                     message: format!("{} is outside subnet {:?}", lip.ip, lip.subnet),
                 })?;
             leased_offsets[current].push((off, off));

@@ -96,17 +96,23 @@ impl Pool {
     }
 
     fn insert_fresh(&mut self, off: u128) {
+        // Already fresh (also as the start of a range): inserting again would count it twice.
+        if self
+            .fresh
+            .range(..=off)
+            .next_back()
+            .is_some_and(|(_, &b)| b >= off)
+        {
+            return;
+        }
         // Merge with the neighbours so ranges stay few.
         let mut start = off;
         let mut end = off;
-        if let Some((&a, &b)) = self.fresh.range(..off).next_back() {
-            if b >= off {
-                return; // already fresh
-            }
-            if b + 1 == off {
-                start = a;
-                self.fresh.remove(&a);
-            }
+        if let Some((&a, &b)) = self.fresh.range(..off).next_back()
+            && b + 1 == off
+        {
+            start = a;
+            self.fresh.remove(&a);
         }
         if let Some(b) = off.checked_add(1).and_then(|n| self.fresh.remove(&n)) {
             end = b;
@@ -208,6 +214,16 @@ mod tests {
         let r = Pick::Reused(7, 1);
         p.give_back(r.clone());
         assert_eq!(p.released.front(), Some(&(1, 7)));
+    }
+
+    #[test]
+    fn giving_back_a_fresh_address_again_changes_nothing() {
+        let mut p = Pool::new(10, vec![(0, 0)], vec![]);
+        for off in [1, 5, 9] {
+            p.give_back(Pick::Fresh(off));
+        }
+        assert_eq!(p.fresh_count(), 9);
+        assert_eq!(p.fresh.len(), 1, "{:?}", p.fresh);
     }
 
     #[test]

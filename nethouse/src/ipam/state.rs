@@ -8,7 +8,6 @@ use std::net::IpAddr;
 use nethouse_api::IpConfig;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::IpamError;
 use super::pool::Pool;
 use super::record::{Interner, LeaseRec, Sym};
 use crate::model::lease::OwnerKey;
@@ -219,20 +218,4 @@ impl State {
         }
         out
     }
-}
-
-/// `i/{subnet}/{ip}` -> (subnet, ip)
-pub fn parse_ip_key(key: &str) -> Result<(&str, IpAddr), IpamError> {
-    let bad = |m: &str| IpamError::Corrupt {
-        key: key.to_string(),
-        message: m.to_string(),
-    };
-    let rest = key
-        .strip_prefix("i/")
-        .ok_or_else(|| bad("not an address key"))?;
-    let (subnet, ip) = rest
-        .split_once('/')
-        .ok_or_else(|| bad("no subnet in key"))?;
-    let ip: IpAddr = ip.parse().map_err(|_| bad("no address in key"))?;
-    Ok((subnet, ip))
 }

@@ -1,142 +1,87 @@
 //! Subnet administration and the usage views (per subnet, per zone).
 //!
-//! Every subnet change also rewrites `m/subnets`, so two changes racing from different
-//! replicas conflict on that key and the overlap check is always made against the latest set.
+//! Every subnet change also rewrites the subnets' meta key, so two changes racing from
+//! different replicas conflict on that key and the overlap check is always made against the
+//! latest set.
 
 use nethouse_api::{Subnet as SubnetView, SubnetSpec, SubnetUsage, Zone};
 
 use super::codec::{StoredSubnet, decode_ip, encode_subnet};
+use super::commit::{Reread, Step, Write};
+use super::keys::{self, Key};
+use super::plan::cooldown_ms;
 use super::pool::Pool;
-use super::state::{IpState, SubnetEntry, parse_ip_key};
-use super::{Ipam, IpamError, MAX_ATTEMPTS};
+use super::state::{IpState, State, SubnetEntry};
+use super::{Ipam, IpamError};
 use crate::model::cidr::Family;
 use crate::model::lease::IpRecord;
 use crate::model::subnet::Subnet;
 use crate::store::{Expect, Outcome, Store, Txn};
 
-pub const META_KEY: &str = "m/subnets";
-
-pub fn subnet_key_of(name: &str) -> String {
-    crate::model::lease::subnet_key(name)
+/// Adds the meta key's check and rewrite to a subnet change.
+fn meta_check(st: &State, txn: Txn) -> Txn {
+    let expect = match st.subnets_meta_rev {
+        Some(r) => Expect::Revision(r),
+        None => Expect::Absent,
+    };
+    txn.check(keys::SUBNETS_META, expect)
+        .put(keys::SUBNETS_META, Vec::new())
 }
 
 impl<S: Store> Ipam<S> {
-    fn meta_check(&self, txn: Txn) -> Txn {
-        let expect = match self.state().subnets_meta_rev {
-            Some(r) => Expect::Revision(r),
-            None => Expect::Absent,
-        };
-        txn.check(META_KEY, expect).put(META_KEY, Vec::new())
-    }
-
     pub async fn add_subnet(&self, spec: &SubnetSpec) -> Result<SubnetView, IpamError> {
         let subnet = Subnet::from_spec(spec)?;
         let _admin = self.admin.write().await;
-        for _ in 0..MAX_ATTEMPTS {
-            {
-                let st = self.state();
-                if st.subnets.contains_key(&subnet.name) {
-                    return Err(IpamError::SubnetExists {
-                        name: subnet.name.clone(),
-                    });
-                }
-                if let Some(other) = st
-                    .subnets
-                    .values()
-                    .find(|e| e.subnet.cidr.overlaps(&subnet.cidr))
-                {
-                    return Err(IpamError::SubnetOverlap {
-                        name: subnet.name.clone(),
-                        cidr: subnet.cidr.to_string(),
-                        other: other.subnet.name.clone(),
-                        other_cidr: other.subnet.cidr.to_string(),
-                    });
-                }
+        self.commit_with_retry(keys::SUBNETS_META, Reread::Subnets, |st, _| {
+            if st.subnets.contains_key(&subnet.name) {
+                return Err(IpamError::SubnetExists {
+                    name: subnet.name.clone(),
+                });
             }
-            let key = subnet_key_of(&subnet.name);
+            if let Some(other) = st
+                .subnets
+                .values()
+                .find(|e| e.subnet.cidr.overlaps(&subnet.cidr))
+            {
+                return Err(IpamError::SubnetOverlap {
+                    name: subnet.name.clone(),
+                    cidr: subnet.cidr.to_string(),
+                    other: other.subnet.name.clone(),
+                    other_cidr: other.subnet.cidr.to_string(),
+                });
+            }
+            let key = keys::subnet(&subnet.name);
             let stored = StoredSubnet {
                 spec: subnet.to_spec(),
                 draining: false,
             };
-            let txn = self.meta_check(
+            let txn = meta_check(
+                st,
                 Txn::default()
                     .check(key.clone(), Expect::Absent)
                     .put(key, encode_subnet(&stored)),
             );
-            match self.store.commit(txn).await? {
-                Outcome::Committed(rev) => {
-                    let mut st = self.state();
-                    st.subnets_meta_rev = Some(rev);
-                    let mut blocked = subnet.reserved().to_vec();
-                    // Records of an earlier subnet of the same name were deleted with it; any
-                    // other address record under this name would be a bug, so block nothing more.
-                    blocked.shrink_to_fit();
-                    let pool = Pool::new(subnet.cidr.size(), blocked, Vec::new());
-                    st.subnets.insert(
-                        subnet.name.clone(),
-                        SubnetEntry {
-                            subnet: subnet.clone(),
-                            rev,
-                            draining: false,
-                            pool,
-                            attached: 0,
-                            retained: 0,
-                        },
-                    );
-                    drop(st);
-                    return self.subnet(&subnet.name);
-                }
-                Outcome::Conflict { key } => self.refresh_subnets(&key).await?,
-            }
-        }
-        Err(IpamError::Contention {
-            key: META_KEY.into(),
+            let subnet = subnet.clone();
+            Ok(Step::Write(Write::new(txn, move |st: &mut State, rev| {
+                st.subnets_meta_rev = Some(rev);
+                // Records of an earlier subnet of the same name were deleted with it; any
+                // other address record under this name would be a bug, so block nothing more.
+                let pool = Pool::new(subnet.cidr.size(), subnet.reserved().to_vec(), Vec::new());
+                st.subnets.insert(
+                    subnet.name.clone(),
+                    SubnetEntry {
+                        subnet,
+                        rev,
+                        draining: false,
+                        pool,
+                        attached: 0,
+                        retained: 0,
+                    },
+                );
+            })))
         })
-    }
-
-    /// After a lost race on subnet keys another replica changed the set: re-read all subnets.
-    async fn refresh_subnets(&self, key: &str) -> Result<(), IpamError> {
-        tracing::warn!(key, "subnet set changed underneath; re-reading subnets");
-        let stored = self.store.scan("s/").await?;
-        let meta = self.store.get(META_KEY).await?;
-        let mut st = self.state();
-        st.subnets_meta_rev = meta.map(|m| m.revision);
-        let known: std::collections::HashSet<String> = stored
-            .iter()
-            .map(|(k, _)| k.trim_start_matches("s/").to_string())
-            .collect();
-        st.subnets.retain(|name, _| known.contains(name));
-        for (k, v) in stored {
-            let s = super::codec::decode_subnet(&k, &v.value)?;
-            let name = k.trim_start_matches("s/").to_string();
-            match st.subnets.get_mut(&name) {
-                Some(e) => {
-                    e.rev = v.revision;
-                    e.draining = s.draining;
-                }
-                None => {
-                    let subnet = Subnet::from_spec(&s.spec).map_err(|e| IpamError::Corrupt {
-                        key: k.clone(),
-                        message: e.to_string(),
-                    })?;
-                    // Addresses of a subnet another replica added are learned on conflicts.
-                    let pool =
-                        Pool::new(subnet.cidr.size(), subnet.reserved().to_vec(), Vec::new());
-                    st.subnets.insert(
-                        name,
-                        SubnetEntry {
-                            subnet,
-                            rev: v.revision,
-                            draining: s.draining,
-                            pool,
-                            attached: 0,
-                            retained: 0,
-                        },
-                    );
-                }
-            }
-        }
-        Ok(())
+        .await?;
+        self.subnet(&subnet.name)
     }
 
     async fn set_draining(&self, name: &str, draining: bool) -> Result<(), IpamError> {
@@ -147,8 +92,9 @@ impl<S: Store> Ipam<S> {
             })?;
             (e.rev, e.subnet.to_spec())
         };
-        let key = subnet_key_of(name);
-        let txn = self.meta_check(
+        let key = keys::subnet(name);
+        let txn = meta_check(
+            &self.state(),
             Txn::default()
                 .check(key.clone(), Expect::Revision(rev))
                 .put(key.clone(), encode_subnet(&StoredSubnet { spec, draining })),
@@ -177,7 +123,7 @@ impl<S: Store> Ipam<S> {
         let _admin = self.admin.write().await;
         let view = self.subnet(name)?;
         self.set_draining(name, true).await?;
-        let records = self.store.scan(&format!("i/{name}/")).await;
+        let records = self.store.scan(&keys::addresses_of(name)).await;
         let records = match records {
             Ok(r) => r,
             Err(e) => {
@@ -204,8 +150,9 @@ impl<S: Store> Ipam<S> {
             .get(name)
             .map(|e| e.rev)
             .unwrap_or_default();
-        let key = subnet_key_of(name);
-        let mut txn = self.meta_check(
+        let key = keys::subnet(name);
+        let mut txn = meta_check(
+            &self.state(),
             Txn::default()
                 .check(key.clone(), Expect::Revision(rev))
                 .delete(key),
@@ -221,7 +168,7 @@ impl<S: Store> Ipam<S> {
                 st.subnets_meta_rev = Some(new_rev);
                 st.subnets.remove(name);
                 for (k, _) in &records {
-                    if let Ok((_, ip)) = parse_ip_key(k) {
+                    if let Ok(Key::Address { ip, .. }) = keys::parse(k) {
                         st.ips.remove(&ip);
                     }
                 }
@@ -236,7 +183,7 @@ impl<S: Store> Ipam<S> {
     }
 
     fn view(&self, e: &SubnetEntry, now: u64) -> SubnetView {
-        let cooldown = self.cooldown_ms(&e.subnet);
+        let cooldown = cooldown_ms(&e.subnet, self.config.default_cooldown_ms);
         SubnetView {
             name: e.subnet.name.clone(),
             zone: e.subnet.zone.clone(),

@@ -1,15 +1,14 @@
 //! Lease identity (owner keys), the stored records, and validation of the requests that create
 //! or end leases.
 
-use std::net::IpAddr;
-
 use nethouse_api::{AllocateRequest, Attachment, AttachmentRef, DetachRequest, LeaseKind, Owner};
 use serde::{Deserialize, Serialize};
 
 use super::{FieldError, validate_name};
 
-/// Key of a lease in the store. A fixed lease is keyed by the pod identity so a recreated pod
-/// finds it; an ephemeral one by its attachment so DEL finds it without any pod identity.
+/// Who owns a lease; its store key is `ipam::keys::lease` of this. A fixed lease is keyed by the
+/// pod identity so a recreated pod finds it; an ephemeral one by its attachment so DEL finds it
+/// without any pod identity.
 /// Shared (`Arc`) because the same key sits in several indexes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OwnerKey(std::sync::Arc<str>);
@@ -169,19 +168,6 @@ pub fn validate_valid_attachments(list: &[AttachmentRef]) -> Result<(), FieldErr
         )?;
     }
     Ok(())
-}
-
-/// The store's value of a lease address: the `i/{subnet}/{ip}` key.
-pub fn ip_key(subnet: &str, ip: IpAddr) -> String {
-    format!("i/{subnet}/{ip}")
-}
-
-pub fn lease_key(owner: &OwnerKey) -> String {
-    format!("l/{}", owner.as_str())
-}
-
-pub fn subnet_key(name: &str) -> String {
-    format!("s/{name}")
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::App;
 use super::body::{JsonBody, parse_query};
 use super::errors::ApiErr;
-use crate::ipam::{AllocOutcome, IpamError};
+use crate::ipam::{AllocOutcome, IpamError, keys};
 use crate::model::lease::{ValidAllocate, ValidDetach, validate_owner, validate_valid_attachments};
 use crate::model::validate_name;
 use crate::store::Store;
@@ -102,13 +102,17 @@ pub async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Answer {
         ));
     }
     // A cheap read proves the store answers.
-    app.ipam.store().get("m/subnets").await.map_err(|e| {
-        ApiErr::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            codes::UNAVAILABLE,
-            e.to_string(),
-        )
-    })?;
+    app.ipam
+        .store()
+        .get(keys::SUBNETS_META)
+        .await
+        .map_err(|e| {
+            ApiErr::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::UNAVAILABLE,
+                e.to_string(),
+            )
+        })?;
     Ok(Json(serde_json::json!({"status": "ready"})).into_response())
 }
 

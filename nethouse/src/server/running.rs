@@ -6,13 +6,31 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use super::{App, Auth, router};
 use crate::clock::SystemClock;
-use crate::ipam::{Ipam, IpamConfig};
+use crate::ipam::{Ipam, IpamConfig, IpamError};
 use crate::metrics::Metrics;
+use crate::store::StoreError;
 use crate::store::embedded::EmbeddedStore;
+
+/// Why a server did not start; each names the step (and the flag) that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("--data-dir: {0}")]
+    OpenStore(#[source] StoreError),
+    #[error("reading the store back: {0}")]
+    ReadStore(#[source] IpamError),
+    #[error("loading --tls-cert/--tls-key: {0}")]
+    LoadTls(#[source] std::io::Error),
+    #[error("could not listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server task ended before it listened: {0}")]
+    ServerTask(#[source] tokio::task::JoinError),
+}
 
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
@@ -83,11 +101,11 @@ impl Running {
 }
 
 /// Opens the store, reads it back, and serves until [`Running::shutdown`].
-pub async fn start(opts: ServerOptions) -> anyhow::Result<Running> {
+pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
     let started = Instant::now();
     let metrics = Metrics::new();
-    let store =
-        EmbeddedStore::open_observed(&opts.data_dir, metrics.on_commit()).context("--data-dir")?;
+    let store = EmbeddedStore::open_observed(&opts.data_dir, metrics.on_commit())
+        .map_err(StartError::OpenStore)?;
     let ipam = Ipam::load(
         store,
         Arc::new(SystemClock),
@@ -96,7 +114,7 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Running> {
         },
     )
     .await
-    .context("reading the store back")?;
+    .map_err(StartError::ReadStore)?;
     let subnets = ipam.subnets();
     let leases: u64 = subnets
         .iter()
@@ -118,7 +136,7 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Running> {
             Some((cert, key)) => {
                 let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                     .await
-                    .context("loading --tls-cert/--tls-key")?;
+                    .map_err(StartError::LoadTls)?;
                 tokio::spawn(async move {
                     axum_server::bind_rustls(listen, tls)
                         .handle(handle)
@@ -135,8 +153,15 @@ pub async fn start(opts: ServerOptions) -> anyhow::Result<Running> {
         }
     };
     let Some(addr) = handle.listening().await else {
-        let err = task.await.context("server task")?.err();
-        anyhow::bail!("could not listen on {}: {:?}", opts.listen, err);
+        let source = match task.await.map_err(StartError::ServerTask)? {
+            Err(e) => e,
+            // axum-server gives up listening only with an error; should that change, say so.
+            Ok(()) => std::io::Error::other("the server stopped without listening"),
+        };
+        return Err(StartError::Listen {
+            addr: opts.listen,
+            source,
+        });
     };
     tracing::info!(address = %addr, tls = opts.tls.is_some(), "serving");
     Ok(Running {

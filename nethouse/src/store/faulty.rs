@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 
 use super::memory::MemoryStore;
 use super::{Outcome, Revision, Store, StoreError, Txn, Versioned};
+use crate::ipam::keys;
 
 #[derive(Clone, Default)]
 pub struct FaultyStore {
@@ -45,7 +46,7 @@ impl FaultyStore {
         self.faults.lose_next_answer.store(false, Ordering::SeqCst);
     }
 
-    /// Reads of address keys (`i/...`) fail while `on`.
+    /// Reads of address keys fail while `on`.
     pub fn fail_address_reads(&self, on: bool) {
         self.faults.fail_address_reads.store(on, Ordering::SeqCst);
     }
@@ -68,7 +69,8 @@ impl FaultyStore {
 
 impl Store for FaultyStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        if key.starts_with("i/") && self.faults.fail_address_reads.load(Ordering::SeqCst) {
+        if key.starts_with(keys::ADDRESSES) && self.faults.fail_address_reads.load(Ordering::SeqCst)
+        {
             return Err(StoreError::Read {
                 what: key.to_string(),
                 message: "injected".into(),

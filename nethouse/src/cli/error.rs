@@ -1,0 +1,31 @@
+//! What a `nethouse` command can fail with, one variant per step or flag, so `main` prints one
+//! line that says which flag or which call to fix.
+
+use nethouse_api::ClientError;
+
+use crate::server::running::StartError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("--token-file: {0}")]
+    TokenFile(#[source] ClientError),
+    #[error("--ca-file: {0}")]
+    CaFile(#[source] ClientError),
+    #[error("--server: {0}")]
+    Server(#[source] ClientError),
+    /// The server refused the request or could not be reached.
+    #[error(transparent)]
+    Request(#[from] ClientError),
+    #[error("printing JSON: {0}")]
+    Print(#[from] serde_json::Error),
+    #[error("--route {text:?}: expected DST or DST,GW")]
+    Route { text: String },
+    #[error("{target:?}: expected an IP, NAMESPACE/POD or CLUSTER/NAMESPACE/POD")]
+    Target { target: String },
+    #[error("--auth-file: {0}")]
+    AuthFile(String),
+    #[error("writing --ready-file: {0}")]
+    ReadyFile(#[source] std::io::Error),
+    #[error(transparent)]
+    Start(#[from] StartError),
+}

@@ -1,0 +1,108 @@
+//! The one way an IPAM change reaches the store. Plan from the view, commit the planned
+//! transaction (it checks every revision the plan relied on), and on success apply it to the
+//! view. A lost race re-reads what changed and plans again; an unknown outcome re-reads the key
+//! the change is about, so the view learns whichever happened. Every change — allocate, end,
+//! detach, add a subnet — goes through [`Ipam::commit_with_retry`], so this is written once.
+
+use super::plan;
+use super::pool::Pick;
+use super::state::State;
+use super::{Ipam, IpamError};
+use crate::store::{Outcome, Revision, Store, Txn};
+
+/// Bound on optimistic retries of one operation; a conflict costs one store read.
+pub(super) const MAX_ATTEMPTS: usize = 16;
+
+/// What one attempt decided from the view.
+pub(super) enum Step<T, A> {
+    /// Nothing to write: the answer.
+    Done(T),
+    Write(Write<A>),
+}
+
+pub(super) struct Write<A> {
+    pub txn: Txn,
+    /// Addresses taken from the pools for this write; they go back if it does not land.
+    pub picks: Vec<(String, Pick)>,
+    /// Brings the view up to the landed write, at its revision, and gives the answer.
+    pub apply: A,
+}
+
+impl<A> Write<A> {
+    /// A write that took no address from a pool.
+    pub fn new(txn: Txn, apply: A) -> Self {
+        Write {
+            txn,
+            picks: Vec::new(),
+            apply,
+        }
+    }
+}
+
+/// What a lost race can have made stale in the view.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Reread {
+    /// The key that failed its check (after an unknown outcome: the change's own key).
+    Key,
+    /// The set of subnets: another replica changed it.
+    Subnets,
+}
+
+impl<S: Store> Ipam<S> {
+    /// Plans with `plan` (given the view and the time), commits, applies; after a lost race
+    /// re-reads and plans again, at most [`MAX_ATTEMPTS`] times. `key` is the key the change
+    /// is about: re-read after an unknown outcome, named when contention wins.
+    pub(super) async fn commit_with_retry<T, A>(
+        &self,
+        key: &str,
+        reread: Reread,
+        mut plan: impl FnMut(&mut State, u64) -> Result<Step<T, A>, IpamError>,
+    ) -> Result<T, IpamError>
+    where
+        A: FnOnce(&mut State, Revision) -> T,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            let now = self.clock.now_ms();
+            let write = {
+                let mut st = self.state();
+                match plan(&mut st, now)? {
+                    Step::Done(answer) => return Ok(answer),
+                    Step::Write(write) => write,
+                }
+            };
+            match self.store.commit(write.txn).await {
+                Ok(Outcome::Committed(rev)) => return Ok((write.apply)(&mut self.state(), rev)),
+                Ok(Outcome::Conflict { key: lost }) => {
+                    self.settle(reread, &lost, write.picks).await?;
+                }
+                Err(e) => {
+                    // Only a store that can time out after applying leaves the outcome
+                    // unknown; the re-read learns it. Its own failure changes nothing more:
+                    // the next conflict on this key re-reads it again.
+                    let _ = self.settle(reread, key, write.picks).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(IpamError::Contention {
+            key: key.to_string(),
+        })
+    }
+
+    /// Re-reads after a write that did not land (or may have), then gives its picks back.
+    async fn settle(
+        &self,
+        reread: Reread,
+        key: &str,
+        picks: Vec<(String, Pick)>,
+    ) -> Result<(), IpamError> {
+        let read = match reread {
+            Reread::Key => self.refresh(key).await,
+            Reread::Subnets => self.refresh_subnets(key).await,
+        };
+        if !picks.is_empty() {
+            plan::give_back(&mut self.state(), picks, read.is_ok());
+        }
+        read
+    }
+}
