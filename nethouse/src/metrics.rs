@@ -168,7 +168,8 @@ impl Metrics {
     }
 
     /// Renders the exposition text after refreshing the subnet gauges from `subnets`.
-    pub fn render(&self, subnets: &[nethouse_api::Subnet]) -> String {
+    /// Sets the per-subnet gauges from the view, just before a scrape reads them.
+    pub fn refresh(&self, subnets: &[nethouse_api::Subnet]) {
         for f in [&self.attached, &self.retained, &self.cooling] {
             f.clear();
         }
@@ -185,10 +186,9 @@ impl Metrics {
             self.retained.get_or_create(&l).set(s.usage.retained as i64);
             self.cooling.get_or_create(&l).set(s.usage.cooling as i64);
         }
-        let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::error!(error = %e, "encoding metrics");
-        }
-        out
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }

@@ -82,6 +82,46 @@ async fn health_readiness_and_metrics() {
     assert_eq!(value("nethouse_store_transactions_per_commit_sum"), commits);
 }
 
+#[tokio::test]
+async fn sigterm_turns_readyz_red_while_still_serving_then_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &["--shutdown-delay", "1500ms"]);
+    server
+        .ctrl()
+        .add_subnet(&subnet("z1", "10.61.0.0/24"))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let readyz = format!("{}/readyz", server.url);
+    assert_eq!(http.get(&readyz).send().await.unwrap().status(), 200);
+    let started = std::time::Instant::now();
+    server.signal_term();
+    // The Service's endpoints learn it from /readyz while the server still answers.
+    loop {
+        let r = http.get(&readyz).send().await.unwrap();
+        if r.status() == 503 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "still ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        http.get(format!("{}/healthz", server.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    server.node().allocate(&alloc("late-0")).await.unwrap();
+    let status = server.wait();
+    assert!(status.success(), "{status}: {}", server.log_text());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "the listener stayed open for --shutdown-delay"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_requests_and_keeps_every_answer() {
     let dir = tempfile::tempdir().unwrap();

@@ -51,6 +51,7 @@ impl NetHouseArgs {
     }
 }
 
+#[cfg(feature = "kube")]
 #[derive(clap::Args, Clone, Debug)]
 pub struct KubeArgs {
     /// Kubeconfig; without it, the pod's service account (or ~/.kube/config).
@@ -58,6 +59,7 @@ pub struct KubeArgs {
     pub kubeconfig: Option<PathBuf>,
 }
 
+#[cfg(feature = "kube")]
 impl KubeArgs {
     pub async fn client(&self) -> Result<kube::Client, Error> {
         let config = match &self.kubeconfig {
@@ -87,8 +89,6 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         nethouse: NetHouseArgs,
-        #[command(flatten)]
-        kube: KubeArgs,
     }
 
     #[test]
@@ -99,13 +99,10 @@ mod tests {
             "http://a:1,http://b:2",
             "--cluster",
             "c1",
-            "--kubeconfig",
-            "/k",
         ])
         .unwrap();
         assert_eq!(cli.nethouse.nethouse, ["http://a:1", "http://b:2"]);
         assert_eq!(cli.nethouse.cluster, "c1");
-        assert_eq!(cli.kube.kubeconfig.as_deref(), Some("/k".as_ref()));
 
         let missing = NetHouseArgs {
             nethouse_token_file: Some("/nonexistent/token".into()),
@@ -127,6 +124,7 @@ mod tests {
         assert!(e.starts_with("--nethouse: ") && e.contains("scheme"), "{e}");
     }
 
+    #[cfg(feature = "kube")]
     #[tokio::test]
     async fn a_missing_kubeconfig_names_the_flag() {
         let args = KubeArgs {

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 fn get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.get(9..12)?.parse().ok()?;
@@ -79,9 +83,11 @@ fn sigterm_turns_readyz_red_then_finishes_in_flight_requests_and_exits() {
         .unwrap();
     assert!(term.success());
 
-    wait_until("/readyz to say shutting down", Duration::from_secs(1), || {
-        get(&addr, "/readyz") == Some((503, "shutting down".into()))
-    });
+    wait_until(
+        "/readyz to say shutting down",
+        Duration::from_secs(1),
+        || get(&addr, "/readyz") == Some((503, "shutting down".into())),
+    );
     assert_eq!(child.try_wait().unwrap(), None, "still running, draining");
     wait_until("the listener to close", Duration::from_secs(5), || {
         TcpStream::connect(&addr).is_err()

@@ -45,7 +45,10 @@ fn node(c: &Cluster, name: &str, zone: Option<&str>) {
 fn wait(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?}: {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?}: {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -58,7 +61,14 @@ fn filter(url: &str, pod: &str, nodes: &[&str]) -> serde_json::Value {
         "NodeNames": nodes,
     });
     let out = std::process::Command::new("curl")
-        .args(["-sS", "-X", "POST", "-H", "content-type: application/json", "--data-binary"])
+        .args([
+            "-sS",
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+        ])
         .arg(body.to_string())
         .arg(format!("{url}/filter"))
         .output()
@@ -89,18 +99,25 @@ fn a_relist_forgets_the_node_and_location_deleted_while_the_watch_was_down() {
         .unwrap();
     let view = ext.index.clone();
     wait("the extender to list", Duration::from_secs(30), || {
-        view.ready() && view.location("default/db-gone").is_some() && view.node_zone("gone-b").is_some()
+        view.ready()
+            && view.location("default/db-gone").is_some()
+            && view.node_zone("gone-b").is_some()
     });
     // The Location pins db-gone to z2: keep-a (z1) is refused for it.
     let before = filter(&ext.url(), "db-gone", &["keep-a", "gone-b"]);
-    assert_eq!(before["NodeNames"], serde_json::json!(["gone-b"]), "{before}");
+    assert_eq!(
+        before["NodeNames"],
+        serde_json::json!(["gone-b"]),
+        "{before}"
+    );
 
     // While kube-apiserver is down, the Node and the Location go (behind its back, in etcd),
     // and etcd forgets the history: the extender's watch cannot resume, it must list again.
     c.restart_apiserver(|c| {
         c.etcdctl(&["del", "/registry/minions/gone-b"])?;
         c.etcdctl(&["del", "/registry/nethouse.io/locations/default/db-gone"])?;
-        let status: serde_json::Value = serde_json::from_str(&c.etcdctl(&["get", "x", "-w", "json"])?)?;
+        let status: serde_json::Value =
+            serde_json::from_str(&c.etcdctl(&["get", "x", "-w", "json"])?)?;
         let rev = status["header"]["revision"].as_i64().unwrap_or_default();
         c.etcdctl(&["compact", &rev.to_string()])?;
         Ok(())
@@ -172,12 +189,16 @@ fn a_location_that_cannot_be_written_yet_is_written_once_it_can() {
             .get_or_create(&WriteLabels { result })
             .get()
     };
-    wait("the extender to list", Duration::from_secs(30), || view.ready());
+    wait("the extender to list", Duration::from_secs(30), || {
+        view.ready()
+    });
 
     // A fixed pod runs on a node whose zone label is not there yet: nothing can be written.
     node(&c, "late-a", None);
     running_fixed_pod(&c, "db-0", "late-a", "192.0.2.10");
-    wait("failed attempts", Duration::from_secs(30), || writes("zone_unknown") >= 2);
+    wait("failed attempts", Duration::from_secs(30), || {
+        writes("zone_unknown") >= 2
+    });
     assert_eq!(location(&c, "db-0"), None);
     // The label comes: the next attempt writes the Location.
     c.kubectl(&["label", "node", "late-a", "nethouse.io/network-zone=z1"])
@@ -193,12 +214,16 @@ fn a_location_that_cannot_be_written_yet_is_written_once_it_can() {
     let failed = writes("zone_unknown");
     running_fixed_pod(&c, "db-1", "late-b", "192.0.2.11");
     // Its attempts come at 0, 0.5 and 1.5 s, the next at 3.5 s: label it right after the third.
-    wait("db-1's first attempts", Duration::from_secs(30), || writes("zone_unknown") >= failed + 3);
+    wait("db-1's first attempts", Duration::from_secs(30), || {
+        writes("zone_unknown") >= failed + 3
+    });
     c.kubectl(&["label", "node", "late-b", "nethouse.io/network-zone=z1"])
         .unwrap();
-    wait("the extender to see late-b's zone", Duration::from_secs(10), || {
-        view.node_zone("late-b").flatten().is_some()
-    });
+    wait(
+        "the extender to see late-b's zone",
+        Duration::from_secs(10),
+        || view.node_zone("late-b").flatten().is_some(),
+    );
     let api_failures = writes("api");
     c.restart_apiserver(|_| {
         std::thread::sleep(Duration::from_secs(8));
@@ -209,9 +234,11 @@ fn a_location_that_cannot_be_written_yet_is_written_once_it_can() {
         writes("api") > api_failures,
         "an attempt during the outage failed and was retried"
     );
-    c.wait_for("db-1's Location after the restart", Duration::from_secs(60), |c| {
-        (location(c, "db-1")? == "192.0.2.11 z1 late-b Running").then_some(())
-    })
+    c.wait_for(
+        "db-1's Location after the restart",
+        Duration::from_secs(60),
+        |c| (location(c, "db-1")? == "192.0.2.11 z1 late-b Running").then_some(()),
+    )
     .unwrap();
     assert!(writes("written") >= 2);
 }

@@ -1,5 +1,6 @@
 //! `nethouse serve`: open the store, read it back whole, serve the API until SIGTERM/SIGINT,
-//! then stop taking connections, let in-flight requests finish and close the store cleanly.
+//! then answer `/readyz` 503 for `--shutdown-delay` while still serving, stop taking
+//! connections, let in-flight requests finish and close the store cleanly.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +13,8 @@ use super::error::CliError;
 use crate::server::Auth;
 use crate::server::running::{ServerOptions, start};
 use nethouse_api::duration::parse_duration;
+use nethouse_runtime::logs::LogArgs;
+use nethouse_runtime::serve::DrainArgs;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -45,45 +48,21 @@ pub struct ServeArgs {
           default_value_t = crate::server::DEFAULT_MAX_IN_FLIGHT as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
-    /// How long in-flight requests may take to finish at shutdown.
+    /// After SIGTERM, how long `/readyz` says 503 while requests are still taken.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+    /// Then, how long in-flight requests may take to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
     /// Once serving, write the bound address here (for supervisors and tests).
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
-    /// Log format.
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return "no signal handler",
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-    }
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
-    init_logging(&args.log_format);
+    args.log.init();
     let auth = match (&args.auth_file, args.insecure_no_auth) {
         (Some(path), _) => Auth::from_file(path).map_err(CliError::AuthFile)?,
         (None, _) => {
@@ -105,9 +84,14 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         std::fs::write(&tmp, running.addr.to_string()).map_err(CliError::ReadyFile)?;
         std::fs::rename(&tmp, path).map_err(CliError::ReadyFile)?;
     }
-    let why = shutdown_signal().await;
+    let why = nethouse_runtime::shutdown::signal().await;
     tracing::info!(signal = why, "shutting down: finishing in-flight requests");
-    running.shutdown(args.shutdown_grace).await;
+    running
+        .stop(DrainArgs {
+            shutdown_delay: args.shutdown_delay,
+            shutdown_grace: args.shutdown_grace,
+        })
+        .await;
     tracing::info!("stopped");
     Ok(())
 }

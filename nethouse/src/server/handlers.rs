@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nethouse_api::{
     AllocateRequest, DetachRequest, GcRequest, LeaseFilter, Owner, ReleaseRequest, SubnetSpec,
@@ -117,15 +117,8 @@ pub async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Answer {
 }
 
 pub async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
-    let text = app.metrics.render(&app.ipam.subnets());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    app.metrics.refresh(&app.ipam.subnets());
+    nethouse_runtime::metrics::response(app.metrics.registry())
 }
 
 pub async fn allocate<S: Store>(

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nethouse_runtime::serve::{DrainArgs, Draining, Serving};
+
 use super::{App, Auth, router};
 use crate::clock::SystemClock;
 use crate::ipam::{Ipam, IpamConfig, IpamError};
@@ -20,16 +22,9 @@ pub enum StartError {
     OpenStore(#[source] StoreError),
     #[error("reading the store back: {0}")]
     ReadStore(#[source] IpamError),
-    #[error("loading --tls-cert/--tls-key: {0}")]
-    LoadTls(#[source] std::io::Error),
-    #[error("could not listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the server task ended before it listened: {0}")]
-    ServerTask(#[source] tokio::task::JoinError),
+    /// The TLS files or the listen address (the error names which).
+    #[error(transparent)]
+    Serve(nethouse_runtime::Error),
 }
 
 #[derive(Clone, Debug)]
@@ -62,8 +57,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub tls: bool,
     pub app: Arc<App<EmbeddedStore>>,
-    handle: axum_server::Handle<SocketAddr>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    serving: Serving,
 }
 
 impl Running {
@@ -72,18 +66,24 @@ impl Running {
         format!("{scheme}://{}", self.addr)
     }
 
-    /// Stops taking connections, lets in-flight requests finish within `grace`, and closes the
-    /// store (its writer drains what was queued).
+    /// Stops at once: no new connections, in-flight requests finish within `grace`, then the
+    /// store closes (its writer drains what was queued). For tests and demos.
     pub async fn shutdown(self, grace: Duration) {
-        // One deadline for both waits, so the whole stop stays within `grace`.
-        let deadline = Instant::now() + grace;
+        self.stop(DrainArgs {
+            shutdown_delay: Duration::ZERO,
+            shutdown_grace: grace,
+        })
+        .await
+    }
+
+    /// Stops as Kubernetes expects: `/readyz` answers 503 for `shutdown_delay` while requests
+    /// are still taken (so the Service sends no new ones), then the listener closes, in-flight
+    /// requests finish within `shutdown_grace`, and the store closes.
+    pub async fn stop(self, drain: DrainArgs) {
+        // One deadline for both waits, so the whole stop stays within delay + grace.
+        let deadline = Instant::now() + drain.shutdown_delay + drain.shutdown_grace;
         self.app.set_ready(false);
-        self.handle.graceful_shutdown(Some(grace));
-        match self.task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "server error"),
-            Err(e) => tracing::error!(error = %e, "server task failed"),
-        }
+        self.serving.drain(&Draining::default(), drain).await;
         // State-changing calls run on their own tasks, counted until they end (see
         // `handlers::to_completion`): the store closes after their commits, not under them.
         let running = || self.app.metrics.mutations_in_flight.get();
@@ -127,48 +127,16 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
         "store loaded"
     );
     let app = App::with_metrics(ipam, opts.auth, opts.max_in_flight, metrics);
-    let service = router(app.clone()).into_make_service();
-    let handle = axum_server::Handle::new();
-    let task = {
-        let handle = handle.clone();
-        let listen = opts.listen;
-        match &opts.tls {
-            Some((cert, key)) => {
-                let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                    .await
-                    .map_err(StartError::LoadTls)?;
-                tokio::spawn(async move {
-                    axum_server::bind_rustls(listen, tls)
-                        .handle(handle)
-                        .serve(service)
-                        .await
-                })
-            }
-            None => tokio::spawn(async move {
-                axum_server::bind(listen)
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            }),
-        }
-    };
-    let Some(addr) = handle.listening().await else {
-        let source = match task.await.map_err(StartError::ServerTask)? {
-            Err(e) => e,
-            // axum-server gives up listening only with an error; should that change, say so.
-            Ok(()) => std::io::Error::other("the server stopped without listening"),
-        };
-        return Err(StartError::Listen {
-            addr: opts.listen,
-            source,
-        });
-    };
+    let serving =
+        nethouse_runtime::serve::serve(router(app.clone()), opts.listen, opts.tls.clone())
+            .await
+            .map_err(StartError::Serve)?;
+    let addr = serving.addr;
     tracing::info!(address = %addr, tls = opts.tls.is_some(), "serving");
     Ok(Running {
         addr,
         tls: opts.tls.is_some(),
         app,
-        handle,
-        task,
+        serving,
     })
 }

@@ -113,6 +113,22 @@ impl Server {
         }
     }
 
+    /// SIGTERM without waiting: the server drains while the test looks at it.
+    pub fn signal_term(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+    }
+
+    /// Waits for the process to end; returns the exit status.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child
+            .take()
+            .expect("server already stopped")
+            .wait()
+            .unwrap()
+    }
+
     /// SIGTERM and wait; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("server already stopped");
