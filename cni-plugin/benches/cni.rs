@@ -9,13 +9,21 @@
 //! `NETHOUSE_CNI_BIN=PATH` adds a row for that build of the plugin — `make bench` passes the
 //! static binary that ships (`scripts/build-cni-static.sh`) next to cargo's default build.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nethouse::server::running::{ServerOptions, start};
 use nethouse_api::{Client, ClientConfig, SubnetSpec};
+use nethouse_cni::invoke;
 use serde_json::{Value, json};
+
+// The workspace's one set of table helpers; the e2e crate that owns the file depends on this
+// one, so it is included rather than depended on.
+#[allow(dead_code)]
+#[path = "../../tests/src/bench_table.rs"]
+mod table;
+use table::{header, ms, pct, row};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_nethouse-cni");
 const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
@@ -59,7 +67,8 @@ fn cycles() -> usize {
         .unwrap_or(300)
 }
 
-/// One plugin process; `ipam_dir` is where the main plugin finds its IPAM plugin.
+/// One plugin process, timed from spawn to exit; `ipam_dir` is where the main plugin finds its
+/// IPAM plugin.
 fn call(
     binary: &str,
     ipam_dir: &str,
@@ -69,44 +78,18 @@ fn call(
     conf: &str,
 ) -> Duration {
     let t = Instant::now();
-    let mut child = Command::new(binary)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", cid)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
-        .env(
-            "CNI_ARGS",
-            format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=p-{cid}"),
-        )
-        .env(
-            "CNI_PATH",
-            [ipam_dir, "/usr/lib/cni"]
-                .iter()
-                .filter(|d| !d.is_empty())
-                .copied()
-                .collect::<Vec<_>>()
-                .join(":"),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let reply = invoke::Call::new(command)
+        .container_id(cid)
+        .netns(netns)
+        .ifname("eth0")
+        .args(&format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=p-{cid}"
+        ))
+        .path([ipam_dir, "/usr/lib/cni"])
+        .run(Path::new(binary), conf.as_bytes())
+        .unwrap_or_else(|e| panic!("{binary}: {e}"));
     let took = t.elapsed();
-    assert!(
-        out.status.success(),
-        "{binary} {command}: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(reply.success(), "{binary} {command}: {}", reply.stdout);
     took
 }
 
@@ -117,25 +100,10 @@ struct Stats {
 
 fn stats(mut v: Vec<Duration>) -> Stats {
     v.sort();
-    let at = |p: f64| v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1];
     Stats {
-        p50: at(0.5),
-        p99: at(0.99),
+        p50: pct(&v, 0.5),
+        p99: pct(&v, 0.99),
     }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn row(cells: &[String]) {
-    println!("| {} |", cells.join(" | "));
-}
-
-/// A table's header row and the separator row under it.
-fn header(cells: &[String]) {
-    row(cells);
-    row(&vec!["---".to_string(); cells.len()]);
 }
 
 /// One table: every row against the last one, the host-local baseline.

@@ -7,13 +7,12 @@
 
 use std::collections::BTreeMap;
 
+use nethouse_api::contract::{FIXED_IP_ANNOTATION, parse_fixed_ip};
 use nethouse_api::{LeaseKind, Owner};
 
 use crate::conf::NetConf;
 use crate::env::K8sArgs;
 use crate::error::{CniError, INVALID_CONFIG, INVALID_ENV};
-
-pub const FIXED_IP_KEY: &str = "nethouse.io/fixed-ip";
 
 /// The pod, when the runtime named it.
 pub fn owner(args: &K8sArgs, cluster: &str) -> Option<Owner> {
@@ -28,17 +27,13 @@ pub fn owner(args: &K8sArgs, cluster: &str) -> Option<Owner> {
 }
 
 fn flag(source: &str, map: &Option<BTreeMap<String, String>>) -> Result<Option<bool>, CniError> {
-    match map.as_ref().and_then(|m| m.get(FIXED_IP_KEY)) {
-        None => Ok(None),
-        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-            "true" => Ok(Some(true)),
-            "false" | "" => Ok(Some(false)),
-            other => Err(CniError::new(
-                INVALID_CONFIG,
-                format!("{source} {FIXED_IP_KEY}={other:?}: expected \"true\" or \"false\""),
-            )),
-        },
-    }
+    let Some(value) = map.as_ref().and_then(|m| m.get(FIXED_IP_ANNOTATION)) else {
+        return Ok(None);
+    };
+    // The source in the message: the user fixes the annotation or the label, whichever it was.
+    parse_fixed_ip(value)
+        .map(Some)
+        .map_err(|e| CniError::new(INVALID_CONFIG, format!("{source} {e}")))
 }
 
 /// Fixed (owned by the pod name, survives DEL) or ephemeral (owned by the attachment).
@@ -53,7 +48,9 @@ pub fn lease_kind(conf: &NetConf, owner: Option<&Owner>) -> Result<LeaseKind, Cn
     if owner.is_none() {
         return Err(CniError::new(
             INVALID_ENV,
-            format!("{FIXED_IP_KEY} is true but CNI_ARGS lacks K8S_POD_NAMESPACE and K8S_POD_NAME"),
+            format!(
+                "{FIXED_IP_ANNOTATION} is true but CNI_ARGS lacks K8S_POD_NAMESPACE and K8S_POD_NAME"
+            ),
         ));
     }
     Ok(LeaseKind::Fixed)
@@ -115,6 +112,18 @@ mod tests {
         assert_eq!(e.code, INVALID_ENV);
         let e = lease_kind(&conf(Some("yes"), None), owner(&pod(), "k").as_ref()).unwrap_err();
         assert_eq!(e.code, INVALID_CONFIG);
+        assert_eq!(
+            e.msg,
+            r#"pod annotation nethouse.io/fixed-ip="yes": expected "true" or "false""#
+        );
+        let e = lease_kind(&conf(None, Some(" On ")), owner(&pod(), "k").as_ref()).unwrap_err();
+        assert_eq!(
+            (e.code, e.msg.as_str()),
+            (
+                INVALID_CONFIG,
+                r#"sandbox label nethouse.io/fixed-ip="On": expected "true" or "false""#
+            )
+        );
         assert!(owner(&K8sArgs::default(), "k").is_none());
         assert_eq!(owner(&pod(), "k").unwrap().cluster, "k");
     }

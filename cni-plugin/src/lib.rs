@@ -9,6 +9,7 @@ pub mod env;
 pub mod error;
 pub mod identity;
 pub mod install;
+pub mod invoke;
 mod log;
 pub mod result;
 pub mod verbs;

@@ -10,6 +10,12 @@ use nethouse_scheduler_extender::decide::LocationInfo;
 use nethouse_scheduler_extender::filter::filter;
 use nethouse_scheduler_extender::index::Index;
 
+// The workspace's one set of table helpers, in the e2e crate (which depends on this one).
+#[allow(dead_code)]
+#[path = "../../tests/src/bench_table.rs"]
+mod table;
+use table::{header, pct, row, us};
+
 fn node_json(i: usize) -> String {
     let zone = if i.is_multiple_of(2) { "z1" } else { "z2" };
     format!(
@@ -85,22 +91,24 @@ fn measure(iters: usize, mut f: impl FnMut()) -> (Duration, Duration) {
         })
         .collect();
     v.sort();
-    (
-        v[v.len() / 2],
-        v[((v.len() as f64 * 0.99).ceil() as usize).clamp(1, v.len()) - 1],
-    )
-}
-
-fn us(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+    (pct(&v, 0.5), pct(&v, 0.99))
 }
 
 fn main() {
     println!("## Extender filter vs parse-and-echo of the same body\n");
-    println!(
-        "| nodes | mode | pod | filter p50 | filter p99 | parse+echo p50 | parse+echo p99 | ratio p50 |"
+    header(
+        &[
+            "nodes",
+            "mode",
+            "pod",
+            "filter p50",
+            "filter p99",
+            "parse+echo p50",
+            "parse+echo p99",
+            "ratio p50",
+        ]
+        .map(String::from),
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for n in [100usize, 1_000, 5_000] {
         let idx = index(n);
         let iters = if n >= 5_000 { 200 } else { 1_000 };
@@ -114,16 +122,16 @@ fn main() {
                     let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
                     std::hint::black_box(serde_json::to_string(&v).unwrap());
                 });
-                println!(
-                    "| {n} | {} | {} | {} | {} | {} | {} | {:.2}× |",
-                    if names { "NodeNames" } else { "Nodes" },
-                    if fixed { "fixed" } else { "ordinary" },
+                row(&[
+                    n.to_string(),
+                    (if names { "NodeNames" } else { "Nodes" }).into(),
+                    (if fixed { "fixed" } else { "ordinary" }).into(),
                     us(fp50),
                     us(fp99),
                     us(ep50),
                     us(ep99),
-                    fp50.as_secs_f64() / ep50.as_secs_f64()
-                );
+                    format!("{:.2}×", fp50.as_secs_f64() / ep50.as_secs_f64()),
+                ]);
             }
         }
     }

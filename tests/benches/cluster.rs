@@ -5,18 +5,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use nethouse_e2e::bench_table::{header, pct, row, whole_ms};
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::stack::{agent, apply_crd, kube_client, local_nethouse, orphan_locations};
 
 const PODS: usize = 100;
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn pct(v: &[Duration], p: f64) -> Duration {
-    v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
-}
 
 fn main() {
     nethouse_e2e::binaries::ensure().expect("binaries");
@@ -29,11 +22,11 @@ fn main() {
         drop(c);
     }
     starts.sort();
-    println!("| measure | value |\n| --- | --- |");
-    println!(
-        "| control plane start → ready for pods (median of 3, warm binary cache) | {} |",
-        ms(starts[1])
-    );
+    header(&["measure".into(), "value".into()]);
+    row(&[
+        "control plane start → ready for pods (median of 3, warm binary cache)".into(),
+        whole_ms(starts[1]),
+    ]);
 
     let rt = nethouse_e2e::stack::runtime();
     let _enter = rt.enter();
@@ -81,19 +74,22 @@ fn main() {
         .unwrap();
     let mut lat: Vec<Duration> = seen.values().copied().collect();
     lat.sort();
-    println!("| `kubectl apply` of {PODS} pods took | {} |", ms(created));
-    println!(
-        "| pod create → Running with IP, p50 ({PODS} pods, 4 nodes) | {} |",
-        ms(pct(&lat, 0.5))
-    );
-    println!(
-        "| pod create → Running with IP, p99 | {} |",
-        ms(pct(&lat, 0.99))
-    );
-    println!(
-        "| all {PODS} running after | {} |",
-        ms(*lat.last().unwrap())
-    );
+    row(&[
+        format!("`kubectl apply` of {PODS} pods took"),
+        whole_ms(created),
+    ]);
+    row(&[
+        format!("pod create → Running with IP, p50 ({PODS} pods, 4 nodes)"),
+        whole_ms(pct(&lat, 0.5)),
+    ]);
+    row(&[
+        "pod create → Running with IP, p99".into(),
+        whole_ms(pct(&lat, 0.99)),
+    ]);
+    row(&[
+        format!("all {PODS} running after"),
+        whole_ms(pct(&lat, 1.0)),
+    ]);
     agent.shutdown();
 
     // Location deletion -> IP released, for 100 Locations whose pods are gone.
@@ -138,14 +134,14 @@ fn main() {
     }
     let mut rel: Vec<Duration> = released.values().copied().collect();
     rel.sort();
-    println!(
-        "| Location deleted → IP released in NetHouse, p50 ({PODS} deleted at once) | {} |",
-        ms(pct(&rel, 0.5))
-    );
-    println!(
-        "| Location deleted → IP released, p99 | {} |",
-        ms(pct(&rel, 0.99))
-    );
+    row(&[
+        format!("Location deleted → IP released in NetHouse, p50 ({PODS} deleted at once)"),
+        whole_ms(pct(&rel, 0.5)),
+    ]);
+    row(&[
+        "Location deleted → IP released, p99".into(),
+        whole_ms(pct(&rel, 0.99)),
+    ]);
     controller.abort();
     drop(cluster);
     rt.block_on(nethouse.shutdown(Duration::from_secs(1)));

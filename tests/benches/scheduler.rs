@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
 use nethouse_e2e::agent::node;
+use nethouse_e2e::bench_table::{header, row};
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::ports::free_port;
 use nethouse_e2e::stack::{apply_crd, extender, kube_client, local_nethouse, scheduler_config};
@@ -112,9 +113,12 @@ fn main() {
     nethouse_e2e::binaries::ensure().expect("binaries");
     let rate = |d: Duration| PODS as f64 / d.as_secs_f64();
     println!("## kube-scheduler throughput, {PODS} fixed pods onto {NODES} nodes (median of 3)\n");
-    println!(
-        "| scheduler API rate | scheduler | backlog placed in | pods/s |\n| --- | --- | --- | --- |"
-    );
+    header(&[
+        "scheduler API rate".into(),
+        "scheduler".into(),
+        "backlog placed in".into(),
+        "pods/s".into(),
+    ]);
     let mut ratios = Vec::new();
     for (label, qps) in [
         ("default (50 qps)", None),
@@ -130,16 +134,17 @@ fn main() {
         without.sort();
         with.sort();
         let (w0, w1) = (without[1], with[1]);
-        println!(
-            "| {label} | without the extender | {:.2} s | {:.0} |",
-            w0.as_secs_f64(),
-            rate(w0)
-        );
-        println!(
-            "| {label} | with the NetHouse extender | {:.2} s | {:.0} |",
-            w1.as_secs_f64(),
-            rate(w1)
-        );
+        for (scheduler, took) in [
+            ("without the extender", w0),
+            ("with the NetHouse extender", w1),
+        ] {
+            row(&[
+                label.into(),
+                scheduler.into(),
+                format!("{:.2} s", took.as_secs_f64()),
+                format!("{:.0}", rate(took)),
+            ]);
+        }
         ratios.push((label, rate(w1) / rate(w0)));
     }
     println!();

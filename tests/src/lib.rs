@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod bench_table;
 pub mod binaries;
 pub mod cluster;
 pub mod pki;

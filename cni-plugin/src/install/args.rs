@@ -28,6 +28,7 @@ pub struct InstallArgs {
     pub resolve_servers: bool,
 }
 
+/// A literal because `concat!` takes no constants; a test keeps its label the contract's.
 pub const USAGE: &str = "usage: nethouse-cni install --template FILE (--zone ZONE | --zone-from-node) \
 [--node NAME] [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d] [--conf-name 10-nethouse.conflist] \
 [--copy-credentials DIR [--credentials-dir /etc/nethouse-cni]] [--resolve-servers]
@@ -171,5 +172,11 @@ mod tests {
         assert!(e.to_string().contains("--zone-from-node"), "{e}");
         let e = parse_args(&strings(&["--zone", "z", "--node", "n"]), &none).unwrap_err();
         assert!(e.to_string().starts_with("--template is required"), "{e}");
+    }
+
+    #[test]
+    fn usage_names_the_contract_zone_label() {
+        let label = nethouse_api::contract::ZONE_LABEL;
+        assert!(USAGE.contains(&format!("node's {label} label")), "{USAGE}");
     }
 }

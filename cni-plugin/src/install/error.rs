@@ -5,8 +5,9 @@
 use std::io;
 use std::path::PathBuf;
 
+use nethouse_api::contract::ZONE_LABEL;
+
 use super::args::USAGE;
-use super::node_zone::ZONE_LABEL;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {

@@ -19,7 +19,7 @@ use std::path::Path;
 pub use args::{InstallArgs, USAGE, ZoneSource, parse_args};
 pub use conflist::{pin_hosts, render};
 pub use error::InstallError;
-pub use node_zone::{ApiServer, SERVICE_ACCOUNT_DIR, ZONE_LABEL, node_zone, zone_from_node_json};
+pub use node_zone::{ApiServer, SERVICE_ACCOUNT_DIR, node_zone, zone_from_node_json};
 
 /// Runs the install; returns a one-line summary.
 pub fn install(args: &InstallArgs, self_exe: &Path) -> Result<String, InstallError> {

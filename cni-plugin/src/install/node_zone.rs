@@ -9,13 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nethouse_api::contract::ZONE_LABEL;
 use nethouse_api::{BlockingClient, ClientConfig, ClientError, Setting};
 use serde_json::Value;
 
 use super::InstallError;
 
-/// The node label naming the node's network zone (see DESIGN.md, contracts).
-pub const ZONE_LABEL: &str = "nethouse.io/network-zone";
 /// Where Kubernetes mounts a pod's ServiceAccount token and the cluster CA.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 

@@ -1,14 +1,13 @@
 //! A real NetHouse (in this process, on loopback) and a way to run the real `nethouse-cni`
-//! binary the way a runtime does: a fresh process, CNI_* variables, config on stdin.
+//! binary the way a runtime does (`nethouse_cni::invoke`), with test defaults and checks.
 #![allow(dead_code)]
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nethouse::server::running::{Running, ServerOptions, start};
 use nethouse_api::{Client, ClientConfig, SubnetSpec};
+use nethouse_cni::invoke;
 use serde_json::{Value, json};
 
 #[path = "../../../nethouse/tests/common/pki.rs"]
@@ -178,7 +177,7 @@ impl<'a> Cni<'a> {
             args: String::new(),
             path: format!(
                 "/usr/lib/cni:{}",
-                std::path::Path::new(&plugin()).parent().unwrap().display()
+                Path::new(&plugin()).parent().unwrap().display()
             ),
         }
     }
@@ -193,31 +192,18 @@ impl<'a> Cni<'a> {
 
     /// Runs `binary` (the plugin itself, or a main plugin like Debian's bridge).
     pub fn run_binary(&self, binary: &str, stdin: &str) -> Call {
-        let mut child = Command::new(binary)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", self.command)
-            .env("CNI_CONTAINERID", self.container_id)
-            .env("CNI_NETNS", self.netns)
-            .env("CNI_IFNAME", self.ifname)
-            .env("CNI_ARGS", &self.args)
-            .env("CNI_PATH", &self.path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn plugin");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let reply = invoke::Call::new(self.command)
+            .container_id(self.container_id)
+            .netns(self.netns)
+            .ifname(self.ifname)
+            .args(&self.args)
+            .path([&self.path])
+            .run(Path::new(binary), stdin.as_bytes())
+            .unwrap_or_else(|e| panic!("running {binary}: {e}"));
         Call {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: reply.status.code().unwrap_or(-1),
+            stdout: reply.stdout,
+            stderr: reply.stderr,
         }
     }
 

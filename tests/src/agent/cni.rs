@@ -4,10 +4,13 @@
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::Pod;
+use nethouse_cni::invoke;
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 use super::AgentConfig;
+
+/// The main plugin, which executes `nethouse-cni` from `CNI_PATH` as its IPAM.
+const BRIDGE: &str = "/usr/lib/cni/bridge";
 
 #[derive(Clone, Debug)]
 pub struct Sandbox {
@@ -103,29 +106,22 @@ impl CniRunner {
         args: &str,
         conf: &str,
     ) -> anyhow::Result<String> {
-        use tokio::io::AsyncWriteExt;
-        let mut child = Command::new(Path::new("/usr/lib/cni/bridge"))
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", container_id)
-            .env("CNI_NETNS", format!("/var/run/netns/{netns}"))
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_ARGS", args)
-            .env("CNI_PATH", &self.cni_path)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(conf.as_bytes()).await?;
+        let call = invoke::Call::new(command)
+            .container_id(container_id)
+            .netns(&format!("/var/run/netns/{netns}"))
+            .ifname("eth0")
+            .args(args)
+            .path([&self.cni_path]);
+        let conf = conf.to_string();
+        // The call blocks until the plugin exits: off the runtime's workers, so heartbeats and
+        // the other nodes go on meanwhile.
+        let reply =
+            tokio::task::spawn_blocking(move || call.run(Path::new(BRIDGE), conf.as_bytes()))
+                .await??;
+        if !reply.success() {
+            anyhow::bail!("CNI {command} failed: {}", reply.stdout);
         }
-        let out = child.wait_with_output().await?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
-            anyhow::bail!("CNI {command} failed: {stdout}");
-        }
-        Ok(stdout)
+        Ok(reply.stdout)
     }
 
     /// Creates the pod's namespace and runs CNI ADD; on failure nothing is left behind.

@@ -7,11 +7,11 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
+use nethouse_api::contract::ZONE_LABEL;
 use serde_json::json;
 
 use super::time::now_rfc3339;
 
-pub const ZONE_LABEL: &str = "nethouse.io/network-zone";
 const MANAGER: &str = "nethouse-node-agent";
 const LEASE_SECONDS: i32 = 40;
 
