@@ -59,6 +59,7 @@ mod tests {
             router(metrics, draining.clone()),
             "127.0.0.1:0".parse().unwrap(),
             None,
+            &Default::default(),
         )
         .await
         .unwrap();

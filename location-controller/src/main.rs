@@ -51,6 +51,8 @@ struct Args {
     #[command(flatten)]
     drain: DrainArgs,
     #[command(flatten)]
+    http: nethouse_runtime::limits::HttpLimits,
+    #[command(flatten)]
     log: LogArgs,
 }
 
@@ -99,6 +101,10 @@ async fn main() -> anyhow::Result<()> {
         nethouse_location_controller::health::router(ctx.metrics.clone(), draining.clone()),
         args.health_listen,
         None,
+        &nethouse_runtime::serve::Http {
+            limits: args.http,
+            metrics: ctx.metrics.http.clone(),
+        },
     )
     .await?;
     tracing::info!(address = %serving.addr, "serving /healthz, /readyz, /metrics");

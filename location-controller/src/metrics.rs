@@ -38,6 +38,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<KindLabel, Counter>,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
+    /// `nethouse_controller_http_*` of the health server.
+    pub http: nethouse_runtime::limits::HttpMetrics,
 }
 
 impl Default for Metrics {
@@ -109,7 +111,10 @@ impl Metrics {
             "1 while this replica is the active one",
             leader.clone(),
         );
+        let http = nethouse_runtime::limits::HttpMetrics::default();
+        http.register(&mut registry);
         Metrics {
+            http,
             registry,
             releases,
             release_delay,

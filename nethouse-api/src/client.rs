@@ -41,7 +41,9 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the servers' idle cut-off (--http-header-timeout, 30s): a pooled connection
+            // is dropped here before the server closes it under a request.
+            .pool_idle_timeout(Duration::from_secs(15))
             .tcp_nodelay(true)
             .no_proxy();
         for (name, ip) in &config.hosts {

@@ -191,4 +191,9 @@ impl Metrics {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
+
+    /// For metrics defined elsewhere (the HTTP server's) to join the one `/metrics`.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
 }

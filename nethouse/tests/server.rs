@@ -211,3 +211,104 @@ async fn serves_https_with_the_given_certificate() {
             .is_err()
     );
 }
+
+/// Slow and idle clients (a probe held 200 trickling and 1,100 idle connections open for good,
+/// and /healthz timed out for everyone): heads trickling in are cut off at the header timeout
+/// while others are served; connections past the limit are closed at once; once the timeout
+/// has passed every slot is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_cut_off_and_others_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--http-header-timeout",
+            "1s",
+            "--http-max-connections",
+            "40",
+        ],
+    );
+    server
+        .ctrl()
+        .add_subnet(&subnet("z1", "10.62.0.0/24"))
+        .await
+        .unwrap();
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let healthz = format!("{}/healthz", server.url);
+
+    // 20 clients trickle a header line every 300 ms, below the connection limit.
+    let trickling: Vec<_> = (0..20)
+        .map(|_| {
+            let addr = addr.clone();
+            tokio::spawn(async move {
+                let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                let start = std::time::Instant::now();
+                let _ = c.write_all(b"GET /healthz HTTP/1.1\r\n").await;
+                for i in 0..40 {
+                    if c.write_all(format!("x-{i}: y\r\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                let mut rest = Vec::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(15), c.read_to_end(&mut rest)).await;
+                start.elapsed()
+            })
+        })
+        .collect();
+    // Everyone else is served meanwhile, on fresh connections.
+    for _ in 0..10 {
+        let fresh = reqwest::Client::new();
+        assert_eq!(fresh.get(&healthz).send().await.unwrap().status(), 200);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    for t in trickling {
+        let held = t.await.unwrap();
+        assert!(
+            held < Duration::from_secs(4),
+            "a trickling head held {held:?}"
+        );
+    }
+
+    // 100 idle connections: past the limit they are closed at once.
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let metrics = || async {
+        reqwest::get(format!("{}/metrics", server.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // After the header timeout the idle ones are gone and everyone is served again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let text = metrics().await;
+    let refused: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("nethouse_http_connections_refused_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    assert!(refused >= 60.0, "{text}");
+    let mut closed = 0;
+    for c in &mut idle {
+        let mut b = [0u8; 1];
+        if matches!(
+            tokio::time::timeout(Duration::from_millis(200), c.read(&mut b)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        ) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 100, "every idle connection was closed");
+    let fresh = reqwest::Client::new();
+    assert_eq!(fresh.get(&healthz).send().await.unwrap().status(), 200);
+    server.node().allocate(&alloc("after-0")).await.unwrap();
+}

@@ -7,10 +7,13 @@
 //! - [`shutdown`]: the signal Kubernetes sends (SIGTERM) or Ctrl-C;
 //! - [`serve`]: HTTP(S) serving with readiness that turns 503 before the listener closes and
 //!   in-flight requests that finish;
+//! - [`limits`]: header and request timeouts and a connection limit, so slow or idle clients
+//!   cannot hold a server;
 //! - [`metrics`]: the `/metrics` response of a prometheus-client registry.
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod limits;
 pub mod logs;
 pub mod metrics;
 pub mod serve;

@@ -10,8 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum_server::accept::DefaultAcceptor;
+use tokio::sync::Semaphore;
 
 use crate::Error;
+use crate::limits::{HttpLimits, HttpMetrics, LimitAcceptor, request_timeout};
 
 /// Whether the process is on its way out; `/readyz` handlers answer 503 once it is.
 #[derive(Debug, Default)]
@@ -85,14 +88,33 @@ impl Drop for Serving {
     }
 }
 
-/// Serves `app` on `listen`, over TLS when `tls` (certificate chain, key; PEM files) is given.
+/// The limits a server keeps and the metrics it counts them in.
+#[derive(Clone, Debug, Default)]
+pub struct Http {
+    pub limits: HttpLimits,
+    pub metrics: HttpMetrics,
+}
+
+/// Serves `app` on `listen`, over TLS when `tls` (certificate chain, key; PEM files) is given,
+/// within `http`'s limits.
 pub async fn serve(
     app: Router,
     listen: SocketAddr,
     tls: Option<(PathBuf, PathBuf)>,
+    http: &Http,
 ) -> Result<Serving, Error> {
     let handle = axum_server::Handle::new();
+    let (timeout, metrics) = (http.limits.http_request_timeout, http.metrics.clone());
+    let app = app.layer(axum::middleware::from_fn(move |req, next| {
+        request_timeout(timeout, metrics.clone(), req, next)
+    }));
     let service = app.into_make_service();
+    let limit = LimitAcceptor {
+        inner: DefaultAcceptor,
+        permits: Arc::new(Semaphore::new(http.limits.max_connections())),
+        metrics: http.metrics.clone(),
+    };
+    let header_timeout = http.limits.http_header_timeout;
     let task = match &tls {
         Some((cert, key)) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -102,22 +124,33 @@ pub async fn serve(
                     key: key.display().to_string(),
                     source,
                 })?;
+            // The handshake is bounded like a request head: a client that opens a TLS
+            // connection and stalls holds it no longer.
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                .handshake_timeout(header_timeout)
+                .acceptor(limit);
+            // The first-request timeout also bounds the protocol detection (HTTP/1 or 2) that
+            // runs before hyper's header timer: a client that sends nothing would wait there.
+            let mut server = axum_server::bind(listen)
+                .acceptor(acceptor)
+                .first_request_timeout(header_timeout);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_timeout);
             let handle = handle.clone();
-            tokio::spawn(async move {
-                axum_server::bind_rustls(listen, config)
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            })
+            tokio::spawn(async move { server.handle(handle).serve(service).await })
         }
         None => {
+            let mut server = axum_server::bind(listen)
+                .acceptor(limit)
+                .first_request_timeout(header_timeout);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_timeout);
             let handle = handle.clone();
-            tokio::spawn(async move {
-                axum_server::bind(listen)
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            })
+            tokio::spawn(async move { server.handle(handle).serve(service).await })
         }
     };
     let Some(addr) = handle.listening().await else {
@@ -172,7 +205,7 @@ mod tests {
                 }),
             )
             .route("/echo", axum::routing::post(|b: String| async move { b }));
-        let serving = serve(app, "127.0.0.1:0".parse().unwrap(), None)
+        let serving = serve(app, "127.0.0.1:0".parse().unwrap(), None, &Http::default())
             .await
             .unwrap();
         let url = serving.url();
@@ -229,7 +262,7 @@ mod tests {
     async fn a_port_in_use_is_named() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
-        let e = serve(Router::new(), addr, None)
+        let e = serve(Router::new(), addr, None, &Http::default())
             .await
             .err()
             .unwrap()

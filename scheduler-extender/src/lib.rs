@@ -23,7 +23,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use nethouse_runtime::serve::{DrainArgs, Draining, Serving};
+use nethouse_runtime::limits::HttpLimits;
+use nethouse_runtime::serve::{DrainArgs, Draining, Http, Serving};
 
 /// A running extender: its HTTP server, watchers and writer.
 pub struct Running {
@@ -67,6 +68,8 @@ pub struct Options {
     /// (certificate chain, key) PEM files: serve HTTPS (the scheduler config then sets
     /// `enableHTTPS: true` and `tlsConfig.caFile`).
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Timeouts and the connection limit of the HTTP server.
+    pub http: HttpLimits,
 }
 
 /// Starts the watchers, the Location writer and the HTTP server.
@@ -95,18 +98,26 @@ pub async fn start(
         metrics: metrics.clone(),
         draining: draining.clone(),
     });
-    let serving =
-        match nethouse_runtime::serve::serve(server::router(ext), opts.listen, opts.tls.clone())
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                for t in tasks {
-                    t.abort();
-                }
-                return Err(e);
+    let http = Http {
+        limits: opts.http,
+        metrics: metrics.http.clone(),
+    };
+    let serving = match nethouse_runtime::serve::serve(
+        server::router(ext),
+        opts.listen,
+        opts.tls.clone(),
+        &http,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            for t in tasks {
+                t.abort();
             }
-        };
+            return Err(e);
+        }
+    };
     tracing::info!(address = %serving.addr, "scheduler extender serving");
     Ok(Running {
         addr: serving.addr,

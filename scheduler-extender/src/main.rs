@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use nethouse_runtime::args::{KubeArgs, NetHouseArgs};
+use nethouse_runtime::limits::HttpLimits;
 use nethouse_runtime::logs::LogArgs;
 use nethouse_runtime::serve::DrainArgs;
 
@@ -30,6 +31,8 @@ struct Args {
     #[command(flatten)]
     drain: DrainArgs,
     #[command(flatten)]
+    http: HttpLimits,
+    #[command(flatten)]
     log: LogArgs,
 }
 
@@ -47,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
             cluster: args.nethouse.cluster.clone(),
             zones_refresh: Duration::from_secs(args.zones_refresh_seconds),
             tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+            http: args.http,
         },
     )
     .await?;

@@ -1,6 +1,7 @@
 //! The extender's metrics (`nethouse_extender_*`): calls by verb and result, their latency, and
 //! the Location writer's outcomes. Short fixed label values only.
 
+use nethouse_runtime::limits::HttpMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -26,6 +27,8 @@ pub struct Metrics {
     pub requests: Family<VerbLabels, Counter>,
     pub duration: Family<VerbLabels, Histogram>,
     pub location_writes: Family<WriteLabels, Counter>,
+    /// `nethouse_extender_http_*`: connections, refusals, request timeouts.
+    pub http: HttpMetrics,
 }
 
 impl Default for Metrics {
@@ -53,11 +56,14 @@ impl Default for Metrics {
             "Location writer attempts by result; failed ones are retried with backoff",
             location_writes.clone(),
         );
+        let http = HttpMetrics::default();
+        http.register(&mut registry);
         Metrics {
             registry,
             requests,
             duration,
             location_writes,
+            http,
         }
     }
 }

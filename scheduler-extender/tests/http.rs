@@ -122,6 +122,7 @@ async fn serves_https_when_given_a_certificate() {
         router(ext),
         "127.0.0.1:0".parse().unwrap(),
         Some((cert, key)),
+        &Default::default(),
     )
     .await
     .unwrap();

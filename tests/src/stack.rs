@@ -115,6 +115,7 @@ pub async fn extender(
             cluster: cluster.to_string(),
             zones_refresh: Duration::from_secs(1),
             tls: None,
+            http: Default::default(),
         },
     )
     .await

@@ -13,6 +13,7 @@ use super::error::CliError;
 use crate::server::Auth;
 use crate::server::running::{ServerOptions, start};
 use nethouse_api::duration::parse_duration;
+use nethouse_runtime::limits::HttpLimits;
 use nethouse_runtime::logs::LogArgs;
 use nethouse_runtime::serve::DrainArgs;
 
@@ -59,6 +60,8 @@ pub struct ServeArgs {
     pub ready_file: Option<PathBuf>,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub http: HttpLimits,
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
@@ -77,6 +80,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
         default_cooldown: args.default_cooldown,
         max_in_flight: args.max_in_flight as usize,
+        http: args.http,
     })
     .await?;
     if let Some(path) = &args.ready_file {

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nethouse_runtime::serve::{DrainArgs, Draining, Serving};
+use nethouse_runtime::limits::{HttpLimits, HttpMetrics};
+use nethouse_runtime::serve::{DrainArgs, Draining, Http, Serving};
 
 use super::{App, Auth, router};
 use crate::clock::SystemClock;
@@ -37,6 +38,8 @@ pub struct ServerOptions {
     pub default_cooldown: Duration,
     /// State-changing calls that may run at once; more are refused with 503.
     pub max_in_flight: usize,
+    /// Timeouts and the connection limit of the HTTP server.
+    pub http: HttpLimits,
 }
 
 impl ServerOptions {
@@ -49,6 +52,7 @@ impl ServerOptions {
             tls: None,
             default_cooldown: Duration::from_secs(60),
             max_in_flight: super::DEFAULT_MAX_IN_FLIGHT,
+            http: HttpLimits::default(),
         }
     }
 }
@@ -103,7 +107,12 @@ impl Running {
 /// Opens the store, reads it back, and serves until [`Running::shutdown`].
 pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
     let started = Instant::now();
-    let metrics = Metrics::new();
+    let mut metrics = Metrics::new();
+    let http = Http {
+        limits: opts.http,
+        metrics: HttpMetrics::default(),
+    };
+    http.metrics.register(metrics.registry_mut());
     let store = EmbeddedStore::open_observed(&opts.data_dir, metrics.on_commit())
         .map_err(StartError::OpenStore)?;
     let ipam = Ipam::load(
@@ -128,7 +137,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
     );
     let app = App::with_metrics(ipam, opts.auth, opts.max_in_flight, metrics);
     let serving =
-        nethouse_runtime::serve::serve(router(app.clone()), opts.listen, opts.tls.clone())
+        nethouse_runtime::serve::serve(router(app.clone()), opts.listen, opts.tls.clone(), &http)
             .await
             .map_err(StartError::Serve)?;
     let addr = serving.addr;

@@ -1,6 +1,7 @@
-//! The extender binary stops the way Kubernetes stops a pod: on SIGTERM `/readyz` turns 503
-//! while connections are still taken, then the listener closes, a request already in flight is
-//! answered, and the process exits 0.
+//! The extender binary as a process: it stops the way Kubernetes stops a pod (on SIGTERM
+//! `/readyz` turns 503 while connections are still taken, then the listener closes, a request
+//! already in flight is answered, and the process exits 0), and slow or idle clients cannot
+//! hold it.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,11 +30,10 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn sigterm_turns_readyz_red_then_finishes_in_flight_requests_and_exits() {
-    let dir = tempfile::tempdir().unwrap();
-    // No API server and no NetHouse answer: serving and stopping need neither.
-    let kubeconfig = dir.path().join("kubeconfig");
+/// The extender binary on a free loopback port with `extra` flags; no API server and no
+/// NetHouse answer (serving and stopping need neither). Returns the process and its address.
+fn spawn(dir: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
+    let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
         "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\n\
@@ -46,11 +46,11 @@ fn sigterm_turns_readyz_red_then_finishes_in_flight_requests_and_exits() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nethouse-scheduler-extender"))
+    let child = Command::new(env!("CARGO_BIN_EXE_nethouse-scheduler-extender"))
         .args(["--listen", &addr, "--nethouse", "http://127.0.0.1:9"])
         .arg("--kubeconfig")
         .arg(&kubeconfig)
-        .args(["--shutdown-delay", "1500ms", "--shutdown-grace", "10s"])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -59,6 +59,16 @@ fn sigterm_turns_readyz_red_then_finishes_in_flight_requests_and_exits() {
     wait_until("/healthz", Duration::from_secs(20), || {
         get(&addr, "/healthz").is_some_and(|(s, _)| s == 200)
     });
+    (child, addr)
+}
+
+#[test]
+fn sigterm_turns_readyz_red_then_finishes_in_flight_requests_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = spawn(
+        dir.path(),
+        &["--shutdown-delay", "1500ms", "--shutdown-grace", "10s"],
+    );
     // Before the stop, /readyz waits for the caches (there is no API server to list from).
     assert_eq!(
         get(&addr, "/readyz"),
@@ -113,4 +123,70 @@ fn sigterm_turns_readyz_red_then_finishes_in_flight_requests_and_exits() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn slow_and_idle_clients_are_cut_off_and_others_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = spawn(
+        dir.path(),
+        &[
+            "--http-header-timeout",
+            "1s",
+            "--http-max-connections",
+            "20",
+        ],
+    );
+    // 10 heads trickling in, a line every 300 ms: cut off at the header timeout, while fresh
+    // connections are served meanwhile.
+    let trickling: Vec<_> = (0..10)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut c = TcpStream::connect(&addr).unwrap();
+                let start = Instant::now();
+                let _ = c.write_all(b"POST /filter HTTP/1.1\r\n");
+                for i in 0..40 {
+                    if write!(c, "x-{i}: y\r\n").is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                start.elapsed()
+            })
+        })
+        .collect();
+    for _ in 0..10 {
+        assert_eq!(get(&addr, "/healthz").map(|(s, _)| s), Some(200));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    for t in trickling {
+        let held = t.join().unwrap();
+        assert!(
+            held < Duration::from_secs(4),
+            "a trickling head held {held:?}"
+        );
+    }
+    // 60 connections that never speak: past the limit closed at once, the rest at the
+    // header timeout; then everyone is served again.
+    let idle: Vec<TcpStream> = (0..60)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    for mut c in idle {
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        assert!(matches!(c.read(&mut b), Ok(0) | Err(_)));
+    }
+    assert_eq!(get(&addr, "/healthz").map(|(s, _)| s), Some(200));
+    let (_, metrics) = get(&addr, "/metrics").unwrap();
+    let refused: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("nethouse_extender_http_connections_refused_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    assert!(refused >= 40.0, "{metrics}");
+    let _ = child.kill();
+    let _ = child.wait();
 }
