@@ -25,6 +25,12 @@ use nethouse_api::{
     AllocateRequest, Attachment, Client, ClientConfig, DetachRequest, LeaseKind, Owner, SubnetSpec,
 };
 
+// The workspace's one set of table helpers, in the e2e crate (which depends on this one).
+#[allow(dead_code)]
+#[path = "../../tests/src/bench_table.rs"]
+mod table;
+use table::{header, ms, pct, row};
+
 /// `NETHOUSE_BENCH_ONLY=http,fill,startup` runs only the named sections.
 fn section(name: &str) -> bool {
     std::env::var("NETHOUSE_BENCH_ONLY").map_or(true, |v| v.split(',').any(|s| s == name))
@@ -37,17 +43,6 @@ const CRASH_STARTS: usize = 3;
 
 fn quick() -> bool {
     std::env::var("NETHOUSE_BENCH_QUICK").is_ok_and(|v| v == "1")
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
 struct Proc(Child);
@@ -444,16 +439,6 @@ async fn populate(dir: &Path, n: usize) -> usize {
         t.await.unwrap();
     }
     per * workers
-}
-
-fn row(cells: &[String]) {
-    println!("| {} |", cells.join(" | "));
-}
-
-/// A table's header row and the separator row under it.
-fn header(cells: &[String]) {
-    row(cells);
-    row(&vec!["---".to_string(); cells.len()]);
 }
 
 #[tokio::main]
