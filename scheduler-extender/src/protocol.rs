@@ -6,7 +6,7 @@
 //! back byte for byte, never deserialized.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -58,8 +58,32 @@ pub struct ExtenderArgs<'a> {
     pub candidates: Candidates<'a>,
 }
 
-#[derive(Deserialize)]
-struct Top<'a>(#[serde(borrow)] HashMap<Cow<'a, str>, &'a RawValue>);
+/// The top-level keys in the order sent, duplicates kept: a map would keep one of `Pod` and
+/// `pod` by chance, and the answer would depend on it.
+struct Top<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Top<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Top<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Top<'a>, M::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = map.next_key::<BorrowedName<'de>>()? {
+                    keys.push((key.0, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Top(keys))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
 
 /// A Node's metadata as far as the extender reads it.
 #[derive(Deserialize, Default)]
@@ -132,17 +156,20 @@ struct RawList<'a> {
     items: Option<Vec<&'a RawValue>>,
 }
 
-fn field<'a>(top: &Top<'a>, name: &str) -> Option<&'a RawValue> {
-    top.0
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| *v)
-        .filter(|v| v.get() != "null")
+/// The value of the top-level key `name` in any case; `None` when absent or `null`. A key sent
+/// twice (in any two cases) is refused: one deterministic answer, never a guess.
+fn field<'a>(top: &Top<'a>, name: &str) -> Result<Option<&'a RawValue>, ProtocolError> {
+    let mut found = top.0.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
+    let first = found.next();
+    if let (Some((a, _)), Some((b, _))) = (first, found.next()) {
+        return Err(bad(format!("{name}: given twice (as {a:?} and {b:?})")));
+    }
+    Ok(first.map(|(_, v)| *v).filter(|v| v.get() != "null"))
 }
 
 pub fn parse_args(body: &[u8]) -> Result<ExtenderArgs<'_>, ProtocolError> {
     let top: Top<'_> = serde_json::from_slice(body).map_err(|e| bad(format!("body: {e}")))?;
-    let pod_raw = field(&top, "Pod").ok_or_else(|| bad("Pod: missing or null"))?;
+    let pod_raw = field(&top, "Pod")?.ok_or_else(|| bad("Pod: missing or null"))?;
     let pod: PodObject =
         serde_json::from_str(pod_raw.get()).map_err(|e| bad(format!("Pod: {e}")))?;
     let meta = pod.metadata.unwrap_or_default();
@@ -156,12 +183,13 @@ pub fn parse_args(body: &[u8]) -> Result<ExtenderArgs<'_>, ProtocolError> {
         name,
         fixed,
     };
-    let candidates = if let Some(names) = field(&top, "NodeNames") {
+    let (names, nodes) = (field(&top, "NodeNames")?, field(&top, "Nodes")?);
+    let candidates = if let Some(names) = names {
         let names: Vec<BorrowedName<'_>> =
             serde_json::from_str(names.get()).map_err(|e| bad(format!("NodeNames: {e}")))?;
         // Same layout: collected in place, no second allocation.
         Candidates::Names(names.into_iter().map(|n| n.0).collect())
-    } else if let Some(nodes) = field(&top, "Nodes") {
+    } else if let Some(nodes) = nodes {
         let list: RawList<'_> =
             serde_json::from_str(nodes.get()).map_err(|e| bad(format!("Nodes: {e}")))?;
         Candidates::Nodes(list.items.unwrap_or_default())

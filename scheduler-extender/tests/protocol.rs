@@ -164,6 +164,11 @@ fn malformed_bodies_are_errors_naming_the_part() {
         (br#"{"Pod":{"metadata":{}}}"#, "Pod.metadata.name"),
         (br#"{"Pod":{"metadata":{"name":"p"}},"NodeNames":"n1"}"#, "NodeNames"),
         (br#"{"Pod":{"metadata":{"name":"p","annotations":{"nethouse.io/fixed-ip":"true"}}},"Nodes":{"items":[{"metadata":{}}]}}"#, "metadata.name"),
+        // The same key twice, in any case: refused, not decided by which one a map kept.
+        (br#"{"Pod":{"metadata":{"name":"a"}},"pod":{"metadata":{"name":"b"}},"NodeNames":["n1"]}"#, r#"Pod: given twice (as "Pod" and "pod")"#),
+        (br#"{"Pod":{"metadata":{"name":"a"}},"Pod":{"metadata":{"name":"b"}}}"#, "Pod: given twice"),
+        (br#"{"Pod":{"metadata":{"name":"a"}},"NodeNames":["n1"],"nodenames":["n2"]}"#, "NodeNames: given twice"),
+        (br#"{"Pod":{"metadata":{"name":"a"}},"Nodes":null,"NODES":{"items":[]}}"#, "Nodes: given twice"),
     ];
     for (body, needle) in cases {
         let e = filter(&index(), body).unwrap_err();
