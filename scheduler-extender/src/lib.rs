@@ -70,6 +70,10 @@ pub struct Options {
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Timeouts and the connection limit of the HTTP server.
     pub http: HttpLimits,
+    /// The largest request body (`--max-body-bytes`).
+    pub max_body: usize,
+    /// Scheduler calls decided at once (`--max-concurrent-requests`); more wait their turn.
+    pub max_concurrent: usize,
 }
 
 /// Starts the watchers, the Location writer and the HTTP server.
@@ -97,6 +101,10 @@ pub async fn start(
         view: index.clone(),
         metrics: metrics.clone(),
         draining: draining.clone(),
+        limits: server::RequestLimits {
+            max_body: opts.max_body,
+            concurrent: Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent)),
+        },
     });
     let http = Http {
         limits: opts.http,

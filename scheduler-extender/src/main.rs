@@ -28,6 +28,13 @@ struct Args {
     /// How often zone capacity is read from NetHouse, in seconds.
     #[arg(long, default_value_t = 5)]
     zones_refresh_seconds: u64,
+    /// The largest request body: 5,000 full Node objects (`nodeCacheCapable: false`) with margin.
+    #[arg(long, default_value_t = nethouse_scheduler_extender::server::DEFAULT_MAX_BODY)]
+    max_body_bytes: usize,
+    /// Scheduler calls decided at once; more wait their turn (memory is about this many bodies).
+    #[arg(long, default_value_t = nethouse_scheduler_extender::server::DEFAULT_MAX_CONCURRENT as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_requests: u32,
     #[command(flatten)]
     drain: DrainArgs,
     #[command(flatten)]
@@ -51,6 +58,8 @@ async fn main() -> anyhow::Result<()> {
             zones_refresh: Duration::from_secs(args.zones_refresh_seconds),
             tls: args.tls_cert.clone().zip(args.tls_key.clone()),
             http: args.http,
+            max_body: args.max_body_bytes,
+            max_concurrent: args.max_concurrent_requests as usize,
         },
     )
     .await?;

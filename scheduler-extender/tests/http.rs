@@ -15,6 +15,7 @@ async fn http_surface() {
         view: RwLock::new(Index::default()),
         metrics: Default::default(),
         draining: Default::default(),
+        limits: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -117,6 +118,7 @@ async fn serves_https_when_given_a_certificate() {
         view: RwLock::new(Index::default()),
         metrics: Default::default(),
         draining: Default::default(),
+        limits: Default::default(),
     });
     let serving = nethouse_runtime::serve::serve(
         router(ext),
@@ -148,4 +150,49 @@ async fn serves_https_when_given_a_certificate() {
     );
     drop(serving);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_naming_the_flag() {
+    let ext = Arc::new(Extender {
+        view: RwLock::new(Index::default()),
+        metrics: Default::default(),
+        draining: Default::default(),
+        limits: nethouse_scheduler_extender::server::RequestLimits {
+            max_body: 1000,
+            ..Default::default()
+        },
+    });
+    ext.view.write().unwrap().set_synced(true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(ext.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let names: Vec<String> = (0..200).map(|i| format!("\"node-{i}\"")).collect();
+    let body = format!(
+        r#"{{"Pod":{{"metadata":{{"name":"w"}}}},"NodeNames":[{}]}}"#,
+        names.join(",")
+    );
+    assert!(body.len() > 1000);
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/filter"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("request body over --max-body-bytes (1000 bytes)")
+    );
+    // Within the limit it is decided as usual.
+    let ok = reqwest::Client::new()
+        .post(format!("{url}/filter"))
+        .body(r#"{"Pod":{"metadata":{"name":"w"}},"NodeNames":["n1"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
 }

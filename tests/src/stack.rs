@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use nethouse::server::running::{Running, ServerOptions, start};
-use nethouse_api::{Client, ClientConfig, SubnetSpec};
+use nethouse::server::running::{Running, start_local};
+use nethouse_api::Client;
 
 use crate::agent::{Agent, AgentConfig};
 use crate::binaries::workspace_bin;
@@ -40,32 +40,14 @@ pub fn nethouse_and_cluster(
     dir: &Path,
     subnets: &[(&str, &str)],
 ) -> anyhow::Result<(Running, Client, Cluster)> {
-    let (nethouse, nh) = rt.block_on(local_nethouse(dir, Duration::from_secs(600), subnets))?;
+    let (nethouse, nh) = rt.block_on(start_local(
+        dir.join("nethouse"),
+        Duration::from_secs(600),
+        subnets,
+    ))?;
     let mut cluster = Cluster::start(crate::cluster::ClusterOptions::default())?;
     apply_crd(&mut cluster)?;
     Ok((nethouse, nh, cluster))
-}
-
-/// A NetHouse on loopback (embedded store under `dir`) with one subnet per `(zone, cidr)`.
-pub async fn local_nethouse(
-    dir: &Path,
-    cooldown: Duration,
-    subnets: &[(&str, &str)],
-) -> anyhow::Result<(Running, Client)> {
-    let mut opts = ServerOptions::local(dir.join("nethouse"));
-    opts.default_cooldown = cooldown;
-    let running = start(opts).await?;
-    let client = Client::new(ClientConfig::new(running.url()))?;
-    for (zone, cidr) in subnets {
-        client
-            .add_subnet(&SubnetSpec {
-                zone: zone.to_string(),
-                cidr: cidr.to_string(),
-                ..Default::default()
-            })
-            .await?;
-    }
-    Ok((running, client))
 }
 
 pub async fn kube_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
@@ -116,6 +98,8 @@ pub async fn extender(
             zones_refresh: Duration::from_secs(1),
             tls: None,
             http: Default::default(),
+            max_body: nethouse_scheduler_extender::server::DEFAULT_MAX_BODY,
+            max_concurrent: nethouse_scheduler_extender::server::DEFAULT_MAX_CONCURRENT,
         },
     )
     .await
