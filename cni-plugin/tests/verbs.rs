@@ -453,6 +453,52 @@ fn a_hanging_nethouse_never_hangs_the_plugin() {
     drop(listener);
 }
 
+/// A server that sends a status line and then nothing (a stalled answer): the outcome is
+/// unknown, so the plugin tries the next server, and with none left says "try again" (11) —
+/// never "refused" (102), which a runtime would not retry.
+#[test]
+fn a_stalled_answer_is_error_11_and_the_next_server_is_asked() {
+    use std::io::{Read, Write};
+    let stalling = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stalled_url = format!("http://{}", stalling.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in stalling.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 500\r\n\r\n{\"lease\"");
+                std::thread::sleep(Duration::from_secs(30));
+            });
+        }
+    });
+    let mut alone = conf("1.0.0", &stalled_url, "z1", "n1", Some(true));
+    alone["ipam"]["timeoutSeconds"] = json!(1.5);
+    alone["ipam"]["requestTimeoutSeconds"] = json!(1);
+    let e = Cni::new("ADD", "st1")
+        .pod("db", "redis-0")
+        .run(&alone.to_string())
+        .err(11);
+    assert!(
+        e["details"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("broke off after status 200"),
+        "{e}"
+    );
+
+    let nh = Nethouse::start(Duration::from_secs(60));
+    nh.add_subnet(subnet("z1", "10.99.0.0/24"));
+    let mut both = alone.clone();
+    both["ipam"]["servers"] = json!([stalled_url, nh.url]);
+    both["ipam"]["timeoutSeconds"] = json!(5);
+    let ip = Cni::new("ADD", "st2")
+        .pod("db", "redis-1")
+        .run(&both.to_string())
+        .ip();
+    assert!(ip.starts_with("10.99.0."), "{ip}");
+}
+
 #[test]
 fn two_hundred_concurrent_adds_from_two_hundred_processes() {
     let nh = Nethouse::start(Duration::from_secs(60));
