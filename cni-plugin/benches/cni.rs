@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nethouse::server::running::{ServerOptions, start};
-use nethouse_api::{Client, ClientConfig, SubnetSpec};
+use nethouse::server::running::start_local;
+use nethouse_api::SubnetSpec;
 use nethouse_cni::invoke;
 use serde_json::{Value, json};
 
@@ -164,23 +164,14 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = ServerOptions::local(dir.path().join("nethouse"));
-    opts.default_cooldown = Duration::ZERO;
-    let server = rt.block_on(start(opts)).unwrap();
+    let (server, client) = rt
+        .block_on(start_local(
+            dir.path().join("nethouse"),
+            Duration::ZERO,
+            &[("z1", "10.120.0.0/16"), ("z2", "10.121.0.0/16")],
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
     let url = server.url();
-    let client = Client::new(ClientConfig::new(url.clone())).unwrap();
-    rt.block_on(client.add_subnet(&SubnetSpec {
-        zone: "z1".into(),
-        cidr: "10.120.0.0/16".into(),
-        ..Default::default()
-    }))
-    .unwrap();
-    rt.block_on(client.add_subnet(&SubnetSpec {
-        zone: "z2".into(),
-        cidr: "10.121.0.0/16".into(),
-        ..Default::default()
-    }))
-    .unwrap();
     let n = cycles();
     println!("## CNI cycle: nethouse-cni vs Debian host-local ({n} cycles each, interleaved)");
 

@@ -12,7 +12,7 @@
 //! Set NETHOUSE_BENCH_QUICK=1 for a short smoke run (fewer seconds, 100k leases only).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,12 @@ use nethouse_api::{
 #[path = "../../tests/src/bench_table.rs"]
 mod table;
 use table::{header, ms, pct, row};
+
+// The one way to spawn `nethouse serve`, shared with the integration tests.
+#[allow(dead_code)]
+#[path = "../tests/common/serve_process.rs"]
+mod serve_process;
+use serve_process::Serve;
 
 /// `NETHOUSE_BENCH_ONLY=http,fill,startup` runs only the named sections.
 fn section(name: &str) -> bool {
@@ -56,42 +62,29 @@ impl Drop for Proc {
 
 /// Spawns `nethouse serve` without auth on `data`; returns it, its URL and spawn->ready time.
 fn serve(data: &Path) -> (Proc, String, Duration) {
-    let ready = data.with_extension("ready");
-    let _ = std::fs::remove_file(&ready);
-    let start = Instant::now();
-    let child = Proc(
-        Command::new(env!("CARGO_BIN_EXE_nethouse"))
-            .args([
-                "serve",
-                "--insecure-no-auth",
-                "--listen",
-                "127.0.0.1:0",
-                "--default-cooldown",
-                "0s",
-            ])
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--ready-file")
-            .arg(&ready)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn nethouse serve"),
-    );
-    loop {
-        if let Ok(addr) = std::fs::read_to_string(&ready) {
-            return (child, format!("http://{addr}"), start.elapsed());
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let served = Serve::new(env!("CARGO_BIN_EXE_nethouse"), data.with_extension("ready"))
+        .args([
+            "--insecure-no-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--default-cooldown",
+            "0s",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
+        )
+        // A million leases load slowly on a busy machine.
+        .within(Duration::from_secs(120))
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        Proc(served.child),
+        format!("http://{}", served.addr),
+        served.took,
+    )
 }
 
 /// Stops a server as Kubernetes does (SIGTERM) and waits for it: its store is closed cleanly.

@@ -1,4 +1,5 @@
-//! The server as a process: health endpoints and metrics, graceful shutdown, TLS.
+//! The server as a process: health endpoints and metrics, graceful shutdown, TLS, and how a
+//! start that fails is reported.
 
 mod common;
 
@@ -311,4 +312,23 @@ async fn slow_and_idle_clients_are_cut_off_and_others_served() {
     let fresh = reqwest::Client::new();
     assert_eq!(fresh.get(&healthz).send().await.unwrap().status(), 200);
     server.node().allocate(&alloc("after-0")).await.unwrap();
+}
+
+#[test]
+fn a_server_that_exits_before_it_is_ready_is_reported_with_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_nethouse");
+    let err = common::serve_process::Serve::new(bin, dir.path().join("ready"))
+        .args(["--insecure-no-auth", "--listen", "nowhere", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .log(dir.path().join("log"))
+        .spawn()
+        .map(|mut s| s.child.kill())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("nethouse serve exited with exit status: "),
+        "{err}"
+    );
+    assert!(err.contains("--listen"), "the log is quoted: {err}");
 }

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use nethouse::server::running::start_local;
 use nethouse_e2e::bench_table::{header, pct, row, whole_ms};
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
-use nethouse_e2e::stack::{agent, apply_crd, kube_client, local_nethouse, orphan_locations};
+use nethouse_e2e::stack::{agent, apply_crd, kube_client, orphan_locations};
 
 const PODS: usize = 100;
 
@@ -32,8 +33,8 @@ fn main() {
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let (nethouse, _nh) = rt
-        .block_on(local_nethouse(
-            dir.path(),
+        .block_on(start_local(
+            dir.path().join("nethouse"),
             Duration::ZERO,
             &[("z1", "10.220.0.0/24")],
         ))

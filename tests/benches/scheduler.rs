@@ -12,11 +12,12 @@ use futures::future::join_all;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
+use nethouse::server::running::start_local;
 use nethouse_e2e::agent::node;
 use nethouse_e2e::bench_table::{header, row};
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::ports::free_port;
-use nethouse_e2e::stack::{apply_crd, extender, kube_client, local_nethouse, scheduler_config};
+use nethouse_e2e::stack::{apply_crd, extender, kube_client, scheduler_config};
 
 const PODS: usize = 500;
 const NODES: usize = 50;
@@ -39,8 +40,8 @@ fn run(with_extender: bool, qps: Option<u32>) -> Duration {
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let (nethouse, nh) = rt
-        .block_on(local_nethouse(
-            dir.path(),
+        .block_on(start_local(
+            dir.path().join("nethouse"),
             Duration::from_secs(60),
             &[("z1", "10.100.0.0/16"), ("z2", "10.101.0.0/16")],
         ))

@@ -7,11 +7,12 @@
 
 use std::time::Duration;
 
+use nethouse::server::running::start_local;
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::ports::free_port;
 use nethouse_e2e::stack::{
-    agent, apply_crd, extender, fixed_statefulset, kube_client, local_nethouse, running_pods,
-    scheduler_config, wait_node_not_ready, wait_running,
+    agent, apply_crd, extender, fixed_statefulset, kube_client, running_pods, scheduler_config,
+    wait_node_not_ready, wait_running,
 };
 
 fn zone_of(node: &str) -> &str {
@@ -24,8 +25,8 @@ fn fixed_pods_stay_in_their_zone() {
     let _enter = rt.enter();
     let nh_dir = tempfile::tempdir().unwrap();
     let (nethouse, nh) = rt
-        .block_on(local_nethouse(
-            nh_dir.path(),
+        .block_on(start_local(
+            nh_dir.path().join("nethouse"),
             Duration::from_secs(600),
             &[("z1", "10.230.0.0/24"), ("z2", "10.231.0.0/24")],
         ))

@@ -4,8 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use nethouse::server::running::{ServerOptions, start};
-use nethouse_api::{Client, ClientConfig, SubnetSpec};
+use nethouse::server::running::{ServerOptions, start, start_local};
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::stack::{apply_crd, kube_client, orphan_locations};
 
@@ -16,16 +15,12 @@ fn nethouse_outage_delays_releases_and_loses_none() {
     let rt = nethouse_e2e::stack::runtime();
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
-    let opts = ServerOptions::local(dir.path().join("nethouse"));
-    let mut nethouse = Some(rt.block_on(start(opts.clone())).unwrap());
-    let url = nethouse.as_ref().unwrap().url();
-    let nh = Client::new(ClientConfig::new(url.clone())).unwrap();
-    rt.block_on(nh.add_subnet(&SubnetSpec {
-        zone: "z1".into(),
-        cidr: "10.250.0.0/24".into(),
-        ..Default::default()
-    }))
-    .unwrap();
+    let data_dir = dir.path().join("nethouse");
+    let cooldown = Duration::from_secs(60);
+    let (running, nh) = rt
+        .block_on(start_local(&data_dir, cooldown, &[("z1", "10.250.0.0/24")]))
+        .unwrap();
+    let mut nethouse = Some(running);
 
     let mut cluster = Cluster::start(ClusterOptions::default()).expect("control plane");
     apply_crd(&mut cluster).unwrap();
@@ -51,7 +46,8 @@ fn nethouse_outage_delays_releases_and_loses_none() {
     );
 
     // It comes back (same port, same store): everything is released within 30 s.
-    let mut again = opts.clone();
+    let mut again = ServerOptions::local(&data_dir);
+    again.default_cooldown = cooldown;
     again.listen.set_port(port);
     let back = rt.block_on(start(again)).unwrap();
     let t = Instant::now();

@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
+use nethouse::server::running::start_local;
 use nethouse_e2e::cluster::{Cluster, ClusterOptions};
 use nethouse_e2e::stack::{
-    agent, fixed_statefulset, kube_client, local_nethouse, running_pods, wait_node_not_ready,
-    wait_running,
+    agent, fixed_statefulset, kube_client, running_pods, wait_node_not_ready, wait_running,
 };
 
 const DEPLOY: &str = r#"
@@ -35,8 +35,8 @@ fn statefulset_pods_keep_their_ips_through_deletion_and_node_failure() {
     let _enter = rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let (nethouse, nh) = rt
-        .block_on(local_nethouse(
-            dir.path(),
+        .block_on(start_local(
+            dir.path().join("nethouse"),
             Duration::from_secs(600),
             &[("z1", "10.210.0.0/24"), ("z2", "10.211.0.0/24")],
         ))

@@ -1,11 +1,13 @@
-//! Starting and stopping a NetHouse server: used by `nethouse serve`, and by tests and demos of
-//! other components that need a real NetHouse in their own process.
+//! Starting and stopping a NetHouse server: used by `nethouse serve`, and (through
+//! [`start_local`]) by tests, demos and benches of other components that need a real NetHouse in
+//! their own process.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nethouse_api::{Client, ClientConfig, ClientError, SubnetSpec};
 use nethouse_runtime::limits::{HttpLimits, HttpMetrics};
 use nethouse_runtime::serve::{DrainArgs, Draining, Http, Serving};
 
@@ -26,6 +28,26 @@ pub enum StartError {
     /// The TLS files or the listen address (the error names which).
     #[error(transparent)]
     Serve(nethouse_runtime::Error),
+}
+
+/// Why [`start_local`] failed: the server, its client, or a subnet (named by zone and CIDR).
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("starting NetHouse: {0}")]
+    Start(#[source] StartError),
+    #[error("a client of {url}: {source}")]
+    Client {
+        url: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("adding subnet {cidr} in zone {zone}: {source}")]
+    AddSubnet {
+        zone: String,
+        cidr: String,
+        #[source]
+        source: ClientError,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -136,8 +158,12 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
         "store loaded"
     );
     let app = App::with_metrics(ipam, opts.auth, opts.max_in_flight, metrics);
+    let tls = opts
+        .tls
+        .clone()
+        .map(|(cert, key)| nethouse_runtime::tls::Tls::server(cert, key));
     let serving =
-        nethouse_runtime::serve::serve(router(app.clone()), opts.listen, opts.tls.clone(), &http)
+        nethouse_runtime::serve::serve(router(app.clone()), opts.listen, tls.as_ref(), &http)
             .await
             .map_err(StartError::Serve)?;
     let addr = serving.addr;
@@ -148,4 +174,83 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
         app,
         serving,
     })
+}
+
+/// The starter for tests, demos and benches: a NetHouse in this process as
+/// [`ServerOptions::local`] makes it (loopback, a free port, no auth, no TLS; embedded store
+/// under `data_dir`) with `cooldown`, given one subnet per `(zone, cidr)` through its own API,
+/// and a client of it. Stop it with [`Running::shutdown`]. To bring it back on the same port and
+/// store: [`start`] with `ServerOptions::local(data_dir)`, the same cooldown and `listen` set to
+/// the old `running.addr`.
+pub async fn start_local(
+    data_dir: impl Into<PathBuf>,
+    cooldown: Duration,
+    subnets: &[(&str, &str)],
+) -> Result<(Running, Client), LocalError> {
+    let mut opts = ServerOptions::local(data_dir);
+    opts.default_cooldown = cooldown;
+    let running = start(opts).await.map_err(LocalError::Start)?;
+    let url = running.url();
+    let client = Client::new(ClientConfig::new(url.clone()))
+        .map_err(|source| LocalError::Client { url, source })?;
+    for (zone, cidr) in subnets {
+        let spec = SubnetSpec {
+            zone: zone.to_string(),
+            cidr: cidr.to_string(),
+            ..Default::default()
+        };
+        client
+            .add_subnet(&spec)
+            .await
+            .map_err(|source| LocalError::AddSubnet {
+                zone: spec.zone.clone(),
+                cidr: spec.cidr.clone(),
+                source,
+            })?;
+    }
+    Ok((running, client))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::start_local;
+
+    #[tokio::test]
+    async fn start_local_serves_its_subnets_and_names_a_refused_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let subnets = [("z1", "10.1.0.0/24"), ("z2", "10.2.0.0/24")];
+        let (running, client) = start_local(dir.path().join("a"), Duration::ZERO, &subnets)
+            .await
+            .unwrap();
+        let mut got: Vec<(String, String)> = client
+            .list_subnets()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.zone, s.cidr))
+            .collect();
+        got.sort();
+        let want: Vec<(String, String)> = subnets
+            .iter()
+            .map(|(z, c)| (z.to_string(), c.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        running.shutdown(Duration::from_secs(1)).await;
+
+        let refused = start_local(
+            dir.path().join("b"),
+            Duration::ZERO,
+            &[("z1", "10.1.0.0/33")],
+        )
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(
+            refused.starts_with("adding subnet 10.1.0.0/33 in zone z1: "),
+            "{refused}"
+        );
+    }
 }

@@ -2,13 +2,14 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
 use nethouse_api::{Client, ClientConfig, SubnetSpec};
 
 mod pki;
 pub use pki::tls_files;
+pub mod serve_process;
+use serve_process::Serve;
 
 pub const NODE_TOKEN: &str = "node-token-0123456789abcdef";
 pub const CTRL_TOKEN: &str = "controller-token-0123456789abcdef";
@@ -30,57 +31,26 @@ impl Server {
     /// Starts a server on a free port over `dir/data`; extra args are appended.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
         let data_dir = dir.join("data");
-        let ready = dir.join("ready");
-        let _ = std::fs::remove_file(&ready);
         let log = dir.join(format!("server-{}.log", std::process::id()));
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_nethouse"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        let served = Serve::new(env!("CARGO_BIN_EXE_nethouse"), dir.join("ready"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .arg("--auth-file")
             .arg(auth_file(dir))
-            .arg("--ready-file")
-            .arg(&ready)
             .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
+            .log(&log)
             .spawn()
-            .expect("spawning nethouse serve");
-        let mut server = Server {
-            child: Some(child),
-            url: String::new(),
+            .unwrap_or_else(|e| panic!("{e}"));
+        let scheme = if extra.contains(&"--tls-cert") {
+            "https"
+        } else {
+            "http"
+        };
+        Server {
+            child: Some(served.child),
+            url: format!("{scheme}://{}", served.addr),
             data_dir,
             log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(addr) = std::fs::read_to_string(&ready) {
-                let scheme = if extra.contains(&"--tls-cert") {
-                    "https"
-                } else {
-                    "http"
-                };
-                server.url = format!("{scheme}://{addr}");
-                return server;
-            }
-            if let Some(status) = server
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("nethouse serve exited with {status}: {}", server.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nethouse serve not ready: {}",
-                server.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

@@ -19,6 +19,13 @@ use nethouse_e2e::stack::{
     wait_node_not_ready, wait_running,
 };
 
+// The one way to spawn `nethouse serve`, shared with NetHouse's own tests and bench (a test
+// file of that crate, so included rather than depended on).
+#[allow(dead_code)]
+#[path = "../../../nethouse/tests/common/serve_process.rs"]
+mod serve_process;
+use serve_process::Serve;
+
 const NODES: &[(&str, &str)] = &[
     ("z1-a", "z1"),
     ("z1-b", "z1"),
@@ -70,12 +77,10 @@ fn table(before: &BTreeMap<String, PodRow>, after: &BTreeMap<String, PodRow>) {
     }
 }
 
-/// `nethouse serve` as a process, and a way to run the `nethouse` CLI against it.
+/// `nethouse serve` as a process; returns it and its URL.
 fn start_nethouse(dir: &std::path::Path) -> anyhow::Result<(Proc, String)> {
-    let ready = dir.join("nethouse.addr");
-    let child = Command::new(workspace_bin("nethouse")?)
+    let served = Serve::new(workspace_bin("nethouse")?, dir.join("nethouse.addr"))
         .args([
-            "serve",
             "--insecure-no-auth",
             "--listen",
             "127.0.0.1:0",
@@ -84,24 +89,10 @@ fn start_nethouse(dir: &std::path::Path) -> anyhow::Result<(Proc, String)> {
         ])
         .arg("--data-dir")
         .arg(dir.join("nethouse"))
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("nethouse.log"))?)
-        .spawn()
-        .context("starting nethouse serve")?;
-    let process = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready.exists() {
-        if Instant::now() > deadline {
-            bail!("nethouse serve did not start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((
-        process,
-        format!("http://{}", std::fs::read_to_string(&ready)?.trim()),
-    ))
+        .log(dir.join("nethouse.log"))
+        .within(Duration::from_secs(20))
+        .spawn()?;
+    Ok((Proc(served.child), format!("http://{}", served.addr)))
 }
 
 /// A workspace binary as a process, logging to `dir/NAME.log`.
