@@ -18,6 +18,7 @@ pub mod logs;
 pub mod metrics;
 pub mod serve;
 pub mod shutdown;
+pub mod tls;
 
 /// What setting up a binary's plumbing can fail on; each variant names the flag or file.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,12 @@ pub enum Error {
         key: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error("{flag} {path}: {message}")]
+    TlsFile {
+        flag: &'static str,
+        path: String,
+        message: String,
     },
     #[error("could not listen on {addr}: {source}")]
     Listen {

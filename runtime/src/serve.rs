@@ -4,7 +4,6 @@
 //! requests already in flight finish within a grace period.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,6 +14,7 @@ use tokio::sync::Semaphore;
 
 use crate::Error;
 use crate::limits::{HttpLimits, HttpMetrics, LimitAcceptor, request_timeout};
+use crate::tls::Tls;
 
 /// Whether the process is on its way out; `/readyz` handlers answer 503 once it is.
 #[derive(Debug, Default)]
@@ -95,12 +95,13 @@ pub struct Http {
     pub metrics: HttpMetrics,
 }
 
-/// Serves `app` on `listen`, over TLS when `tls` (certificate chain, key; PEM files) is given,
+/// Serves `app` on `listen`, over TLS when `tls` is given (with client certificates required
+/// when it names a client CA),
 /// within `http`'s limits.
 pub async fn serve(
     app: Router,
     listen: SocketAddr,
-    tls: Option<(PathBuf, PathBuf)>,
+    tls: Option<&Tls>,
     http: &Http,
 ) -> Result<Serving, Error> {
     let handle = axum_server::Handle::new();
@@ -116,14 +117,8 @@ pub async fn serve(
     };
     let header_timeout = http.limits.http_header_timeout;
     let task = match &tls {
-        Some((cert, key)) => {
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .map_err(|source| Error::Tls {
-                    cert: cert.display().to_string(),
-                    key: key.display().to_string(),
-                    source,
-                })?;
+        Some(tls) => {
+            let config = crate::tls::config(tls).await?;
             // The handshake is bounded like a request head: a client that opens a TLS
             // connection and stalls holds it no longer.
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)

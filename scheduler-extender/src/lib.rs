@@ -65,9 +65,10 @@ pub struct Options {
     pub listen: SocketAddr,
     pub cluster: String,
     pub zones_refresh: Duration,
-    /// (certificate chain, key) PEM files: serve HTTPS (the scheduler config then sets
-    /// `enableHTTPS: true` and `tlsConfig.caFile`).
-    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Serve HTTPS (the scheduler config then sets `enableHTTPS: true` and `tlsConfig.caFile`);
+    /// with a client CA, only clients with a certificate it signed (the scheduler's
+    /// `tlsConfig.certFile`/`keyFile`) may call.
+    pub tls: Option<nethouse_runtime::tls::Tls>,
     /// Timeouts and the connection limit of the HTTP server.
     pub http: HttpLimits,
     /// The largest request body (`--max-body-bytes`).
@@ -113,7 +114,7 @@ pub async fn start(
     let serving = match nethouse_runtime::serve::serve(
         server::router(ext),
         opts.listen,
-        opts.tls.clone(),
+        opts.tls.as_ref(),
         &http,
     )
     .await

@@ -25,6 +25,10 @@ struct Args {
     tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// PEM CA bundle: only clients presenting a certificate it signed may call (the scheduler's
+    /// `tlsConfig.certFile`/`keyFile`). Needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
     /// How often zone capacity is read from NetHouse, in seconds.
     #[arg(long, default_value_t = 5)]
     zones_refresh_seconds: u64,
@@ -56,7 +60,15 @@ async fn main() -> anyhow::Result<()> {
             listen: args.listen,
             cluster: args.nethouse.cluster.clone(),
             zones_refresh: Duration::from_secs(args.zones_refresh_seconds),
-            tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+            tls: args
+                .tls_cert
+                .clone()
+                .zip(args.tls_key.clone())
+                .map(|(cert, key)| nethouse_runtime::tls::Tls {
+                    cert,
+                    key,
+                    client_ca: args.tls_client_ca.clone(),
+                }),
             http: args.http,
             max_body: args.max_body_bytes,
             max_concurrent: args.max_concurrent_requests as usize,

@@ -123,7 +123,7 @@ async fn serves_https_when_given_a_certificate() {
     let serving = nethouse_runtime::serve::serve(
         router(ext),
         "127.0.0.1:0".parse().unwrap(),
-        Some((cert, key)),
+        Some(&nethouse_runtime::tls::Tls::server(cert, key)),
         &Default::default(),
     )
     .await

@@ -9,18 +9,7 @@ use std::process::Command;
 /// PKI would have:
 /// (ca.crt, tls.crt, tls.key) in `d`.
 pub fn tls_files(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .current_dir(d)
-            .args(args)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let openssl = |args: &[&str]| openssl(d, args);
     openssl(&[
         "req",
         "-x509",
@@ -71,4 +60,61 @@ pub fn tls_files(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "tls.crt",
     ]);
     (d.join("ca.crt"), d.join("tls.crt"), d.join("tls.key"))
+}
+
+fn openssl(d: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(d)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A client certificate for `cn` signed by the CA of [`tls_files`] in `d` (call that first), as
+/// a client that authenticates with TLS holds: (`<cn>.crt`, `<cn>.key`) in `d`.
+#[allow(dead_code)]
+pub fn client_files(d: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let (crt, key, csr) = (
+        format!("{cn}.crt"),
+        format!("{cn}.key"),
+        format!("{cn}.csr"),
+    );
+    let subj = format!("/CN={cn}");
+    openssl(
+        d,
+        &[
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", &subj, "-keyout", &key, "-out", &csr,
+        ],
+    );
+    std::fs::write(
+        d.join("client-ext"),
+        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "client-ext",
+            "-out",
+            &crt,
+        ],
+    );
+    (d.join(crt), d.join(key))
 }
