@@ -9,7 +9,10 @@ set -euo pipefail
 # (etcd-client: etcdctl, for tests that change etcd behind the apiserver's back);
 # musl-tools (musl-gcc, for aws-lc's C code), libc6-dev (libc.a, the glibc fallback) and binutils
 # (readelf): the static nethouse-cni (scripts/build-cni-static.sh, which adds the Rust musl target).
-packages=(openssl python3 curl iproute2 containernetworking-plugins iputils-ping etcd-server etcd-client musl-tools libc6-dev binutils)
+# containerd (with ctr), runc: the real nodes' container runtime, one containerd per node namespace
+# (shared/reference/REAL-NODE.md); busybox-static: the static toolbox the pause and client images
+# are built from (tests/harness/build-images.sh).
+packages=(openssl python3 curl iproute2 containernetworking-plugins iputils-ping etcd-server etcd-client musl-tools libc6-dev binutils containerd runc busybox-static)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

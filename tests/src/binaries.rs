@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 
 pub struct Binaries {
-    /// kube-apiserver, kube-controller-manager, kube-scheduler, kubectl.
+    /// kube-apiserver, kube-controller-manager, kube-scheduler, kubectl; also kubelet and
+    /// kube-proxy after [`ensure_with_node`].
     pub k8s: PathBuf,
     pub etcd: PathBuf,
 }
@@ -15,6 +16,10 @@ pub struct Binaries {
 impl Binaries {
     pub fn kubectl(&self) -> PathBuf {
         self.k8s.join("kubectl")
+    }
+
+    pub fn kubelet(&self) -> PathBuf {
+        self.k8s.join("kubelet")
     }
 }
 
@@ -25,11 +30,21 @@ fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Builds (first run, a few minutes, progress on stderr) or finds the binaries.
+/// Builds (first run, a few minutes, progress on stderr) or finds the control-plane binaries.
 pub fn ensure() -> anyhow::Result<Binaries> {
+    build(&["--control-plane"])
+}
+
+/// [`ensure`], and kubelet and kube-proxy for real nodes (first run ~8 more minutes).
+pub fn ensure_with_node() -> anyhow::Result<Binaries> {
+    build(&[])
+}
+
+fn build(args: &[&str]) -> anyhow::Result<Binaries> {
     let script = repo_root().join("tests/harness/build-k8s.sh");
     let out = Command::new("bash")
         .arg(&script)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .output()
