@@ -126,14 +126,19 @@ impl<S: Store> Ipam<S> {
         &self.key_locks[(h.finish() as usize) % KEY_LOCK_STRIPES]
     }
 
-    /// Checks the cache against itself (lease -> address -> lease); empty when consistent.
+    /// Checks the cache against itself (lease -> address -> lease, pools -> addresses); empty
+    /// when consistent.
     pub fn inconsistencies(&self) -> Vec<String> {
         self.state().inconsistencies()
     }
 }
 
 #[cfg(test)]
+mod concurrent_tests;
+#[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod interleave;
 #[cfg(test)]
 mod plan_tests;
 #[cfg(test)]

@@ -91,18 +91,19 @@ impl Pool {
     pub fn give_back(&mut self, pick: Pick) {
         match pick {
             Pick::Fresh(off) => self.insert_fresh(off),
-            Pick::Reused(off, at) => self.released.push_front((at, off)),
+            // Picks of overlapping calls come back in any order: put each where its release
+            // time belongs (before equal times: it was ahead of them), or the queue is no
+            // longer oldest first and a later pick takes an address freed more recently.
+            Pick::Reused(off, at) => {
+                let i = self.released.partition_point(|&(t, _)| t < at);
+                self.released.insert(i, (at, off));
+            }
         }
     }
 
     fn insert_fresh(&mut self, off: u128) {
         // Already fresh (also as the start of a range): inserting again would count it twice.
-        if self
-            .fresh
-            .range(..=off)
-            .next_back()
-            .is_some_and(|(_, &b)| b >= off)
-        {
+        if self.is_fresh(off) {
             return;
         }
         // Merge with the neighbours so ranges stay few.
@@ -166,6 +167,55 @@ impl Pool {
     pub fn available(&self, now_ms: u64, cooldown_ms: u64) -> u128 {
         self.fresh_count + (self.released.len() as u64 - self.cooling(now_ms, cooldown_ms)) as u128
     }
+
+    /// Whether `off` is offered as never used.
+    pub fn is_fresh(&self, off: u128) -> bool {
+        self.fresh
+            .range(..=off)
+            .next_back()
+            .is_some_and(|(_, &b)| b >= off)
+    }
+
+    /// The released queue, oldest first.
+    pub fn released_queue(&self) -> impl Iterator<Item = (u64, u128)> + '_ {
+        self.released.iter().copied()
+    }
+
+    /// Checks the pool against itself: ranges disjoint and counted right, the released queue
+    /// in release order. Empty when whole; a count that drifts from the ranges is how free
+    /// addresses went missing while the usage still showed them free (issue 11, defect 2).
+    pub fn inconsistencies(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut sum = 0u128;
+        let mut prev_end: Option<u128> = None;
+        for (&a, &b) in &self.fresh {
+            if b < a || prev_end.is_some_and(|p| a <= p) {
+                out.push(format!(
+                    "fresh range {a}..={b} is empty or overlaps the one before"
+                ));
+            }
+            sum += b.saturating_sub(a) + 1;
+            prev_end = Some(b);
+        }
+        if sum != self.fresh_count {
+            out.push(format!(
+                "fresh ranges hold {sum} addresses but {} are counted",
+                self.fresh_count
+            ));
+        }
+        if let Some(w) = self
+            .released
+            .iter()
+            .zip(self.released.iter().skip(1))
+            .find(|(x, y)| x.0 > y.0)
+        {
+            out.push(format!(
+                "released queue out of order: offset {} (at {}) before offset {} (at {})",
+                w.0.1, w.0.0, w.1.1, w.1.0
+            ));
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -224,6 +274,17 @@ mod tests {
         }
         assert_eq!(p.fresh_count(), 9);
         assert_eq!(p.fresh.len(), 1, "{:?}", p.fresh);
+    }
+
+    #[test]
+    fn reused_picks_given_back_in_any_order_stay_oldest_first() {
+        let mut p = Pool::new(4, vec![(0, 3)], vec![(100, 1), (200, 2), (300, 3)]);
+        let (a, b) = (p.pick(1_000, 0).unwrap(), p.pick(1_000, 0).unwrap());
+        p.give_back(a);
+        p.give_back(b);
+        assert_eq!(p.inconsistencies(), Vec::<String>::new());
+        assert_eq!(p.pick(1_000, 0), Some(Pick::Reused(1, 100)));
+        assert_eq!(p.pick(1_000, 0), Some(Pick::Reused(2, 200)));
     }
 
     #[test]

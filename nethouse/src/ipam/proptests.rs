@@ -5,20 +5,25 @@
 //!
 //! A store fault hits the next operation's first commit: either nothing is written, or the write
 //! lands and the answer is lost (a timeout after the commit). The caller then retries once, as
-//! the CNI plugin and the location controller do.
+//! the CNI plugin and the location controller do. Overlapping allocations run together with
+//! their store calls interleaved as the case says and chosen commits failing (their picks and
+//! give-backs overlap; issue 11, defect 2); each failed call is then retried once.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use nethouse_api::{AttachmentRef, LeaseFilter, LeaseKind};
+use nethouse_api::{AllocateResponse, AttachmentRef, LeaseFilter, LeaseKind};
 use proptest::prelude::*;
 
+use super::interleave::{Fault, Interleaved, join_all};
 use super::tests::{COOLDOWN_MS, del, ephemeral, fixed, ipam_on, owner, subnet};
-use super::{Ipam, IpamConfig, IpamError};
+use super::{AllocOutcome, Ipam, IpamConfig, IpamError};
 use crate::clock::{Clock, ManualClock};
+use crate::model::lease::ValidAllocate;
 use crate::store::Store;
-use crate::store::faulty::FaultyStore;
 use crate::store::memory::MemoryStore;
+
+type Allocated = Result<(AllocateResponse, AllocOutcome), IpamError>;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -51,6 +56,32 @@ enum Op {
     Fault {
         lost_answer: bool,
     },
+    /// Allocations at once (fixed pod or ephemeral, node), their store calls yielding as
+    /// `yields` says and their commits, in the order they reach the store, as `faults` says.
+    Overlap {
+        calls: Vec<(Option<u8>, u8)>,
+        faults: Vec<Fault>,
+        yields: Vec<u8>,
+    },
+}
+
+fn overlap() -> impl Strategy<Value = Op> {
+    let call = (prop::option::of(0u8..6), 0u8..3);
+    let fault = prop_oneof![
+        3 => Just(Fault::Fail),
+        1 => Just(Fault::LoseAnswer),
+        1 => Just(Fault::Apply),
+    ];
+    (
+        prop::collection::vec(call, 2..5),
+        prop::collection::vec(fault, 1..5),
+        prop::collection::vec(0u8..3, 0..16),
+    )
+        .prop_map(|(calls, faults, yields)| Op::Overlap {
+            calls,
+            faults,
+            yields,
+        })
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -64,6 +95,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Restart),
         2 => (0u64..2 * COOLDOWN_MS).prop_map(|ms| Op::Advance { ms }),
         2 => any::<bool>().prop_map(|lost_answer| Op::Fault { lost_answer }),
+        4 => overlap(),
     ]
 }
 
@@ -101,9 +133,46 @@ impl Model {
             self.released_at.insert(*ip, now);
         }
     }
+
+    /// The answer to a fixed pod's allocation by container `cid`.
+    fn allocated_fixed(&mut self, pod: u8, cid: String, got: Allocated, now: u64) {
+        match got {
+            Ok((r, _)) => {
+                let ips: Vec<IpAddr> = r.lease.ips.iter().map(|x| x.ip).collect();
+                assert_eq!(ips.len(), 2, "dual-stack gives one of each");
+                match self.fixed.get_mut(&pod) {
+                    Some((known, cur)) => {
+                        assert_eq!(known, &ips, "same name, same IP");
+                        if let Some(old) = cur.replace(cid) {
+                            self.old_containers.entry(pod).or_default().push(old);
+                        }
+                    }
+                    None => {
+                        self.check_fresh_allocation(&ips, now);
+                        self.fixed.insert(pod, (ips, Some(cid)));
+                    }
+                }
+            }
+            Err(IpamError::ZoneExhausted { .. }) => assert!(!self.fixed.contains_key(&pod)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The answer to an ephemeral allocation by container `cid` on `node`.
+    fn allocated_ephemeral(&mut self, cid: String, node: String, got: Allocated, now: u64) {
+        match got {
+            Ok((r, _)) => {
+                let ips: Vec<IpAddr> = r.lease.ips.iter().map(|x| x.ip).collect();
+                self.check_fresh_allocation(&ips, now);
+                self.ephemeral.insert(cid, (ips, node));
+            }
+            Err(IpamError::ZoneExhausted { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
-async fn load(store: FaultyStore, clock: &ManualClock) -> Ipam<FaultyStore> {
+async fn load(store: Interleaved, clock: &ManualClock) -> Ipam<Interleaved> {
     let config = IpamConfig {
         default_cooldown_ms: COOLDOWN_MS,
     };
@@ -121,7 +190,7 @@ fn all_leases<S: Store>(ipam: &Ipam<S>) -> Vec<nethouse_api::Lease> {
 }
 
 async fn check_invariants(
-    ipam: &Ipam<FaultyStore>,
+    ipam: &Ipam<Interleaved>,
     model: &Model,
     truth: &MemoryStore,
     clock: &ManualClock,
@@ -146,6 +215,12 @@ async fn check_invariants(
     assert_eq!(fixed_count, model.fixed.len());
     let ephemeral_count = leases.len() - fixed_count;
     assert_eq!(ephemeral_count, model.ephemeral.len());
+    check_view(ipam, truth, clock).await;
+}
+
+/// The view against itself and the store, whatever the model knows: whole, every address
+/// counted once, and equal to a fresh read of the store.
+async fn check_view(ipam: &Ipam<Interleaved>, truth: &MemoryStore, clock: &ManualClock) {
     assert!(
         ipam.inconsistencies().is_empty(),
         "{:?}",
@@ -158,7 +233,11 @@ async fn check_invariants(
     }
     // The view is a cache of the store: a fresh read of the store must give the same answers.
     let fresh = ipam_on(truth.clone(), clock).await;
-    assert_eq!(leases, all_leases(&fresh), "leases differ from the store's");
+    assert_eq!(
+        all_leases(ipam),
+        all_leases(&fresh),
+        "leases differ from the store's"
+    );
     assert_eq!(
         ipam.subnets(),
         fresh.subnets(),
@@ -179,7 +258,7 @@ macro_rules! retried {
 
 async fn run(ops: Vec<Op>) {
     let clock = ManualClock::new(1_000_000);
-    let store = FaultyStore::default();
+    let store = Interleaved::default();
     let mut ipam = load(store.clone(), &clock).await;
     ipam.add_subnet(&subnet("z1", "10.9.0.0/29")).await.unwrap();
     ipam.add_subnet(&subnet("z1", "fd00::/125")).await.unwrap();
@@ -190,16 +269,16 @@ async fn run(ops: Vec<Op>) {
         step(&mut ipam, &store, &clock, &mut m, op, armed).await;
         // A fault is for the one op after it, which consumed it or committed nothing.
         if armed && !fault {
-            store.disarm();
+            store.faulty.disarm();
         }
         armed = fault;
-        check_invariants(&ipam, &m, &store.inner, &clock).await;
+        check_invariants(&ipam, &m, &store.faulty.inner, &clock).await;
     }
 }
 
 async fn step(
-    ipam: &mut Ipam<FaultyStore>,
-    store: &FaultyStore,
+    ipam: &mut Ipam<Interleaved>,
+    store: &Interleaved,
     clock: &ManualClock,
     m: &mut Model,
     op: Op,
@@ -210,40 +289,20 @@ async fn step(
         Op::AllocFixed { pod, node } => {
             let cid = m.cid();
             let req = fixed(&format!("p{pod}"), &cid, &format!("n{node}"), "z1");
-            match retried!(armed, ipam.allocate(req.clone()).await).0 {
-                Ok((r, _)) => {
-                    let ips: Vec<IpAddr> = r.lease.ips.iter().map(|x| x.ip).collect();
-                    assert_eq!(ips.len(), 2, "dual-stack gives one of each");
-                    match m.fixed.get_mut(&pod) {
-                        Some((known, cur)) => {
-                            assert_eq!(known, &ips, "same name, same IP");
-                            if let Some(old) = cur.replace(cid) {
-                                m.old_containers.entry(pod).or_default().push(old);
-                            }
-                        }
-                        None => {
-                            m.check_fresh_allocation(&ips, now);
-                            m.fixed.insert(pod, (ips, Some(cid)));
-                        }
-                    }
-                }
-                Err(IpamError::ZoneExhausted { .. }) => assert!(!m.fixed.contains_key(&pod)),
-                Err(e) => panic!("{e}"),
-            }
+            let got = retried!(armed, ipam.allocate(req.clone()).await).0;
+            m.allocated_fixed(pod, cid, got, now);
         }
         Op::AllocEphemeral { node } => {
             let cid = m.cid();
             let req = ephemeral(&cid, &format!("n{node}"), "z1");
-            match retried!(armed, ipam.allocate(req.clone()).await).0 {
-                Ok((r, _)) => {
-                    let ips: Vec<IpAddr> = r.lease.ips.iter().map(|x| x.ip).collect();
-                    m.check_fresh_allocation(&ips, now);
-                    m.ephemeral.insert(cid, (ips, format!("n{node}")));
-                }
-                Err(IpamError::ZoneExhausted { .. }) => {}
-                Err(e) => panic!("{e}"),
-            }
+            let got = retried!(armed, ipam.allocate(req.clone()).await).0;
+            m.allocated_ephemeral(cid, format!("n{node}"), got, now);
         }
+        Op::Overlap {
+            calls,
+            faults,
+            yields,
+        } => overlapping(ipam, store, m, calls, faults, yields, clock).await,
         Op::DelFixed { pod, stale } => {
             let cid = if stale {
                 m.old_containers.get(&pod).and_then(|v| v.first().cloned())
@@ -350,12 +409,58 @@ async fn step(
         Op::Restart => *ipam = load(store.clone(), clock).await,
         Op::Advance { ms } => clock.advance_ms(ms),
         Op::Fault { lost_answer } => {
-            store.disarm();
+            store.faulty.disarm();
             if lost_answer {
-                store.lose_next_answer();
+                store.faulty.lose_next_answer();
             } else {
-                store.fail_next_commit();
+                store.faulty.fail_next_commit();
             }
+        }
+    }
+}
+
+/// Runs allocations at once, interleaved and failing as scripted, then retries each call that
+/// failed on the store once, alone (the client's retry), and records the answers.
+async fn overlapping(
+    ipam: &Ipam<Interleaved>,
+    store: &Interleaved,
+    m: &mut Model,
+    calls: Vec<(Option<u8>, u8)>,
+    faults: Vec<Fault>,
+    yields: Vec<u8>,
+    clock: &ManualClock,
+) {
+    let now = clock.now_ms();
+    // One call per pod: two for the same pod would serialize on its lock in an order the
+    // model cannot know.
+    let mut pods = HashSet::new();
+    let calls: Vec<(Option<u8>, String, String)> = calls
+        .into_iter()
+        .filter(|(pod, _)| pod.is_none_or(|p| pods.insert(p)))
+        .map(|(pod, node)| (pod, m.cid(), format!("n{node}")))
+        .collect();
+    let req = |(pod, cid, node): &(Option<u8>, String, String)| -> ValidAllocate {
+        match pod {
+            Some(p) => fixed(&format!("p{p}"), cid, node, "z1"),
+            None => ephemeral(cid, node, "z1"),
+        }
+    };
+    store.script(yields, faults);
+    let firsts = join_all(calls.iter().map(|c| ipam.allocate(req(c))).collect()).await;
+    store.script(Vec::new(), Vec::new());
+    store.faulty.disarm();
+    // Before the retries, which would take back what the failed calls gave back and so hide
+    // a pool they left out of order.
+    check_view(ipam, &store.faulty.inner, clock).await;
+    for (call, first) in calls.into_iter().zip(firsts) {
+        let got = match first {
+            Err(IpamError::Store(_)) => ipam.allocate(req(&call)).await,
+            other => other,
+        };
+        let (pod, cid, node) = call;
+        match pod {
+            Some(p) => m.allocated_fixed(p, cid, got, now),
+            None => m.allocated_ephemeral(cid, node, got, now),
         }
     }
 }

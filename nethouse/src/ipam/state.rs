@@ -187,8 +187,8 @@ impl State {
             .collect()
     }
 
-    /// Consistency of the two directions (lease -> address, address -> lease); used by tests
-    /// and logged at start-up.
+    /// Consistency of the two directions (lease -> address, address -> lease) and of each
+    /// subnet's pool with the addresses; used by tests.
     pub fn inconsistencies(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (key, c) in &self.leases {
@@ -216,6 +216,44 @@ impl State {
                 ));
             }
         }
+        for e in self.subnets.values() {
+            self.pool_inconsistencies(e, &mut out);
+        }
         out
+    }
+
+    /// The pool of one subnet against itself and against the addresses: no address with a
+    /// record is offered as never used, and each released entry is the address's release.
+    fn pool_inconsistencies(&self, e: &SubnetEntry, out: &mut Vec<String>) {
+        let name = &e.subnet.name;
+        out.extend(
+            e.pool
+                .inconsistencies()
+                .into_iter()
+                .map(|m| format!("pool of {name}: {m}")),
+        );
+        for ip in self.ips.keys() {
+            if let Some(off) = e.subnet.cidr.offset_of(*ip)
+                && e.pool.is_fresh(off)
+            {
+                out.push(format!(
+                    "pool of {name}: {ip} has a record but is offered as never used"
+                ));
+            }
+        }
+        let mut queued = rustc_hash::FxHashSet::default();
+        for (at, off) in e.pool.released_queue() {
+            let ip = e.subnet.cidr.nth(off);
+            let state = ip.and_then(|ip| self.ips.get(&ip)).map(|c| &c.value);
+            if !queued.insert(off) {
+                out.push(format!("pool of {name}: offset {off} is queued twice"));
+            }
+            if state != Some(&IpState::Released(at)) {
+                out.push(format!(
+                    "pool of {name}: offset {off} is queued as released at {at}, but the \
+                     address says {state:?}"
+                ));
+            }
+        }
     }
 }
