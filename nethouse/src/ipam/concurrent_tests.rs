@@ -177,3 +177,27 @@ async fn overlapping_failed_commits_keep_released_addresses_oldest_first() {
         }
     }
 }
+
+/// Under load the refusal counts what the decision saw: nothing free, and the addresses that
+/// are neither leased nor cooling down held by the allocations still in flight — not "2 of 5
+/// leased", which read as if 3 were free.
+#[tokio::test]
+async fn zone_exhausted_reports_the_counts_the_decision_used() {
+    let (ipam, _, store) = on(&subnet("z1", "10.9.0.0/29")).await; // .2 .. .6
+    for c in ["a", "b", "gone"] {
+        ipam.allocate(ephemeral(c, "n1", "z1")).await.unwrap();
+    }
+    ipam.detach(del("gone", None)).await.unwrap();
+    // The first two commits wait while the third call plans.
+    store.script(vec![8, 8], Vec::new());
+    let calls = ["c1", "c2", "c3"].map(|c| ipam.allocate(ephemeral(c, "n1", "z1")));
+    let out = join_all(calls.into()).await;
+    assert!(out[0].is_ok() && out[1].is_ok(), "{out:?}");
+    let e = out[2].as_ref().unwrap_err();
+    assert!(matches!(e, IpamError::ZoneExhausted { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "zone \"z1\" is exhausted: no free IPv4 address: 0 of 5 free, 2 leased, 1 cooling down, \
+         2 held by allocations not yet committed"
+    );
+}

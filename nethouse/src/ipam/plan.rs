@@ -279,7 +279,10 @@ pub(super) fn give_back(st: &mut State, picks: Vec<(String, Pick)>, checked: boo
     }
 }
 
-/// Why a family has no address to give: how many are leased and how many cool down.
+/// Why a family has no address to give, in the counts the decision was made from, taken under
+/// the same lock at the same time: free (what the pools offered), leased, cooling down, and the
+/// rest, which allocations in flight have picked and not yet committed. Without the free count
+/// and the rest, "leased" far below capacity under load read as a contradiction.
 pub(super) fn exhaustion_detail(
     st: &State,
     names: &[&String],
@@ -287,18 +290,20 @@ pub(super) fn exhaustion_detail(
     now: u64,
     default_cooldown_ms: u64,
 ) -> String {
-    let (mut capacity, mut leased, mut cooling) = (0u128, 0u64, 0u64);
+    let (mut capacity, mut free, mut leased, mut cooling) = (0u128, 0u128, 0u64, 0u64);
     for name in names {
         if let Some(e) = st.subnets.get(*name) {
+            let cooldown = cooldown_ms(&e.subnet, default_cooldown_ms);
             capacity += e.subnet.capacity();
+            free += e.pool.available(now, cooldown);
             leased += e.attached + e.retained;
-            cooling += e
-                .pool
-                .cooling(now, cooldown_ms(&e.subnet, default_cooldown_ms));
+            cooling += e.pool.cooling(now, cooldown);
         }
     }
+    let in_flight = capacity.saturating_sub(free + leased as u128 + cooling as u128);
     format!(
-        "no free {} address: {leased} of {capacity} leased, {cooling} cooling down",
+        "no free {} address: {free} of {capacity} free, {leased} leased, {cooling} cooling down, \
+         {in_flight} held by allocations not yet committed",
         family.as_str()
     )
 }

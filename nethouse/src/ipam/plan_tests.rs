@@ -180,7 +180,7 @@ fn cases() -> Vec<Case> {
             },
             req: || fixed("p1", "c2", "n1", "z1"),
             want: Want::Refused(
-                "zone \"z1\" is exhausted: no free IPv4 address: 0 of 1 leased, 1 cooling down",
+                "zone \"z1\" is exhausted: no free IPv4 address: 0 of 1 free, 0 leased, 1 cooling down, 0 held by allocations not yet committed",
             ),
         },
         Case {
@@ -189,7 +189,7 @@ fn cases() -> Vec<Case> {
             before: |st| allocated(st, &fixed("p0", "c1", "n1", "z1"), 10),
             req: || fixed("p1", "c2", "n1", "z1"),
             want: Want::Refused(
-                "zone \"z1\" is exhausted: no free IPv4 address: 1 of 1 leased, 0 cooling down",
+                "zone \"z1\" is exhausted: no free IPv4 address: 0 of 1 free, 1 leased, 0 cooling down, 0 held by allocations not yet committed",
             ),
         },
         Case {
@@ -309,7 +309,7 @@ fn an_exhausted_family_returns_the_other_familys_pick() {
     };
     assert!(
         e.to_string()
-            .contains("no free IPv6 address: 2 of 2 leased"),
+            .contains("no free IPv6 address: 0 of 2 free, 2 leased"),
         "{e}"
     );
     assert_eq!(v4_free(&st), 3, "the IPv4 pick went back");

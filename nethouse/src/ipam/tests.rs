@@ -259,7 +259,7 @@ async fn exhausted_zone_and_unknown_zone_are_clear_errors() {
     assert!(matches!(e, IpamError::ZoneExhausted { .. }), "{e}");
     assert!(
         e.to_string()
-            .contains("zone \"z1\" is exhausted: no free IPv4 address: 1 of 1 leased"),
+            .contains("zone \"z1\" is exhausted: no free IPv4 address: 0 of 1 free, 1 leased"),
         "{e}"
     );
     let e = ipam
