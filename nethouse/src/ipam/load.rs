@@ -29,10 +29,17 @@ pub async fn read_back<S: Store>(store: &S) -> Result<State, IpamError> {
     let mut subnets = Vec::new();
     for (key, v) in store.scan(keys::SUBNETS).await? {
         let stored = decode_subnet(&key, &v.value)?;
-        let subnet = Subnet::from_spec(&stored.spec).map_err(|e| IpamError::Corrupt {
+        let subnet = Subnet::from_stored(&stored.spec).map_err(|e| IpamError::Corrupt {
             key: key.clone(),
             message: e.to_string(),
         })?;
+        // Served as stored, but the operator should know it would be refused today.
+        if let Err(e) = Subnet::from_spec(&stored.spec) {
+            tracing::warn!(
+                subnet = subnet.name,
+                "stored subnet breaks a rule added since it was created: {e}"
+            );
+        }
         subnets.push((subnet, v.revision, stored.draining));
     }
     let cidrs: Arc<HashMap<String, Cidr>> = Arc::new(

@@ -156,7 +156,7 @@ impl<S: Store> Ipam<S> {
                     e.draining = s.draining;
                 }
                 None => {
-                    let subnet = Subnet::from_spec(&s.spec).map_err(|e| IpamError::Corrupt {
+                    let subnet = Subnet::from_stored(&s.spec).map_err(|e| IpamError::Corrupt {
                         key: k,
                         message: e.to_string(),
                     })?;

@@ -131,7 +131,33 @@ impl Cidr {
     pub fn overlaps(&self, other: &Cidr) -> bool {
         self.family() == other.family() && (self.contains(other.base) || other.contains(self.base))
     }
+
+    /// The first range of [`NOT_FOR_PODS`] this network overlaps, with what it is.
+    pub fn not_for_pods(&self) -> Option<(Cidr, &'static str)> {
+        NOT_FOR_PODS.iter().find_map(|&(text, what)| {
+            let range: Cidr = text.parse().ok()?;
+            self.overlaps(&range).then_some((range, what))
+        })
+    }
 }
+
+/// Ranges whose addresses cannot be a pod's unicast address: a pod given one would have an
+/// interface the kernel refuses or a peer that never answers. (IPv4 0.0.0.0/8 and 240.0.0.0/4
+/// are left out on purpose: Linux assigns both, and some clusters use 240/4 for pods.)
+const NOT_FOR_PODS: &[(&str, &str)] = &[
+    ("127.0.0.0/8", "IPv4 loopback"),
+    (
+        "224.0.0.0/4",
+        "IPv4 multicast (224.0.0.0/24 is link-local multicast)",
+    ),
+    ("::/128", "the IPv6 unspecified address"),
+    ("::1/128", "IPv6 loopback"),
+    ("::ffff:0:0/96", "IPv4-mapped IPv6"),
+    (
+        "ff00::/8",
+        "IPv6 multicast (ff02::/16 is link-local multicast)",
+    ),
+];
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -205,6 +231,36 @@ mod tests {
         let v6: Cidr = "fd00:1::/64".parse().unwrap();
         let ip: IpAddr = "fd00:1::ffff:1".parse().unwrap();
         assert_eq!(v6.nth(v6.offset_of(ip).unwrap()), Some(ip));
+    }
+
+    #[test]
+    fn ranges_that_cannot_hold_pods() {
+        for (cidr, what) in [
+            ("127.0.0.0/16", "loopback"),
+            ("224.0.0.0/24", "link-local multicast"),
+            ("239.1.0.0/16", "multicast"),
+            ("::1/128", "loopback"),
+            ("::/32", "unspecified"),
+            ("::ffff:10.9.0.0/120", "IPv4-mapped"),
+            ("ff02::/64", "link-local multicast"),
+            ("ff05::/64", "multicast"),
+        ] {
+            let c: Cidr = cidr.parse().unwrap();
+            let (_, got) = c
+                .not_for_pods()
+                .unwrap_or_else(|| panic!("{cidr} accepted"));
+            assert!(got.contains(what), "{cidr}: {got}");
+        }
+        for cidr in [
+            "10.9.0.0/16",
+            "100.64.0.0/10",
+            "240.0.0.0/8",
+            "fd00::/64",
+            "2001:db8::/64",
+        ] {
+            let c: Cidr = cidr.parse().unwrap();
+            assert_eq!(c.not_for_pods(), None, "{cidr}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod cidr;
 pub mod lease;
+pub mod netconf;
 pub mod subnet;
 
 /// A validation failure that names the offending field, so every boundary can say exactly
@@ -24,10 +25,19 @@ impl FieldError {
 }
 
 /// Names of zones, subnets, clusters, namespaces and pods: DNS-label-like, so they are safe in
-/// store keys (which use `/` as separator) and in URLs.
+/// store keys (which use `/` as separator) and as a URL path segment (`/v1/subnets/{name}`,
+/// `/v1/leases/by-owner/...`).
 pub fn validate_name(field: &str, value: &str, max_len: usize) -> Result<(), FieldError> {
     if value.is_empty() {
         return Err(FieldError::new(field, "must not be empty"));
+    }
+    // URL clients resolve "." and ".." away (RFC 3986 5.2.4), even percent-encoded: such a
+    // name could be created but never addressed again, e.g. by `nethouse subnet rm`.
+    if value == "." || value == ".." {
+        return Err(FieldError::new(
+            field,
+            format!("{value:?} cannot be a name: it is not usable as a URL path segment"),
+        ));
     }
     if value.len() > max_len {
         return Err(FieldError::new(
@@ -60,5 +70,11 @@ mod tests {
         let e = validate_name("namespace", "a/b", 63).unwrap_err();
         assert!(e.message.contains("'/'"), "{e}");
         assert!(validate_name("pod", &"x".repeat(300), 253).is_err());
+        for dots in [".", ".."] {
+            let e = validate_name("name", dots, 63).unwrap_err();
+            assert!(e.message.contains("URL path segment"), "{e}");
+        }
+        assert!(validate_name("name", "...", 63).is_ok());
+        assert!(validate_name("name", "10.9.0.0-24", 63).is_ok());
     }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use nethouse_api::{Dns, Route, SubnetSpec};
 
 use super::cidr::{Cidr, Family};
-use super::{FieldError, validate_name};
+use super::{FieldError, netconf, validate_name};
 
 /// Upper bound on a cooldown; a typo like `cooldown_seconds: 86400000` should be refused.
 pub const MAX_COOLDOWN_SECONDS: u64 = 30 * 24 * 3600;
@@ -27,9 +27,33 @@ pub struct Subnet {
     reserved: Vec<(u128, u128)>,
 }
 
+/// Which rules a spec is held to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    /// A new subnet, at the API: every rule.
+    New,
+    /// A subnet read back from the store: the rules allocation rests on. Rules added since it
+    /// was stored (names that are dot-segments, ranges that cannot hold pods, bounds on routes
+    /// and DNS) are not applied: refusing it would stop NetHouse from starting at all.
+    Stored,
+}
+
 impl Subnet {
+    /// A new subnet, as asked for at the API.
     pub fn from_spec(spec: &SubnetSpec) -> Result<Subnet, FieldError> {
-        validate_name("zone", &spec.zone, 63)?;
+        Subnet::build(spec, Rules::New)
+    }
+
+    /// A subnet as the store holds it.
+    pub fn from_stored(spec: &SubnetSpec) -> Result<Subnet, FieldError> {
+        Subnet::build(spec, Rules::Stored)
+    }
+
+    fn build(spec: &SubnetSpec, rules: Rules) -> Result<Subnet, FieldError> {
+        let new = rules == Rules::New;
+        if new {
+            validate_name("zone", &spec.zone, 63)?;
+        }
         let cidr: Cidr = spec
             .cidr
             .trim()
@@ -44,11 +68,19 @@ impl Subnet {
                 format!("{cidr} is too large for one subnet (at most /8 for IPv4, /32 for IPv6)"),
             ));
         }
+        if new && let Some((range, what)) = cidr.not_for_pods() {
+            return Err(FieldError::new(
+                "cidr",
+                format!("{cidr} overlaps {range}, {what}: pod addresses must be unicast"),
+            ));
+        }
         let name = match &spec.name {
             Some(n) => n.clone(),
             None => cidr.to_string().replace('/', "-"),
         };
-        validate_name("name", &name, 63)?;
+        if new {
+            validate_name("name", &name, 63)?;
+        }
 
         let last = cidr.size() - 1;
         let mut reserved: Vec<(u128, u128)> = Vec::new();
@@ -98,51 +130,14 @@ impl Subnet {
         }
         let reserved = merge(reserved);
 
-        let mut routes = Vec::with_capacity(spec.routes.len());
-        for (i, r) in spec.routes.iter().enumerate() {
-            let dst: Cidr = r
-                .dst
-                .trim()
-                .parse()
-                .map_err(|e: String| FieldError::new(format!("routes[{i}].dst"), e))?;
-            if dst.family() != family {
-                return Err(FieldError::new(
-                    format!("routes[{i}].dst"),
-                    format!("{dst} is not {} like the subnet", family.as_str()),
-                ));
-            }
-            let gw = match &r.gw {
-                Some(g) => {
-                    let ip: IpAddr = g.trim().parse().map_err(|_| {
-                        FieldError::new(
-                            format!("routes[{i}].gw"),
-                            format!("{g:?} is not an IP address"),
-                        )
-                    })?;
-                    if Family::of(&ip) != family {
-                        return Err(FieldError::new(
-                            format!("routes[{i}].gw"),
-                            format!("{ip} is not {}", family.as_str()),
-                        ));
-                    }
-                    Some(ip.to_string())
-                }
-                None => None,
-            };
-            routes.push(Route {
-                dst: dst.to_string(),
-                gw,
-            });
-        }
-
-        for (i, ns) in spec.dns.nameservers.iter().enumerate() {
-            ns.trim().parse::<IpAddr>().map_err(|_| {
-                FieldError::new(
-                    format!("dns.nameservers[{i}]"),
-                    format!("{ns:?} is not an IP address"),
-                )
-            })?;
-        }
+        let (routes, dns) = if new {
+            (
+                netconf::routes(&spec.routes, family)?,
+                netconf::dns(&spec.dns)?,
+            )
+        } else {
+            (spec.routes.clone(), spec.dns.clone())
+        };
         if let Some(c) = spec.cooldown_seconds
             && c > MAX_COOLDOWN_SECONDS
         {
@@ -159,7 +154,7 @@ impl Subnet {
             gateway,
             exclude,
             routes,
-            dns: spec.dns.clone(),
+            dns,
             cooldown_seconds: spec.cooldown_seconds,
             reserved,
         };
@@ -361,6 +356,21 @@ mod tests {
             ),
             ("zone", |s| s.zone = "".into(), "empty"),
             ("name", |s| s.name = Some("a/b".into()), "contains"),
+            ("name", |s| s.name = Some(".".into()), "URL path segment"),
+            ("name", |s| s.name = Some("..".into()), "URL path segment"),
+            ("cidr", |s| s.cidr = "224.0.0.0/24".into(), "multicast"),
+            ("cidr", |s| s.cidr = "127.0.0.0/24".into(), "loopback"),
+            (
+                "cidr",
+                |s| s.cidr = "::ffff:10.9.0.0/120".into(),
+                "IPv4-mapped",
+            ),
+            ("cidr", |s| s.cidr = "ff02::/64".into(), "multicast"),
+            (
+                "dns.search[0]",
+                |s| s.dns.search = vec!["a\nb".into()],
+                "contains",
+            ),
             (
                 "cooldown_seconds",
                 |s| s.cooldown_seconds = Some(u64::MAX),
@@ -374,6 +384,21 @@ mod tests {
             assert_eq!(e.field, *field, "{e}");
             assert!(e.message.contains(needle), "{field}: {e}");
         }
+    }
+
+    /// A store written by an earlier version may hold a subnet today's rules refuse; it is still
+    /// read back (NetHouse must start to serve its leases), with the fields as stored.
+    #[test]
+    fn stored_subnets_load_under_rules_added_since() {
+        let mut sp = spec("224.0.0.0/24");
+        sp.name = Some("..".into());
+        sp.dns.domain = Some("a\nb".into());
+        assert!(Subnet::from_spec(&sp).is_err());
+        let s = Subnet::from_stored(&sp).unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.dns.domain.as_deref()),
+            ("..", Some("a\nb"))
+        );
     }
 
     #[test]
