@@ -662,3 +662,34 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
+
+/// RFC 7235: the auth scheme is case-insensitive, so `bearer` and `BEARER` are `Bearer`; a
+/// header that is no `Bearer <token>` at all is still a clear 401.
+#[tokio::test]
+async fn the_auth_scheme_is_case_insensitive() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let get = |auth: String| {
+        http.get(format!("{}/v1/subnets", server.url))
+            .header("authorization", auth)
+            .send()
+    };
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let resp = get(format!("{scheme} {NODE_TOKEN}")).await.unwrap();
+        assert_eq!(
+            resp.status(),
+            200,
+            "{scheme}: {}",
+            resp.text().await.unwrap()
+        );
+    }
+    for bad in [format!("Bearer{NODE_TOKEN}"), "bearer ".to_string()] {
+        let resp = get(bad.clone()).await.unwrap();
+        assert_eq!(resp.status(), 401, "{bad:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("not `Bearer <token>`"), "{body}");
+    }
+}

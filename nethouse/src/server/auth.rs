@@ -90,15 +90,12 @@ impl Auth {
             (Auth::Disabled, _) | (_, Access::Public) => return Ok(()),
             (Auth::Tokens(t), _) => t,
         };
-        let presented = header
-            .ok_or(Denied::Unauthenticated(
-                "missing Authorization: Bearer token",
-            ))?
-            .strip_prefix("Bearer ")
-            .ok_or(Denied::Unauthenticated(
-                "Authorization header is not `Bearer <token>`",
-            ))?
-            .trim();
+        let header = header.ok_or(Denied::Unauthenticated(
+            "missing Authorization: Bearer token",
+        ))?;
+        let presented = bearer_token(header).ok_or(Denied::Unauthenticated(
+            "Authorization header is not `Bearer <token>`",
+        ))?;
         // Compare against every token in constant time so timing tells nothing about them.
         let mut role = None;
         for (token, r) in tokens {
@@ -115,6 +112,14 @@ impl Auth {
             _ => Ok(()),
         }
     }
+}
+
+/// The token of a `Bearer` credential. The scheme is case-insensitive (RFC 7235 2.1: `bearer`
+/// and `BEARER` are `Bearer`) and separated from the token by one or more spaces.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -163,6 +168,37 @@ mod tests {
         assert_eq!(
             Auth::Disabled.check(Access::Only(Role::Controller), None),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        let auth = Auth::parse(FILE).unwrap();
+        for header in [
+            "bearer nodetoken-0123456789",
+            "BEARER nodetoken-0123456789",
+            "BeArEr   nodetoken-0123456789",
+        ] {
+            assert_eq!(auth.check(Access::Read, Some(header)), Ok(()), "{header}");
+        }
+        for header in [
+            "Bearer",
+            "Bearer ",
+            "Bearernodetoken-0123456789",
+            "Bearer\tnodetoken-0123456789",
+            "Basic nodetoken-0123456789",
+        ] {
+            assert_eq!(
+                auth.check(Access::Read, Some(header)),
+                Err(Denied::Unauthenticated(
+                    "Authorization header is not `Bearer <token>`"
+                )),
+                "{header:?}"
+            );
+        }
+        assert_eq!(
+            auth.check(Access::Read, Some("bearer nodetoken-0123456789x")),
+            Err(Denied::Unauthenticated("unknown token"))
         );
     }
 
