@@ -693,3 +693,47 @@ async fn the_auth_scheme_is_case_insensitive() {
         assert!(message.contains("not `Bearer <token>`"), "{body}");
     }
 }
+
+/// A store file that exists but is empty is not a new store (that is a data dir without one):
+/// `nethouse serve` refuses to start, names the file, and leaves it as it was.
+#[test]
+fn an_empty_store_file_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("nethouse.redb");
+    std::fs::write(&store, b"").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nethouse"))
+        .args([
+            "serve",
+            "--insecure-no-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("nethouse serve started on an empty store file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains(&store.display().to_string()), "{stderr}");
+    assert!(stderr.contains("is empty"), "{stderr}");
+    assert_eq!(
+        std::fs::metadata(&store).unwrap().len(),
+        0,
+        "the file was left alone"
+    );
+}

@@ -26,6 +26,12 @@ pub enum CliError {
     AuthFile(String),
     #[error("writing --ready-file: {0}")]
     ReadyFile(#[source] std::io::Error),
+    #[error(
+        "store file {} is empty (0 bytes): starting on it would forget every lease. Restore it \
+         from a backup, or, for a new store, delete it",
+        path.display()
+    )]
+    EmptyStore { path: std::path::PathBuf },
     #[error(transparent)]
     Start(#[from] StartError),
 }

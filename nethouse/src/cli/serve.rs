@@ -3,7 +3,7 @@
 //! connections, let in-flight requests finish and close the store cleanly.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -64,8 +64,24 @@ pub struct ServeArgs {
     pub http: HttpLimits,
 }
 
+/// The embedded store's file under `--data-dir` (a test keeps it equal to the store's).
+pub const STORE_FILE: &str = "nethouse.redb";
+
+/// Refuses a store file that exists but is empty. redb would take a 0-byte file for a new
+/// database and NetHouse would start with every lease forgotten (a truncated copy, a full
+/// disk at creation, a wrong volume), handing their addresses out again. A new store is a
+/// data dir with no store file at all: deleting the empty file is how an operator says so.
+pub fn check_store_file(data_dir: &Path) -> Result<(), CliError> {
+    let path = data_dir.join(STORE_FILE);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() && m.len() == 0 => Err(CliError::EmptyStore { path }),
+        _ => Ok(()),
+    }
+}
+
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     args.log.init();
+    check_store_file(&args.data_dir)?;
     let auth = match (&args.auth_file, args.insecure_no_auth) {
         (Some(path), _) => Auth::from_file(path).map_err(CliError::AuthFile)?,
         (None, _) => {
@@ -104,7 +120,36 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
 mod tests {
     use clap::Parser;
 
-    use crate::cli::{Cli, Command};
+    use super::{STORE_FILE, check_store_file};
+    use crate::cli::{Cli, CliError, Command};
+    use crate::store::embedded::EmbeddedStore;
+
+    #[test]
+    fn an_empty_store_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_store_file(dir.path()).is_ok(), "no file: a new store");
+        let path = dir.path().join(STORE_FILE);
+        std::fs::write(&path, b"").unwrap();
+        let e = check_store_file(dir.path()).unwrap_err();
+        assert!(
+            matches!(&e, CliError::EmptyStore { path: p } if *p == path),
+            "{e}"
+        );
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn the_checked_file_is_the_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.path(), dir.path().join(STORE_FILE));
+        drop(store);
+        assert!(
+            check_store_file(dir.path()).is_ok(),
+            "a real store is not empty"
+        );
+    }
 
     fn parse(extra: &[&str]) -> Result<super::ServeArgs, String> {
         let args = [
