@@ -24,6 +24,12 @@ pub struct ClusterOptions {
     /// The scheduler's API client rate (`clientConnection.qps`, burst twice that) when a
     /// `scheduler_config` is given; `None`: upstream's default (50).
     pub scheduler_qps: Option<u32>,
+    /// For real nodes (kubelets in other network namespaces; `realnode`): an address of the
+    /// control plane's network namespace the nodes route to. kube-apiserver then listens on
+    /// all addresses (loopback stays the harness's way in), advertises this one, and reaches
+    /// kubelets at their InternalIP rather than looking their names up in DNS. `None`:
+    /// loopback only.
+    pub node_facing_address: Option<std::net::IpAddr>,
 }
 
 impl Default for ClusterOptions {
@@ -32,6 +38,7 @@ impl Default for ClusterOptions {
             scheduler_config: None,
             scheduler_qps: None,
             node_monitor_grace: Duration::from_secs(20),
+            node_facing_address: None,
         }
     }
 }
@@ -130,6 +137,15 @@ impl Cluster {
             "--allow-privileged=true".into(),
             "--profiling=false".into(),
         ];
+        if let Some(ip) = opts.node_facing_address {
+            let args = &mut cluster.apiserver_args;
+            args.retain(|a| {
+                !a.starts_with("--bind-address=") && !a.starts_with("--advertise-address=")
+            });
+            args.push("--bind-address=0.0.0.0".into());
+            args.push(format!("--advertise-address={ip}"));
+            args.push("--kubelet-preferred-address-types=InternalIP".into());
+        }
         let apiserver = spawn(
             "kube-apiserver",
             &cluster.bin.k8s.join("kube-apiserver"),

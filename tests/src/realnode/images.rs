@@ -1,0 +1,43 @@
+//! The nodes' images, built without a daemon or registry by `tests/harness/build-images.sh`
+//! (docker-archive tarballs of Debian's busybox-static) and imported into each node's
+//! containerd. Pods use them with `imagePullPolicy: Never`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+/// containerd's `sandbox_image`: blocks until SIGTERM/SIGINT.
+pub const PAUSE: &str = "nethouse.local/pause:1";
+/// sh, sleep, ping, nc, wget.
+pub const BUSYBOX: &str = "nethouse.local/busybox:1";
+
+pub struct Images {
+    pub pause: PathBuf,
+    pub busybox: PathBuf,
+}
+
+impl Images {
+    pub fn tarballs(&self) -> [&Path; 2] {
+        [&self.pause, &self.busybox]
+    }
+}
+
+/// Builds both tarballs into `dir` (about a second).
+pub fn build(dir: &Path) -> anyhow::Result<Images> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/build-images.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!("{} failed ({})", script.display(), out.status);
+    }
+    Ok(Images {
+        pause: dir.join("pause.tar"),
+        busybox: dir.join("busybox.tar"),
+    })
+}

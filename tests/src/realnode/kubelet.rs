@@ -1,0 +1,117 @@
+//! A node's kubelet: its client certificate (user `system:node:<name>`, group `system:nodes`,
+//! signed by the cluster's CA, so the Node authorizer lets it act for its node only), its
+//! kubeconfig, and its KubeletConfiguration with the settings this machine kind needs.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::containerd;
+use super::netns::run;
+
+/// The name in the apiserver's certificate that nodes check: they dial an address the
+/// certificate does not list (`Cluster` makes it for loopback).
+const APISERVER_NAME: &str = "kubernetes";
+
+/// `<dir>/kubelet.{key,crt}`, signed with the CA in `ca_dir` (`ca.crt`, `ca.key`).
+pub fn client_cert(ca_dir: &Path, node: &str, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let (key, csr, crt, ext) = (
+        dir.join("kubelet.key"),
+        dir.join("kubelet.csr"),
+        dir.join("kubelet.crt"),
+        dir.join("kubelet.ext"),
+    );
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+    )?;
+    run(Command::new("openssl")
+        .args(["req", "-newkey", "ec", "-pkeyopt"])
+        .args([
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/O=system:nodes/CN=system:node:{node}"),
+            "-keyout",
+            &key.display().to_string(),
+            "-out",
+            &csr.display().to_string(),
+        ]))?;
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "3"])
+        .args([
+            "-in",
+            &csr.display().to_string(),
+            "-CA",
+            &ca_dir.join("ca.crt").display().to_string(),
+            "-CAkey",
+            &ca_dir.join("ca.key").display().to_string(),
+            "-CAcreateserial",
+            "-CAserial",
+            &dir.join("ca.srl").display().to_string(),
+            "-extfile",
+            &ext.display().to_string(),
+            "-out",
+            &crt.display().to_string(),
+        ]))?;
+    Ok((crt, key))
+}
+
+pub fn kubeconfig(server: &str, ca: &Path, cert: &Path, key: &Path) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: nethouse-test\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\n    tls-server-name: {APISERVER_NAME}\n\
+         users:\n- name: kubelet\n  user:\n    client-certificate: {crt}\n    client-key: {key}\n\
+         contexts:\n- name: kubelet\n  context:\n    cluster: nethouse-test\n    user: kubelet\ncurrent-context: kubelet\n",
+        ca = ca.display(),
+        crt = cert.display(),
+        key = key.display(),
+    )
+}
+
+/// The KubeletConfiguration. From REAL-NODE.md: `failCgroupV1: false` (1.35 refuses cgroup v1
+/// otherwise), `cgroupDriver: cgroupfs`, a `cgroupRoot` that exists in every v1 controller.
+/// Its API is open (anonymous, AlwaysAllow): the apiserver has no kubelet client certificate,
+/// and `kubectl logs` must work. Eviction thresholds are low: the node's filesystems are
+/// tmpfs and the host's disk, shared with everything else.
+pub fn config(cgroup_root: &str, node_ip: Ipv4Addr) -> String {
+    format!(
+        r#"apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false
+cgroupDriver: cgroupfs
+cgroupRoot: {cgroup_root}
+containerRuntimeEndpoint: unix://{socket}
+address: {node_ip}
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+authentication:
+  anonymous:
+    enabled: true
+  webhook:
+    enabled: false
+authorization:
+  mode: AlwaysAllow
+failSwapOn: false
+serializeImagePulls: false
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: "1%"
+  imagefs.available: "1%"
+  nodefs.inodesFree: "1%"
+"#,
+        socket = containerd::SOCKET,
+    )
+}
+
+/// kubelet's arguments after `--config` and `--kubeconfig`.
+pub fn args(node: &str, node_ip: Ipv4Addr, zone: &str) -> Vec<String> {
+    vec![
+        format!("--hostname-override={node}"),
+        format!("--node-ip={node_ip}"),
+        format!(
+            "--node-labels={}={zone}",
+            nethouse_api::contract::ZONE_LABEL
+        ),
+        "--v=2".into(),
+    ]
+}
