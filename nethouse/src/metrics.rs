@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::store::health::{FailureKind, StoreObserver};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
     pub op: &'static str,
@@ -20,6 +22,12 @@ pub struct OpLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpOnly {
     pub op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `no_space`, `io` or `other` ([`FailureKind`]).
+    pub kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,8 +52,40 @@ pub struct Metrics {
     pub mutations_in_flight: Gauge,
     /// State-changing calls refused because `--max-in-flight` were already running.
     pub mutations_refused: Counter,
-    store_commit_duration: Histogram,
-    store_commit_transactions: Histogram,
+    store: StoreMetrics,
+}
+
+/// What the embedded store reports (see [`StoreObserver`]).
+#[derive(Clone)]
+struct StoreMetrics {
+    commit_duration: Histogram,
+    transactions: Histogram,
+    failures: Family<KindLabels, Counter>,
+    reopens: Counter,
+    healthy: Gauge,
+}
+
+impl StoreObserver for StoreMetrics {
+    fn commit(&self, took: std::time::Duration, transactions: usize) {
+        self.commit_duration.observe(took.as_secs_f64());
+        self.transactions.observe(transactions as f64);
+    }
+
+    fn failure(&self, kind: FailureKind) {
+        self.failures
+            .get_or_create(&KindLabels {
+                kind: kind.as_str(),
+            })
+            .inc();
+    }
+
+    fn reopened(&self) {
+        self.reopens.inc();
+    }
+
+    fn healthy(&self, healthy: bool) {
+        self.healthy.set(i64::from(healthy));
+    }
 }
 
 impl Default for Metrics {
@@ -131,10 +171,39 @@ impl Metrics {
             "Transactions carried by one commit of the store (group commit), conflicting ones included",
             store_commit_transactions.clone(),
         );
+        let store_failures = Family::<KindLabels, Counter>::default();
+        // Every kind from the start, so that rate() and alerts see the first failure.
+        for kind in [FailureKind::NoSpace, FailureKind::Io, FailureKind::Other] {
+            let _ = store_failures.get_or_create(&KindLabels {
+                kind: kind.as_str(),
+            });
+        }
+        registry.register(
+            "store_failures",
+            "Failed commits and failed attempts to re-open the store, by kind (no_space, io, other); the log names the error",
+            store_failures.clone(),
+        );
+        let store_reopens = Counter::default();
+        registry.register(
+            "store_reopens",
+            "Times the store re-opened its file after a failure (and NetHouse re-read it)",
+            store_reopens.clone(),
+        );
+        let store_healthy = Gauge::default();
+        registry.register(
+            "store_healthy",
+            "1 while the store takes commits; 0 while it refuses them after a failure, until it is re-opened",
+            store_healthy.clone(),
+        );
         Metrics {
             registry,
-            store_commit_duration,
-            store_commit_transactions,
+            store: StoreMetrics {
+                commit_duration: store_commit_duration,
+                transactions: store_commit_transactions,
+                failures: store_failures,
+                reopens: store_reopens,
+                healthy: store_healthy,
+            },
             mutations_in_flight,
             mutations_refused,
             operations,
@@ -157,14 +226,10 @@ impl Metrics {
         self.duration.get_or_create(&OpOnly { op }).observe(seconds);
     }
 
-    /// What the embedded store calls after every commit, to fill the store histograms.
-    pub fn on_commit(&self) -> crate::store::embedded::OnCommit {
-        let duration = self.store_commit_duration.clone();
-        let transactions = self.store_commit_transactions.clone();
-        std::sync::Arc::new(move |took: std::time::Duration, carried: usize| {
-            duration.observe(took.as_secs_f64());
-            transactions.observe(carried as f64);
-        })
+    /// What the embedded store reports to: every commit, each failure and re-open, and whether
+    /// it takes commits.
+    pub fn store_observer(&self) -> crate::store::embedded::Observer {
+        std::sync::Arc::new(self.store.clone())
     }
 
     /// Renders the exposition text after refreshing the subnet gauges from `subnets`.

@@ -6,16 +6,37 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::IpamError;
 use super::codec::{decode_ip_ref, decode_lease_msg, decode_subnet};
 use super::keys::{self, Key};
 use super::pool::Pool;
 use super::record::{Interner, LeaseRec};
 use super::state::{Cached, IpState, State, SubnetEntry};
+use super::{Ipam, IpamError};
 use crate::model::cidr::Cidr;
 use crate::model::lease::{IpRecordRef, OwnerKey};
 use crate::model::subnet::Subnet;
 use crate::store::{Revision, Store};
+
+impl<S: Store> Ipam<S> {
+    /// Replaces the view with what the store holds, read back as at start-up. After the store
+    /// re-opened following a failure, a change whose commit reported failure may be on disk
+    /// after all; only the store can say. The caller keeps every change out meanwhile (the
+    /// server's recovery gate): one planned on the old view and applied to the new would mix
+    /// the two.
+    pub async fn reload(&self) -> Result<(), IpamError> {
+        let t = std::time::Instant::now();
+        let state = read_back(&self.store).await?;
+        let (leases, addresses) = (state.leases.len(), state.ips.len());
+        *self.state() = state;
+        tracing::info!(
+            ms = t.elapsed().as_millis() as u64,
+            leases,
+            addresses,
+            "store read back again"
+        );
+        Ok(())
+    }
+}
 
 /// Released addresses found by the scan of `i/`: (subnet, ip, offset, revision, released at).
 #[derive(Default)]

@@ -19,6 +19,7 @@ use serde::Serialize;
 use super::App;
 use super::body::{JsonBody, parse_query};
 use super::errors::ApiErr;
+use super::recovery::{self, Status, UNHEALTHY_AFTER};
 use crate::ipam::{AllocOutcome, IpamError, keys};
 use crate::model::lease::{ValidAllocate, ValidDetach, validate_owner, validate_valid_attachments};
 use crate::model::validate_name;
@@ -77,6 +78,8 @@ async fn to_completion<S: Store>(
     }
     tokio::spawn(async move {
         let _counted = counted;
+        // Shared: the view is read back after a store re-open only while no change runs.
+        let _gate = app.recovery.gate.read().await;
         call.await
     })
     .await
@@ -89,30 +92,41 @@ async fn to_completion<S: Store>(
     })
 }
 
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
-}
-
-pub async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Answer {
-    if !app.ready.load(Ordering::SeqCst) {
+/// Live unless the store has been unusable for longer than [`UNHEALTHY_AFTER`]: recovery in
+/// this process has failed for long enough that a restart is worth its cost.
+pub async fn healthz<S: Store>(State(app): State<Arc<App<S>>>) -> Answer {
+    if let Status::Down { since, why } = recovery::status(&app)
+        && since.elapsed() > UNHEALTHY_AFTER
+    {
+        let message = format!(
+            "{why}; for more than {}s, restart to recover",
+            UNHEALTHY_AFTER.as_secs()
+        );
+        tracing::error!(reason = %message, "answering /healthz with 503");
         return Err(ApiErr::new(
             StatusCode::SERVICE_UNAVAILABLE,
             codes::UNAVAILABLE,
-            "shutting down",
+            message,
         ));
+    }
+    Ok(Json(serde_json::json!({"status": "ok"})).into_response())
+}
+
+pub async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Answer {
+    let unready =
+        |why: String| ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, why);
+    if !app.ready.load(Ordering::SeqCst) {
+        return Err(unready("shutting down".into()));
+    }
+    if let Status::Down { why, .. } = recovery::status(&app) {
+        return Err(unready(why));
     }
     // A cheap read proves the store answers.
     app.ipam
         .store()
         .get(keys::SUBNETS_META)
         .await
-        .map_err(|e| {
-            ApiErr::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                codes::UNAVAILABLE,
-                e.to_string(),
-            )
-        })?;
+        .map_err(|e| unready(e.to_string()))?;
     Ok(Json(serde_json::json!({"status": "ready"})).into_response())
 }
 

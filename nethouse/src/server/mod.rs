@@ -5,6 +5,7 @@ mod auth;
 mod body;
 mod errors;
 mod handlers;
+mod recovery;
 pub mod running;
 
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct App<S: Store> {
     pub ready: AtomicBool,
     /// State-changing calls that may run at once (`--max-in-flight`).
     pub max_in_flight: usize,
+    /// The view is read back after the store re-opened; see [`recovery`].
+    recovery: recovery::Recovery,
 }
 
 /// Far above what a healthy store holds at once (it answers in milliseconds), low enough that a
@@ -51,13 +54,16 @@ impl<S: Store> App<S> {
         max_in_flight: usize,
         metrics: Metrics,
     ) -> Arc<Self> {
-        Arc::new(App {
+        let app = Arc::new(App {
             ipam,
             auth,
             metrics,
             ready: AtomicBool::new(true),
             max_in_flight,
-        })
+            recovery: recovery::Recovery::default(),
+        });
+        recovery::watch(&app);
+        app
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -98,7 +104,7 @@ pub fn routes<S: Store>() -> Vec<RouteSpec<S>> {
             Method::GET,
             "/healthz",
             Access::Public,
-            on(M::GET, h::healthz),
+            on(M::GET, h::healthz::<S>),
         ),
         r(
             Method::GET,
@@ -303,3 +309,5 @@ mod openapi_tests {
 
 #[cfg(test)]
 mod cancel_tests;
+#[cfg(test)]
+mod recovery_tests;

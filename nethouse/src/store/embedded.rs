@@ -5,34 +5,79 @@
 //! state left by the ones before it, so the batch is serializable), commits once — one fsync —
 //! and only then answers each caller. Throughput grows with concurrency while each answer still
 //! means "on disk".
+//!
+//! A failed commit (a full disk, an I/O error) leaves redb refusing everything until the file
+//! is closed and opened again. The writer does that by itself (`recover`): commits are refused
+//! at once meanwhile, and [`Store::health`] says why. Files: `writer` is the group commit,
+//! `recover` the re-opening.
+
+mod recover;
+#[cfg(test)]
+mod recover_tests;
+mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::{mpsc, oneshot};
+use redb::{Database, DatabaseError, ReadableDatabase, TableDefinition};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Op, Outcome, Revision, Store, StoreError, Txn, Versioned, first_failed_check};
+use super::health::{Health, StoreObserver};
+use super::{Outcome, Revision, Store, StoreError, Txn, Versioned};
 
 /// Key -> 8 bytes little-endian revision followed by the value.
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_REVISION: &str = "revision";
-/// Most transactions folded into one commit; bounds the latency a batch adds to its first caller.
-const MAX_BATCH: usize = 4096;
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
 
-/// Told of every commit, failed ones included: how long it took, fsync included, and how many
-/// transactions it carried (conflicting ones too).
-/// The disk's latency is what an operator needs to see first when calls slow down.
-pub type OnCommit = Arc<dyn Fn(Duration, usize) + Send + Sync>;
+/// Told of every commit (failed ones included), of each failure and re-open, and of whether
+/// commits go through: the disk's latency and its failures are what an operator needs first.
+pub type Observer = Arc<dyn StoreObserver>;
+
+/// Opens the database file; called at start and again by every re-open.
+type Opener = Box<dyn Fn() -> Result<Database, DatabaseError> + Send + Sync>;
+
+/// What the store handle and its writer thread share.
+struct Shared {
+    /// `None` while the writer re-opens the file: reads are refused then, like commits.
+    db: RwLock<Option<Arc<Database>>>,
+    health: watch::Sender<Health>,
+    open: Opener,
+    dir: PathBuf,
+    observer: Option<Observer>,
+}
+
+impl Shared {
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner()).clone();
+        db.ok_or_else(|| self.unavailable())
+    }
+
+    fn set_db(&self, db: Option<Arc<Database>>) -> Option<Arc<Database>> {
+        std::mem::replace(&mut *self.db.write().unwrap_or_else(|p| p.into_inner()), db)
+    }
+
+    fn unavailable(&self) -> StoreError {
+        let cause = match &self.health.borrow().failing {
+            Some(f) => f.describe(),
+            None => "it is being re-opened".to_string(),
+        };
+        StoreError::Unavailable { cause }
+    }
+
+    fn observe(&self, f: impl FnOnce(&dyn StoreObserver)) {
+        if let Some(o) = &self.observer {
+            f(o.as_ref());
+        }
+    }
+}
 
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     path: PathBuf,
     queue: Option<mpsc::UnboundedSender<(Txn, Reply)>>,
     writer: Option<JoinHandle<()>>,
@@ -44,15 +89,46 @@ impl EmbeddedStore {
         Self::open_with(dir, DEFAULT_CACHE_BYTES, None)
     }
 
-    /// As [`EmbeddedStore::open`], reporting every commit to `on_commit`.
-    pub fn open_observed(dir: &Path, on_commit: OnCommit) -> Result<EmbeddedStore, StoreError> {
-        Self::open_with(dir, DEFAULT_CACHE_BYTES, Some(on_commit))
+    /// As [`EmbeddedStore::open`], reporting to `observer`.
+    pub fn open_observed(dir: &Path, observer: Observer) -> Result<EmbeddedStore, StoreError> {
+        Self::open_with(dir, DEFAULT_CACHE_BYTES, Some(observer))
     }
 
     pub fn open_with(
         dir: &Path,
         cache_bytes: usize,
-        on_commit: Option<OnCommit>,
+        observer: Option<Observer>,
+    ) -> Result<EmbeddedStore, StoreError> {
+        let path = dir.join("nethouse.redb");
+        let file = path.clone();
+        let open: Opener = Box::new(move || {
+            // The cache serves the write path's B-tree pages; start-up reads the file once, so
+            // a large cache would only turn into resident memory.
+            let repair_logged = std::cell::Cell::new(-1i32);
+            Database::builder()
+                .set_cache_size(cache_bytes)
+                .set_repair_callback(move |session| {
+                    // Not closed cleanly (kill -9, power loss, a failed commit): redb walks the
+                    // whole file to rebuild its allocator state, which on a big store is most of
+                    // the start-up. Say so.
+                    let quarter = (session.progress() * 4.0) as i32;
+                    if quarter > repair_logged.get() {
+                        repair_logged.set(quarter);
+                        tracing::warn!(
+                            progress = format!("{:.0}%", session.progress() * 100.0),
+                            "the store was not closed cleanly; repairing it"
+                        );
+                    }
+                })
+                .create(&file)
+        });
+        Self::open_using(dir, open, observer)
+    }
+
+    fn open_using(
+        dir: &Path,
+        open: Opener,
+        observer: Option<Observer>,
     ) -> Result<EmbeddedStore, StoreError> {
         let open_err = |message: String| StoreError::Open {
             path: dir.display().to_string(),
@@ -60,45 +136,24 @@ impl EmbeddedStore {
         };
         std::fs::create_dir_all(dir)
             .map_err(|e| open_err(format!("creating the directory: {e}")))?;
-        let path = dir.join("nethouse.redb");
-        // The cache serves the write path's B-tree pages; start-up reads the file once, so a
-        // large cache would only turn into resident memory.
-        let repair_logged = std::cell::Cell::new(-1i32);
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .set_repair_callback(move |session| {
-                // Not closed cleanly (kill -9, power loss): redb walks the whole file to rebuild
-                // its allocator state, which on a big store is most of the start-up. Say so.
-                let quarter = (session.progress() * 4.0) as i32;
-                if quarter > repair_logged.get() {
-                    repair_logged.set(quarter);
-                    tracing::warn!(
-                        progress = format!("{:.0}%", session.progress() * 100.0),
-                        "the store was not closed cleanly; repairing it"
-                    );
-                }
-            })
-            .create(&path)
-            .map_err(|e| open_err(e.to_string()))?;
-        // Create the tables so readers never meet a missing table.
-        let init = || -> Result<(), redb::Error> {
-            let w = db.begin_write()?;
-            w.open_table(KV)?;
-            w.open_table(META)?;
-            w.commit()?;
-            Ok(())
-        };
-        init().map_err(|e| open_err(e.to_string()))?;
-        let db = Arc::new(db);
+        let db = open_db(&open).map_err(|e| open_err(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            db: RwLock::new(Some(Arc::new(db))),
+            health: watch::Sender::new(Health::default()),
+            open,
+            dir: dir.to_path_buf(),
+            observer,
+        });
+        shared.observe(|o| o.healthy(true));
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer_db = db.clone();
+        let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("nethouse-store-writer".into())
-            .spawn(move || writer_loop(&writer_db, rx, on_commit))
+            .spawn(move || writer::run(&writer_shared, rx))
             .map_err(|e| open_err(format!("starting the writer thread: {e}")))?;
         Ok(EmbeddedStore {
-            db,
-            path,
+            shared,
+            path: dir.join("nethouse.redb"),
             queue: Some(tx),
             writer: Some(writer),
         })
@@ -121,8 +176,9 @@ impl EmbeddedStore {
         what: &str,
         f: impl FnOnce(&redb::ReadOnlyTable<&'static str, &'static [u8]>) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
+        let db = self.shared.db()?;
         let run = || -> Result<T, redb::Error> {
-            let r = self.db.begin_read()?;
+            let r = db.begin_read()?;
             let table = r.open_table(KV)?;
             f(&table)
         };
@@ -137,6 +193,16 @@ impl Drop for EmbeddedStore {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Opens the file and creates the tables, so readers never meet a missing table.
+fn open_db(open: &Opener) -> Result<Database, redb::Error> {
+    let db = open()?;
+    let w = db.begin_write()?;
+    w.open_table(KV)?;
+    w.open_table(META)?;
+    w.commit()?;
+    Ok(db)
 }
 
 /// (revision, value) of a stored entry.
@@ -172,7 +238,7 @@ impl Store for EmbeddedStore {
         A: Send + 'static,
         F: FnMut(&mut A, &str, Revision, &[u8]) -> Result<(), String> + Send + 'static,
     {
-        let db = self.db.clone();
+        let db = self.shared.db()?;
         let prefix = prefix.to_string();
         let what = format!("keys under {prefix:?}");
         let scan = move || -> Result<A, StoreError> {
@@ -208,92 +274,24 @@ impl Store for EmbeddedStore {
     }
 
     async fn commit(&self, txn: Txn) -> Result<Outcome, StoreError> {
+        // While the store re-opens, a commit is refused before it is queued: the caller hears
+        // at once, and nothing piles up behind a file that may stay broken for minutes.
+        if self.shared.health.borrow().failing.is_some() {
+            return Err(self.shared.unavailable());
+        }
         let queue = self.queue.as_ref().ok_or(StoreError::Closed)?;
         let (tx, rx) = oneshot::channel();
         queue.send((txn, tx)).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
-}
 
-fn writer_loop(
-    db: &Database,
-    mut rx: mpsc::UnboundedReceiver<(Txn, Reply)>,
-    on_commit: Option<OnCommit>,
-) {
-    let mut batch: Vec<(Txn, Reply)> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
-        let started = Instant::now();
-        let applied = apply_batch(db, &batch);
-        // Failed commits too: a disk that stalls and then errors is what this is for.
-        if let Some(observe) = &on_commit {
-            observe(started.elapsed(), batch.len());
-        }
-        match applied {
-            Ok(outcomes) => {
-                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                tracing::error!(error = %message, batch = batch.len(), "store commit failed");
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(StoreError::Commit {
-                        message: message.clone(),
-                    }));
-                }
-            }
-        }
+    fn health(&self) -> Health {
+        self.shared.health.borrow().clone()
     }
-}
 
-fn apply_batch(db: &Database, batch: &[(Txn, Reply)]) -> Result<Vec<Outcome>, redb::Error> {
-    let w = db.begin_write()?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    {
-        let mut kv = w.open_table(KV)?;
-        let mut meta = w.open_table(META)?;
-        let mut revision = meta.get(META_REVISION)?.map(|v| v.value()).unwrap_or(0);
-        for (txn, _) in batch {
-            let failed = first_failed_check(txn, |k| {
-                kv.get(k)
-                    .map(|v| v.map(|v| decode(v.value()).revision))
-                    .map_err(|e| StoreError::Read {
-                        what: k.to_string(),
-                        message: e.to_string(),
-                    })
-            })
-            .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
-            if let Some(key) = failed {
-                outcomes.push(Outcome::Conflict {
-                    key: key.to_string(),
-                });
-                continue;
-            }
-            revision += 1;
-            for op in &txn.ops {
-                match op {
-                    Op::Put(k, v) => {
-                        kv.insert(k.as_str(), encode(revision, v).as_slice())?;
-                    }
-                    Op::Delete(k) => {
-                        kv.remove(k.as_str())?;
-                    }
-                }
-            }
-            outcomes.push(Outcome::Committed(revision));
-        }
-        meta.insert(META_REVISION, revision)?;
+    fn watch_health(&self) -> Option<watch::Receiver<Health>> {
+        Some(self.shared.health.subscribe())
     }
-    w.commit()?;
-    Ok(outcomes)
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! A memory store that misbehaves on request, for tests of what the IPAM and the server do
 //! when the store fails or is slow: its next commit fails without applying, or applies and then
-//! fails (a timeout after the write landed), every read of an address key fails, or its next
-//! commit applies and then holds its caller until released.
+//! fails (a timeout after the write landed), every read of an address key fails, its next
+//! commit applies and then holds its caller until released, or it reports the health it is
+//! told (a failing store, a re-open).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
+use super::health::Health;
 use super::memory::MemoryStore;
 use super::{Outcome, Revision, Store, StoreError, Txn, Versioned};
 use crate::ipam::keys;
@@ -27,6 +29,7 @@ struct Faults {
     hold_next_commit: AtomicBool,
     committed: Notify,
     release: Notify,
+    health: watch::Sender<Health>,
 }
 
 impl FaultyStore {
@@ -64,6 +67,11 @@ impl FaultyStore {
     /// Lets the held commit return.
     pub fn release(&self) {
         self.faults.release.notify_one();
+    }
+
+    /// What [`Store::health`] says from now on; commits are not affected.
+    pub fn set_health(&self, change: impl FnOnce(&mut Health)) {
+        self.faults.health.send_modify(change);
     }
 }
 
@@ -104,5 +112,13 @@ impl Store for FaultyStore {
             self.faults.release.notified().await;
         }
         out
+    }
+
+    fn health(&self) -> Health {
+        self.faults.health.borrow().clone()
+    }
+
+    fn watch_health(&self) -> Option<watch::Receiver<Health>> {
+        Some(self.faults.health.subscribe())
     }
 }

@@ -7,6 +7,7 @@
 use std::future::Future;
 
 pub mod embedded;
+pub mod health;
 pub mod memory;
 
 #[cfg(test)]
@@ -81,6 +82,9 @@ pub enum StoreError {
     Decode { key: String, message: String },
     #[error("the store is closed")]
     Closed,
+    /// Refused at once, nothing done: the store failed and has not re-opened yet.
+    #[error("the store is re-opening after a failure ({cause}); nothing was done, retry later")]
+    Unavailable { cause: String },
 }
 
 pub trait Store: Send + Sync + 'static {
@@ -118,6 +122,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies `txn` atomically and durably; returns once the outcome is durable.
     fn commit(&self, txn: Txn) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+
+    /// Whether commits go through now. A store that only fails call by call never says otherwise.
+    fn health(&self) -> health::Health {
+        health::Health::default()
+    }
+
+    /// Every change of [`Store::health`], for a store that refuses commits as a whole while it
+    /// recovers (re-opens its file); `None` for one that never does.
+    fn watch_health(&self) -> Option<tokio::sync::watch::Receiver<health::Health>> {
+        None
+    }
 }
 
 /// Evaluates a transaction against any key/value view; shared by the stores that apply
