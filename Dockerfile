@@ -24,6 +24,7 @@ COPY nethouse nethouse
 COPY cni-plugin cni-plugin
 COPY scheduler-extender scheduler-extender
 COPY location-controller location-controller
+COPY runtime runtime
 COPY tests tests
 COPY scripts/build-cni-static.sh scripts/
 # The musl target in its own layer; NETHOUSE_CNI_LIBC=musl makes the build fail rather than ship
