@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{CTRL_TOKEN, NODE_TOKEN, Server, subnet};
+use common::{CTRL_TOKEN, NODE_A_TOKEN, NODE_TOKEN, Server, subnet};
 use serde_json::{Value, json};
 
 struct Case {
@@ -38,6 +38,8 @@ fn alloc_body(extra: Value) -> String {
 fn cases() -> Vec<Case> {
     let n = Some(NODE_TOKEN);
     let c = Some(CTRL_TOKEN);
+    // Bound to node-a (`node:node-a TOKEN`); the lease set up below is on node n1.
+    let node_a = Some(NODE_A_TOKEN);
     let sub = |v: Value| Some(v.to_string());
     vec![
         Case {
@@ -585,6 +587,41 @@ fn cases() -> Vec<Case> {
             code: "invalid_field",
             field: Some("valid_attachments[0].container_id"),
             message_has: "must match",
+        },
+        Case {
+            name: "another node's allocation",
+            method: "POST",
+            path: "/v1/leases",
+            token: node_a,
+            body: Some(alloc_body(json!({}))),
+            status: 403,
+            code: "forbidden",
+            field: Some("attachment.node"),
+            message_has: r#"bound to node "node-a" and may not allocate on node "n1""#,
+        },
+        Case {
+            name: "another node's detach",
+            method: "POST",
+            path: "/v1/leases/detach",
+            token: node_a,
+            body: sub(
+                json!({"container_id": "c9", "ifname": "eth0", "owner": {"cluster": "k", "namespace": "db", "pod": "redis-0"}}),
+            ),
+            status: 403,
+            code: "forbidden",
+            field: Some("container_id"),
+            message_has: r#"may not detach attachment c9/eth0 on node "n1""#,
+        },
+        Case {
+            name: "another node's gc",
+            method: "POST",
+            path: "/v1/gc",
+            token: node_a,
+            body: sub(json!({"node": "n1", "valid_attachments": []})),
+            status: 403,
+            code: "forbidden",
+            field: Some("node"),
+            message_has: r#"may not garbage-collect on node "n1""#,
         },
     ]
 }

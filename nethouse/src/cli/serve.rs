@@ -25,7 +25,8 @@ pub struct ServeArgs {
     /// Directory of the embedded store.
     #[arg(long, env = "NETHOUSE_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// Tokens, one `ROLE TOKEN` per line (roles: node, controller).
+    /// Tokens, one `ROLE TOKEN` per line. Roles: `node:<node-name>` (a node's own token: it acts
+    /// for that node only), `controller`, and `node` (unbound: it acts for every node).
     #[arg(
         long,
         env = "NETHOUSE_AUTH_FILE",
@@ -89,6 +90,15 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
             Auth::Disabled
         }
     };
+    let unbound = auth.unbound_node_tokens();
+    if unbound > 0 {
+        tracing::warn!(
+            tokens = unbound,
+            "the auth file has unbound `node` tokens: each may allocate, detach and gc for EVERY \
+             node, so one node's copy can free every node's addresses; give each node its own \
+             (`node:<node-name> TOKEN`)"
+        );
+    }
     let running = start(ServerOptions {
         listen: args.listen,
         data_dir: args.data_dir.clone(),

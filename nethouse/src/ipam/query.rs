@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use nethouse_api::{Lease, LeaseFilter, LeaseList, Owner};
+use nethouse_api::{Attachment, Lease, LeaseFilter, LeaseList, Owner};
 
 use super::record::LeaseRec;
 use super::state::IpState;
@@ -39,6 +39,18 @@ impl<S: Store> Ipam<S> {
             .ok_or_else(|| IpamError::NotFound {
                 what: format!("fixed lease of {owner}"),
             })
+    }
+
+    /// The attachment of the lease at `key`, if it has one: the node scope of a bound caller is
+    /// checked against it.
+    pub fn attachment_of(&self, key: &OwnerKey) -> Option<Attachment> {
+        let st = self.state();
+        let a = st.leases.get(key)?.value.attachment.as_ref()?;
+        Some(Attachment {
+            container_id: a.container_id.to_string(),
+            ifname: a.ifname.to_string(),
+            node: a.node.to_string(),
+        })
     }
 
     pub fn list(&self, filter: &LeaseFilter) -> Result<LeaseList, IpamError> {

@@ -1,8 +1,21 @@
 //! Bearer-token authentication with two roles. `node` is what a CNI plugin on a node needs
 //! (allocate, detach, gc, read); `controller` what the location controller and operators need
 //! (release, subnet admin, read).
+//!
+//! A `node` credential is bound to one node — a `node:<node-name> TOKEN` line of the auth file,
+//! or (`--node-token-review`) a ServiceAccount token the Kubernetes API ties to the node its pod
+//! runs on ([`review`]) — or unbound: the old shared `node TOKEN`, which acts for every node.
+//! A bound caller may change only its own node's attachments ([`scope`]), as NodeRestriction
+//! holds a kubelet to its node: one node's credential cannot free another node's addresses.
 
+mod file;
+pub mod scope;
+
+use std::borrow::Cow;
 use std::path::Path;
+
+use file::Entry;
+pub use scope::Scope;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -29,23 +42,43 @@ pub enum Access {
     Only(Role),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Auth {
     /// `--insecure-no-auth`: every request is allowed.
     Disabled,
-    Tokens(Vec<(String, Role)>),
+    Tokens(Tokens),
+}
+
+/// The auth file's tokens.
+#[derive(Clone)]
+pub struct Tokens {
+    entries: Vec<Entry>,
+}
+
+/// Counts only: `ServerOptions` is Debug, and a token must never reach a log.
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Disabled => f.write_str("Auth::Disabled"),
+            Auth::Tokens(t) => f
+                .debug_struct("Auth::Tokens")
+                .field("tokens", &t.entries.len())
+                .finish(),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Denied {
     /// 401: no or unknown token.
-    Unauthenticated(&'static str),
+    Unauthenticated(Cow<'static, str>),
     /// 403: valid token, wrong role.
     Forbidden { role: Role, needs: &'static str },
 }
 
 impl Auth {
-    /// Reads `ROLE TOKEN` lines (`#` starts a comment).
+    /// Reads `ROLE TOKEN` lines (`#` starts a comment); roles `node`, `node:<node-name>`,
+    /// `controller`.
     pub fn from_file(path: &Path) -> Result<Auth, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("reading auth file {}: {e}", path.display()))?;
@@ -53,63 +86,46 @@ impl Auth {
     }
 
     pub fn parse(text: &str) -> Result<Auth, String> {
-        let mut tokens = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if line.is_empty() {
-                continue;
-            }
-            let mut parts = line.split_whitespace();
-            let (Some(role), Some(token), None) = (parts.next(), parts.next(), parts.next()) else {
-                return Err(format!("line {}: expected `ROLE TOKEN`", i + 1));
-            };
-            let role = match role {
-                "node" => Role::Node,
-                "controller" => Role::Controller,
-                other => {
-                    return Err(format!(
-                        "line {}: unknown role {other:?} (node or controller)",
-                        i + 1
-                    ));
-                }
-            };
-            if token.len() < 16 {
-                return Err(format!("line {}: token shorter than 16 characters", i + 1));
-            }
-            tokens.push((token.to_string(), role));
-        }
-        if tokens.is_empty() {
-            return Err("no token defined".into());
-        }
-        Ok(Auth::Tokens(tokens))
+        Ok(Auth::Tokens(Tokens {
+            entries: file::parse(text)?,
+        }))
     }
 
-    /// Decides a request from its `Authorization` header value.
-    pub fn check(&self, access: Access, header: Option<&str>) -> Result<(), Denied> {
+    /// `node` tokens of the auth file that may act for every node (logged at start).
+    pub fn unbound_node_tokens(&self) -> usize {
+        match self {
+            Auth::Disabled => 0,
+            Auth::Tokens(t) => t
+                .entries
+                .iter()
+                .filter(|e| e.role == Role::Node && e.node.is_none())
+                .count(),
+        }
+    }
+
+    /// Decides a request from its `Authorization` header value; on success, whose attachments
+    /// the caller may change.
+    pub async fn check(&self, access: Access, header: Option<&str>) -> Result<Scope, Denied> {
         let tokens = match (self, access) {
-            (Auth::Disabled, _) | (_, Access::Public) => return Ok(()),
+            (Auth::Disabled, _) | (_, Access::Public) => return Ok(Scope::AllNodes),
             (Auth::Tokens(t), _) => t,
         };
         let header = header.ok_or(Denied::Unauthenticated(
-            "missing Authorization: Bearer token",
+            "missing Authorization: Bearer token".into(),
         ))?;
         let presented = bearer_token(header).ok_or(Denied::Unauthenticated(
-            "Authorization header is not `Bearer <token>`",
+            "Authorization header is not `Bearer <token>`".into(),
         ))?;
-        // Compare against every token in constant time so timing tells nothing about them.
-        let mut role = None;
-        for (token, r) in tokens {
-            if constant_time_eq(token.as_bytes(), presented.as_bytes()) {
-                role = Some(*r);
-            }
-        }
-        let role = role.ok_or(Denied::Unauthenticated("unknown token"))?;
+        let (role, scope) = match file::lookup(&tokens.entries, presented) {
+            Some(e) => (e.role, e.scope()),
+            None => return Err(Denied::Unauthenticated("unknown token".into())),
+        };
         match access {
             Access::Only(needed) if needed != role => Err(Denied::Forbidden {
                 role,
                 needs: needed.as_str(),
             }),
-            _ => Ok(()),
+            _ => Ok(scope),
         }
     }
 }
@@ -122,53 +138,67 @@ fn bearer_token(header: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const FILE: &str =
-        "# tokens\nnode nodetoken-0123456789\ncontroller ctrltoken-0123456789 # ops\n";
+    const FILE: &str = "# tokens\nnode nodetoken-0123456789\ncontroller ctrltoken-0123456789 # ops\n\
+         node:n1 n1-token-0123456789\n";
+
+    fn check(auth: &Auth, access: Access, header: Option<&str>) -> Result<Scope, Denied> {
+        block_on(auth.check(access, header))
+    }
+
+    /// The checks without a reviewer never wait; a current-thread runtime is enough.
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(f)
+    }
 
     #[test]
     fn roles_and_refusals() {
         let auth = Auth::parse(FILE).unwrap();
         let node = Some("Bearer nodetoken-0123456789");
         let ctrl = Some("Bearer ctrltoken-0123456789");
-        assert_eq!(auth.check(Access::Public, None), Ok(()));
-        assert_eq!(auth.check(Access::Read, node), Ok(()));
-        assert_eq!(auth.check(Access::Read, ctrl), Ok(()));
-        assert_eq!(auth.check(Access::Only(Role::Node), node), Ok(()));
-        assert!(matches!(
-            auth.check(Access::Only(Role::Controller), node),
-            Err(Denied::Forbidden { .. })
-        ));
-        assert!(matches!(
-            auth.check(Access::Only(Role::Node), ctrl),
-            Err(Denied::Forbidden { .. })
-        ));
-        assert!(matches!(
-            auth.check(Access::Read, None),
-            Err(Denied::Unauthenticated(_))
-        ));
-        assert!(matches!(
-            auth.check(Access::Read, Some("Bearer nope")),
-            Err(Denied::Unauthenticated(_))
-        ));
-        assert!(matches!(
-            auth.check(Access::Read, Some("Basic x")),
-            Err(Denied::Unauthenticated(_))
-        ));
+        let n1 = Some("Bearer n1-token-0123456789");
+        assert_eq!(check(&auth, Access::Public, None), Ok(Scope::AllNodes));
+        assert_eq!(check(&auth, Access::Read, node), Ok(Scope::AllNodes));
+        assert_eq!(check(&auth, Access::Read, ctrl), Ok(Scope::AllNodes));
         assert_eq!(
-            Auth::Disabled.check(Access::Only(Role::Controller), None),
-            Ok(())
+            check(&auth, Access::Only(Role::Node), node),
+            Ok(Scope::AllNodes)
         );
+        assert_eq!(
+            check(&auth, Access::Only(Role::Node), n1),
+            Ok(Scope::Node("n1".into()))
+        );
+        assert_eq!(check(&auth, Access::Read, n1), Ok(Scope::Node("n1".into())));
+        for (access, header) in [
+            (Access::Only(Role::Controller), node),
+            (Access::Only(Role::Controller), n1),
+            (Access::Only(Role::Node), ctrl),
+        ] {
+            assert!(
+                matches!(check(&auth, access, header), Err(Denied::Forbidden { .. })),
+                "{access:?} {header:?}"
+            );
+        }
+        for header in [None, Some("Bearer nope"), Some("Basic x")] {
+            assert!(
+                matches!(
+                    check(&auth, Access::Read, header),
+                    Err(Denied::Unauthenticated(_))
+                ),
+                "{header:?}"
+            );
+        }
+        assert_eq!(
+            check(&Auth::Disabled, Access::Only(Role::Controller), None),
+            Ok(Scope::AllNodes)
+        );
+        assert_eq!(auth.unbound_node_tokens(), 1);
     }
 
     #[test]
@@ -179,7 +209,11 @@ mod tests {
             "BEARER nodetoken-0123456789",
             "BeArEr   nodetoken-0123456789",
         ] {
-            assert_eq!(auth.check(Access::Read, Some(header)), Ok(()), "{header}");
+            assert_eq!(
+                check(&auth, Access::Read, Some(header)),
+                Ok(Scope::AllNodes),
+                "{header}"
+            );
         }
         for header in [
             "Bearer",
@@ -189,28 +223,24 @@ mod tests {
             "Basic nodetoken-0123456789",
         ] {
             assert_eq!(
-                auth.check(Access::Read, Some(header)),
+                check(&auth, Access::Read, Some(header)),
                 Err(Denied::Unauthenticated(
-                    "Authorization header is not `Bearer <token>`"
+                    "Authorization header is not `Bearer <token>`".into()
                 )),
                 "{header:?}"
             );
         }
         assert_eq!(
-            auth.check(Access::Read, Some("bearer nodetoken-0123456789x")),
-            Err(Denied::Unauthenticated("unknown token"))
+            check(&auth, Access::Read, Some("bearer nodetoken-0123456789x")),
+            Err(Denied::Unauthenticated("unknown token".into()))
         );
     }
 
     #[test]
-    fn bad_files() {
-        assert!(Auth::parse("").is_err());
-        assert!(
-            Auth::parse("admin sometoken-0123456789")
-                .unwrap_err()
-                .contains("unknown role")
-        );
-        assert!(Auth::parse("node short").unwrap_err().contains("shorter"));
-        assert!(Auth::parse("node a b").unwrap_err().contains("line 1"));
+    fn debug_shows_no_token() {
+        let auth = Auth::parse(FILE).unwrap();
+        let shown = format!("{auth:?}");
+        assert!(!shown.contains("0123456789"), "{shown}");
+        assert!(shown.contains("tokens: 3"), "{shown}");
     }
 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use nethouse_api::{
     AllocateRequest, DetachRequest, GcRequest, LeaseFilter, Owner, ReleaseRequest, SubnetSpec,
     codes,
@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 
 use super::App;
+use super::auth::{Scope, scope};
 use super::body::{JsonBody, parse_query};
 use super::errors::ApiErr;
 use super::recovery::{self, Status, UNHEALTHY_AFTER};
@@ -137,11 +138,14 @@ pub async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
 
 pub async fn allocate<S: Store>(
     State(app): State<Arc<App<S>>>,
+    Extension(caller): Extension<Scope>,
     JsonBody(req): JsonBody<AllocateRequest>,
 ) -> Answer {
     to_completion(app.clone(), async move {
         measured(&app, "allocate", async {
             let req = ValidAllocate::from_request(req).map_err(IpamError::from)?;
+            let current = app.ipam.attachment_of(&req.key);
+            scope::allocate(&caller, req.kind, &req.attachment.node, current.as_ref())?;
             let (resp, outcome) = app.ipam.allocate(req).await?;
             let status = match outcome {
                 AllocOutcome::Created => StatusCode::CREATED,
@@ -156,11 +160,18 @@ pub async fn allocate<S: Store>(
 
 pub async fn detach<S: Store>(
     State(app): State<Arc<App<S>>>,
+    Extension(caller): Extension<Scope>,
     JsonBody(req): JsonBody<DetachRequest>,
 ) -> Answer {
     to_completion(app.clone(), async move {
         measured(&app, "detach", async {
             let req = ValidDetach::from_request(req).map_err(IpamError::from)?;
+            let current: Vec<_> = req
+                .candidate_keys()
+                .iter()
+                .filter_map(|k| app.ipam.attachment_of(k))
+                .collect();
+            scope::detach(&caller, &req.container_id, &req.ifname, &current)?;
             Ok((StatusCode::OK, app.ipam.detach(req).await?))
         })
         .await
@@ -191,11 +202,13 @@ pub async fn release<S: Store>(
 
 pub async fn gc<S: Store>(
     State(app): State<Arc<App<S>>>,
+    Extension(caller): Extension<Scope>,
     JsonBody(req): JsonBody<GcRequest>,
 ) -> Answer {
     to_completion(app.clone(), async move {
         measured(&app, "gc", async {
             validate_name("node", &req.node, 253).map_err(IpamError::from)?;
+            scope::gc(&caller, &req.node)?;
             validate_valid_attachments(&req.valid_attachments).map_err(IpamError::from)?;
             let out = app.ipam.gc(&req.node, &req.valid_attachments).await;
             tracing::info!(node = %req.node, detached = out.detached, released = out.released, errors = out.errors.len(), "gc");

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, on};
 use nethouse_api::codes;
 
-pub use auth::{Access, Auth, Role};
+pub use auth::{Access, Auth, Role, Scope};
 pub use errors::ApiErr;
 
 use crate::ipam::Ipam;
@@ -188,17 +188,22 @@ pub fn routes<S: Store>() -> Vec<RouteSpec<S>> {
     ]
 }
 
+/// Authenticates and authorizes by role; the handlers get the caller's [`Scope`] (whose
+/// attachments it may change) as a request extension.
 async fn check_access<S: Store>(
     State((app, access)): State<(Arc<App<S>>, Access)>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let header = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match app.auth.check(access, header) {
-        Ok(()) => next.run(req).await,
+    match app.auth.check(access, header).await {
+        Ok(scope) => {
+            req.extensions_mut().insert(scope);
+            next.run(req).await
+        }
         Err(auth::Denied::Unauthenticated(why)) => {
             ApiErr::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, why).into_response()
         }

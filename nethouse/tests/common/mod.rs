@@ -13,6 +13,10 @@ use serve_process::Serve;
 
 pub const NODE_TOKEN: &str = "node-token-0123456789abcdef";
 pub const CTRL_TOKEN: &str = "controller-token-0123456789abcdef";
+/// Bound to node `node-a` (`node:node-a TOKEN`): it acts for that node only.
+pub const NODE_A_TOKEN: &str = "node-a-token-0123456789abcdef";
+/// Bound to node `node-b`.
+pub const NODE_B_TOKEN: &str = "node-b-token-0123456789abcdef";
 
 pub struct Server {
     child: Option<Child>,
@@ -23,7 +27,14 @@ pub struct Server {
 
 fn auth_file(dir: &Path) -> PathBuf {
     let p = dir.join("auth");
-    std::fs::write(&p, format!("node {NODE_TOKEN}\ncontroller {CTRL_TOKEN}\n")).unwrap();
+    std::fs::write(
+        &p,
+        format!(
+            "node {NODE_TOKEN}\ncontroller {CTRL_TOKEN}\n\
+             node:node-a {NODE_A_TOKEN}\nnode:node-b {NODE_B_TOKEN}\n"
+        ),
+    )
+    .unwrap();
     p
 }
 
