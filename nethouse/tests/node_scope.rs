@@ -215,3 +215,27 @@ async fn a_node_credential_acts_only_on_its_own_nodes_attachments() {
         server.log_text()
     );
 }
+
+/// `--node-token-review` needs a Kubernetes client; without one the server does not start, and
+/// says which flag to fix.
+#[test]
+fn node_token_review_without_a_kubeconfig_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth");
+    std::fs::write(&auth, "controller controller-token-0123456789\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nethouse"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--node-token-review"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--auth-file")
+        .arg(&auth)
+        .args(["--kubeconfig", "/nonexistent/kubeconfig"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--node-token-review: --kubeconfig /nonexistent/kubeconfig: "),
+        "{stderr}"
+    );
+}

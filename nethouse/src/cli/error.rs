@@ -24,6 +24,10 @@ pub enum CliError {
     Target { target: String },
     #[error("--auth-file: {0}")]
     AuthFile(String),
+    /// The Kubernetes client of `--node-token-review` (the text names `--kubeconfig` or the
+    /// in-cluster configuration).
+    #[error("--node-token-review: {0}")]
+    NodeTokenReview(#[source] nethouse_runtime::Error),
     #[error("writing --ready-file: {0}")]
     ReadyFile(#[source] std::io::Error),
     #[error(

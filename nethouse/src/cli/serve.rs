@@ -10,9 +10,10 @@ use clap::Args;
 
 use super::error::CliError;
 
-use crate::server::Auth;
 use crate::server::running::{ServerOptions, start};
+use crate::server::{Auth, KubeReviewer, NodeReview, ServiceAccount};
 use nethouse_api::duration::parse_duration;
+use nethouse_runtime::args::KubeArgs;
 use nethouse_runtime::limits::HttpLimits;
 use nethouse_runtime::logs::LogArgs;
 use nethouse_runtime::serve::DrainArgs;
@@ -36,6 +37,22 @@ pub struct ServeArgs {
     /// Serve without authentication (development only).
     #[arg(long, conflicts_with = "auth_file")]
     pub insecure_no_auth: bool,
+    /// Also accept, as the `node` role of ONE node, a Kubernetes ServiceAccount token that is not
+    /// in the auth file: a TokenReview must find it authentic, meant for
+    /// --node-token-audience, of --node-service-account, and bound to a pod on a node
+    /// (Kubernetes 1.32+ names that node). Needs `create` on `tokenreviews`.
+    #[arg(long, conflicts_with = "insecure_no_auth")]
+    pub node_token_review: bool,
+    /// NAMESPACE/NAME of the ServiceAccount whose tokens --node-token-review accepts (the CNI
+    /// DaemonSet's).
+    #[arg(long, default_value = "nethouse-system/nethouse-cni")]
+    pub node_service_account: ServiceAccount,
+    /// The audience those tokens must be minted for.
+    #[arg(long, default_value = "nethouse")]
+    pub node_token_audience: String,
+    /// The Kubernetes API of --node-token-review.
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// PEM certificate chain; with --tls-key serves HTTPS.
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -89,6 +106,26 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
             tracing::warn!("serving WITHOUT authentication (--insecure-no-auth)");
             Auth::Disabled
         }
+    };
+    let auth = if args.node_token_review {
+        let client = args
+            .kube
+            .client()
+            .await
+            .map_err(CliError::NodeTokenReview)?;
+        let review = NodeReview::new(
+            Box::new(KubeReviewer::new(client)),
+            &args.node_service_account,
+            &args.node_token_audience,
+        );
+        tracing::info!(
+            service_account = %args.node_service_account,
+            audience = %args.node_token_audience,
+            "node tokens not in the auth file are reviewed by the Kubernetes API (TokenReview)"
+        );
+        auth.with_node_review(review).map_err(CliError::AuthFile)?
+    } else {
+        auth
     };
     let unbound = auth.unbound_node_tokens();
     if unbound > 0 {
@@ -175,6 +212,35 @@ mod tests {
                 other => panic!("parsed as {other:?}"),
             })
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn node_token_review_flags() {
+        let with_auth = |extra: &[&str]| {
+            let args = ["nethouse", "serve", "--data-dir", "/d", "--auth-file", "/a"];
+            Cli::try_parse_from(args.iter().chain(extra))
+                .map(|c| match c.command {
+                    Command::Serve(s) => s,
+                    other => panic!("parsed as {other:?}"),
+                })
+                .map_err(|e| e.to_string())
+        };
+        let a = with_auth(&[]).unwrap();
+        assert!(!a.node_token_review);
+        let a = with_auth(&["--node-token-review"]).unwrap();
+        assert!(a.node_token_review);
+        assert_eq!(
+            a.node_service_account.to_string(),
+            "nethouse-system/nethouse-cni"
+        );
+        assert_eq!(a.node_token_audience, "nethouse");
+        let e = with_auth(&["--node-service-account", "nethouse-cni"]).unwrap_err();
+        assert!(
+            e.contains("--node-service-account") && e.contains("NAMESPACE/NAME"),
+            "{e}"
+        );
+        let e = parse(&["--node-token-review"]).unwrap_err();
+        assert!(e.contains("--insecure-no-auth"), "{e}");
     }
 
     #[test]

@@ -9,12 +9,19 @@
 //! holds a kubelet to its node: one node's credential cannot free another node's addresses.
 
 mod file;
+pub mod kube_review;
+mod review;
+mod review_cache;
 pub mod scope;
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
 
 use file::Entry;
+pub use review::{NodeReview, ReviewDenied, Reviewer, ServiceAccount};
 pub use scope::Scope;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,10 +56,11 @@ pub enum Auth {
     Tokens(Tokens),
 }
 
-/// The auth file's tokens.
+/// The auth file's tokens and, with `--node-token-review`, the reviewer of the others.
 #[derive(Clone)]
 pub struct Tokens {
     entries: Vec<Entry>,
+    review: Option<Arc<NodeReview>>,
 }
 
 /// Counts only: `ServerOptions` is Debug, and a token must never reach a log.
@@ -63,6 +71,7 @@ impl std::fmt::Debug for Auth {
             Auth::Tokens(t) => f
                 .debug_struct("Auth::Tokens")
                 .field("tokens", &t.entries.len())
+                .field("node_token_review", &t.review.is_some())
                 .finish(),
         }
     }
@@ -70,10 +79,21 @@ impl std::fmt::Debug for Auth {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Denied {
-    /// 401: no or unknown token.
+    /// 401: no or unknown token, or one the Kubernetes API did not vouch for.
     Unauthenticated(Cow<'static, str>),
     /// 403: valid token, wrong role.
     Forbidden { role: Role, needs: &'static str },
+    /// 503: the Kubernetes API could not review the token now; the caller retries.
+    Unavailable(String),
+}
+
+impl From<ReviewDenied> for Denied {
+    fn from(d: ReviewDenied) -> Self {
+        match d {
+            ReviewDenied::Refused(why) => Denied::Unauthenticated(why.into()),
+            ReviewDenied::Unavailable(why) => Denied::Unavailable(why),
+        }
+    }
 }
 
 impl Auth {
@@ -88,7 +108,20 @@ impl Auth {
     pub fn parse(text: &str) -> Result<Auth, String> {
         Ok(Auth::Tokens(Tokens {
             entries: file::parse(text)?,
+            review: None,
         }))
+    }
+
+    /// Also accepts, for the `node` role, tokens the auth file does not hold when `review` says
+    /// which node they belong to.
+    pub fn with_node_review(self, review: NodeReview) -> Result<Auth, String> {
+        match self {
+            Auth::Disabled => Err("--node-token-review needs an auth file".into()),
+            Auth::Tokens(t) => Ok(Auth::Tokens(Tokens {
+                review: Some(Arc::new(review)),
+                ..t
+            })),
+        }
     }
 
     /// `node` tokens of the auth file that may act for every node (logged at start).
@@ -100,6 +133,16 @@ impl Auth {
                 .iter()
                 .filter(|e| e.role == Role::Node && e.node.is_none())
                 .count(),
+        }
+    }
+
+    /// The token reviews' metrics, when tokens are reviewed.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        if let Auth::Tokens(Tokens {
+            review: Some(r), ..
+        }) = self
+        {
+            r.register(registry);
         }
     }
 
@@ -118,7 +161,10 @@ impl Auth {
         ))?;
         let (role, scope) = match file::lookup(&tokens.entries, presented) {
             Some(e) => (e.role, e.scope()),
-            None => return Err(Denied::Unauthenticated("unknown token".into())),
+            None => match &tokens.review {
+                Some(review) => (Role::Node, Scope::Node(review.node_of(presented).await?)),
+                None => return Err(Denied::Unauthenticated("unknown token".into())),
+            },
         };
         match access {
             Access::Only(needed) if needed != role => Err(Denied::Forbidden {

@@ -19,7 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, on};
 use nethouse_api::codes;
 
-pub use auth::{Access, Auth, Role, Scope};
+pub use auth::kube_review::KubeReviewer;
+pub use auth::{Access, Auth, NodeReview, Role, Scope, ServiceAccount};
 pub use errors::ApiErr;
 
 use crate::ipam::Ipam;
@@ -216,6 +217,9 @@ async fn check_access<S: Store>(
             ),
         )
         .into_response(),
+        Err(auth::Denied::Unavailable(why)) => {
+            ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, why).into_response()
+        }
     }
 }
 

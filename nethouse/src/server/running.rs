@@ -135,6 +135,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
         metrics: HttpMetrics::default(),
     };
     http.metrics.register(metrics.registry_mut());
+    opts.auth.register_metrics(metrics.registry_mut());
     let store = EmbeddedStore::open_observed(&opts.data_dir, metrics.store_observer())
         .map_err(StartError::OpenStore)?;
     let ipam = Ipam::load(
