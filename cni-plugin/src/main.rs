@@ -7,11 +7,17 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("install") {
         let env = |k: &str| std::env::var(k).ok();
-        let result = nethouse_cni::install::parse_args(&args[1..], &env).and_then(|a| {
-            let exe = std::env::current_exe()
-                .map_err(|source| nethouse_cni::install::InstallError::LocateBinary { source })?;
-            nethouse_cni::install::install(&a, &exe)
-        });
+        let result = if args.get(1).map(String::as_str) == Some("--keep-token") {
+            // The DaemonSet's main container: runs until SIGTERM.
+            nethouse_cni::install::keep_token(&args[2..])
+        } else {
+            nethouse_cni::install::parse_args(&args[1..], &env).and_then(|a| {
+                let exe = std::env::current_exe().map_err(|source| {
+                    nethouse_cni::install::InstallError::LocateBinary { source }
+                })?;
+                nethouse_cni::install::install(&a, &exe)
+            })
+        };
         match result {
             Ok(summary) => println!("{summary}"),
             Err(e) => {

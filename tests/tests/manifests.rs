@@ -43,6 +43,8 @@ fn manifests_apply_and_locations_read_well() {
         )
         .unwrap();
 
+    node_credentials_fit_together(&cluster);
+
     // The apiserver publishes the new schema to discovery and OpenAPI a moment after.
     let explain = cluster
         .wait_for(
@@ -93,5 +95,70 @@ fn manifests_apply_and_locations_read_well() {
     assert!(
         refused.is_err_and(|e| e.to_string().contains("zone")),
         "a Location without zone must be refused"
+    );
+}
+
+/// The node credential's way through the base: the DaemonSet projects its ServiceAccount token
+/// for NetHouse's audience, its main container keeps it where the conflist's `tokenFile` points
+/// on the host, and NetHouse reviews such tokens (its default audience is `nethouse`).
+fn node_credentials_fit_together(c: &Cluster) {
+    let get = |what: &str| -> serde_json::Value {
+        let out = c
+            .kubectl(&["get", what, "-n", "nethouse-system", "-o", "json"])
+            .unwrap();
+        serde_json::from_str(&out).unwrap()
+    };
+    let ds = get("daemonset/nethouse-cni");
+    let pod = &ds["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].as_array().unwrap();
+    let volume = |name: &str| volumes.iter().find(|v| v["name"] == name).unwrap();
+    let token = volume("credentials")["projected"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|s| s.get("serviceAccountToken"))
+        .expect("a projected ServiceAccount token");
+    assert_eq!(token["audience"], "nethouse", "{token}");
+    assert_eq!(token["expirationSeconds"], 3600, "{token}");
+    assert_eq!(token["path"], "node.token", "{token}");
+    assert_eq!(
+        volume("host-credentials")["hostPath"]["path"],
+        "/etc/nethouse-cni"
+    );
+    let keep: Vec<&str> = pod["containers"][0]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        keep,
+        [
+            "nethouse-cni",
+            "install",
+            "--keep-token",
+            "/etc/nethouse-cni/credentials/node.token",
+            "/host/etc/nethouse-cni/node.token"
+        ]
+    );
+    for template in ["bridge", "macvlan"] {
+        let path = format!(
+            "{}/../manifests/cni/{template}.conflist.tmpl",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(r#""tokenFile": "/etc/nethouse-cni/node.token""#),
+            "{path}"
+        );
+    }
+    let sts = get("statefulset/nethouse");
+    let nethouse = &sts["spec"]["template"]["spec"];
+    assert_eq!(nethouse["automountServiceAccountToken"], true);
+    let args = nethouse["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--node-token-review")
+            && args.contains("--node-service-account=nethouse-system/nethouse-cni"),
+        "{args}"
     );
 }

@@ -40,7 +40,11 @@ pub const USAGE: &str = "usage: nethouse-cni install --template FILE (--zone ZON
   --resolve-servers resolves the host names of the conflist's NetHouse URLs here (in the pod,
     where cluster DNS answers) and writes the addresses as ipam.hosts: the plugin runs on the
     host, whose resolver rarely knows a Service name. TLS still verifies the name.
-  The template may use ${NODE_NAME} and ${NETWORK_ZONE}.";
+  The template may use ${NODE_NAME} and ${NETWORK_ZONE}.
+nethouse-cni install --keep-token SRC DST [--every SECONDS]
+  keeps DST (the host's token file, mode 0600) equal to SRC (the pod's projected ServiceAccount
+    token, which the kubelet renews): checked every SECONDS (30), written atomically when it
+    changed; exits 0 on SIGTERM.";
 
 /// Where the node name comes from when neither `--node` nor `$NODE_NAME` gives it.
 const HOST_NAME_FILE: &str = "/proc/sys/kernel/hostname";

@@ -160,4 +160,21 @@ pub enum InstallError {
     },
     #[error("--copy-credentials {}: no files to copy (is the Secret mounted?)", path.display())]
     NoCredentials { path: PathBuf },
+
+    // `--keep-token`: the node's token kept current on the host.
+    #[error("--keep-token SRC DST [--every SECONDS]: {problem}\n{USAGE}")]
+    KeepTokenUsage { problem: String },
+    #[error("--keep-token: reading {}: {source} (is the projected token mounted?)", path.display())]
+    KeepTokenRead {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("--keep-token: {} is empty", path.display())]
+    KeepTokenEmpty { path: PathBuf },
+    #[error("--keep-token: installing the SIGTERM handler: {source}")]
+    Signal {
+        #[source]
+        source: io::Error,
+    },
 }

@@ -5,6 +5,8 @@
 //! [`InstallError`] variants: `args.rs` (the command line), `node_zone.rs` (`--zone-from-node`:
 //! the node's label, from the Kubernetes API), `conflist.rs` (render, check, pin server
 //! addresses), `files.rs` (the atomic writes onto the host). This file only orders them.
+//! `keep_token.rs` is the DaemonSet's main container (`install --keep-token`): the node's
+//! ServiceAccount token, renewed by the kubelet in the pod, kept current on the host.
 
 mod args;
 mod conflist;
@@ -12,6 +14,7 @@ mod error;
 #[cfg(test)]
 mod fake_api;
 mod files;
+mod keep_token;
 mod node_zone;
 
 use std::path::Path;
@@ -19,6 +22,7 @@ use std::path::Path;
 pub use args::{InstallArgs, USAGE, ZoneSource, parse_args};
 pub use conflist::{pin_hosts, render};
 pub use error::InstallError;
+pub use keep_token::{KeepToken, run_until_signalled as keep_token};
 pub use node_zone::{ApiServer, SERVICE_ACCOUNT_DIR, node_zone, zone_from_node_json};
 
 /// Runs the install; returns a one-line summary.
