@@ -20,6 +20,20 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Why leading (or running without election) ended other than by the stop signal.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    /// A flag value kube-lease-manager would panic on; the message names the flag.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("setting up the leader Lease: {0}")]
+    Lease(#[source] kube_lease_manager::LeaseManagerError),
+    #[error("leader election stopped")]
+    ElectionStopped,
+    #[error("controller stopped{}", .0.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    ControllerStopped(Option<tokio::task::JoinError>),
+}
+
 #[derive(Clone, Debug)]
 pub struct LeaderOptions {
     pub namespace: String,
@@ -57,8 +71,8 @@ pub async fn run(
     ctx: Arc<Context>,
     opts: LeaderOptions,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
-    opts.validate().map_err(anyhow::Error::msg)?;
+) -> Result<(), LeaderError> {
+    opts.validate().map_err(LeaderError::Invalid)?;
     let params = LeaseParams::new(
         opts.identity.clone(),
         opts.duration.as_secs(),
@@ -69,7 +83,8 @@ pub async fn run(
         .with_namespace(&opts.namespace)
         .with_parameters(params)
         .build()
-        .await?;
+        .await
+        .map_err(LeaderError::Lease)?;
     let (mut leader, campaign) = manager.watch().await;
     tokio::pin!(shutdown);
     let mut running: Option<AbortOnDrop> = None;
@@ -91,7 +106,7 @@ pub async fn run(
         tokio::select! {
             changed = leader.changed() => {
                 if changed.is_err() {
-                    anyhow::bail!("leader election stopped");
+                    return Err(LeaderError::ElectionStopped);
                 }
             }
             _ = &mut shutdown => break,
@@ -115,13 +130,13 @@ pub async fn run(
 pub async fn run_unelected(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), LeaderError> {
     ctx.metrics.leader.set(1);
     let mut running = AbortOnDrop(crate::start(ctx.clone()));
     let result = tokio::select! {
         ended = &mut running.0 => match ended {
-            Err(e) => Err(anyhow::anyhow!("controller stopped: {e}")),
-            Ok(()) => Err(anyhow::anyhow!("controller stopped")),
+            Err(e) => Err(LeaderError::ControllerStopped(Some(e))),
+            Ok(()) => Err(LeaderError::ControllerStopped(None)),
         },
         _ = shutdown => Ok(()),
     };

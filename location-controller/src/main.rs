@@ -135,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(signal = why, "shutting down");
     let _ = stop.send(());
     let (ended, ()) = tokio::join!(controller, serving.drain(&draining, args.drain));
-    ended
+    Ok(ended?)
 }
 
 #[cfg(test)]
