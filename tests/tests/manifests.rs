@@ -44,6 +44,7 @@ fn manifests_apply_and_locations_read_well() {
         .unwrap();
 
     node_credentials_fit_together(&cluster);
+    install_command_parses(&cluster);
 
     // The apiserver publishes the new schema to discovery and OpenAPI a moment after.
     let explain = cluster
@@ -96,6 +97,28 @@ fn manifests_apply_and_locations_read_well() {
         refused.is_err_and(|e| e.to_string().contains("zone")),
         "a Location without zone must be refused"
     );
+}
+
+/// The DaemonSet's init container runs a command line the install accepts (it once wrote
+/// `--flag=value`, which the install refused on every node).
+fn install_command_parses(c: &Cluster) {
+    let out = c
+        .kubectl(&[
+            "get",
+            "daemonset/nethouse-cni",
+            "-n",
+            "nethouse-system",
+            "-o",
+            "jsonpath={.spec.template.spec.initContainers[0].command}",
+        ])
+        .unwrap();
+    let command: Vec<String> = serde_json::from_str(&out).unwrap();
+    assert_eq!(command[..2], ["nethouse-cni", "install"], "{command:?}");
+    let env = |k: &str| (k == "NODE_NAME").then(|| "node-1".to_string());
+    let args = nethouse_cni::install::parse_args(&command[2..], &env)
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(args.resolve_servers, "{args:?}");
+    assert_eq!(args.zone, nethouse_cni::install::ZoneSource::FromNode);
 }
 
 /// The node credential's way through the base: the DaemonSet projects its ServiceAccount token

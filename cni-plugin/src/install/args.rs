@@ -37,9 +37,11 @@ pub const USAGE: &str = "usage: nethouse-cni install --template FILE (--zone ZON
     Kubernetes API, with the pod's ServiceAccount (which needs get on nodes).
   --copy-credentials copies every file of DIR (e.g. a mounted Secret with node.token and ca.crt)
     into --credentials-dir, mode 0600, where the conflist's tokenFile/caFile point.
-  --resolve-servers resolves the host names of the conflist's NetHouse URLs here (in the pod,
-    where cluster DNS answers) and writes the addresses as ipam.hosts: the plugin runs on the
-    host, whose resolver rarely knows a Service name. TLS still verifies the name.
+  --resolve-servers resolves the host names of the conflist's NetHouse URLs here, in the pod (a
+    Service of the pod's namespace from its environment, <SERVICE>_SERVICE_HOST, as cluster DNS
+    may itself wait for this pod network; other names with the pod's resolver) and writes the
+    addresses as ipam.hosts: the plugin runs on the host, whose resolver rarely knows a Service
+    name. TLS still verifies the name.
   The template may use ${NODE_NAME} and ${NETWORK_ZONE}.
 nethouse-cni install --keep-token SRC DST [--every SECONDS]
   keeps DST (the host's token file, mode 0600) equal to SRC (the pod's projected ServiceAccount
@@ -64,13 +66,19 @@ pub fn parse_args(
     let mut credentials_dir = PathBuf::from("/etc/nethouse-cni");
     let mut resolve_servers = false;
     let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| InstallError::FlagValue { flag: flag.clone() })
+    while let Some(arg) = it.next() {
+        // `--flag=value` as well as `--flag value`: the shipped DaemonSet writes the first.
+        let (flag, mut inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
         };
-        match flag.as_str() {
+        let mut value = || match inline.take() {
+            Some(v) => Ok(v),
+            None => it.next().cloned().ok_or_else(|| InstallError::FlagValue {
+                flag: flag.to_string(),
+            }),
+        };
+        match flag {
             "--bin-dir" => bin_dir = value()?.into(),
             "--conf-dir" => conf_dir = value()?.into(),
             "--conf-name" => conf_name = value()?,
@@ -82,11 +90,13 @@ pub fn parse_args(
             "--credentials-dir" => credentials_dir = value()?.into(),
             "--resolve-servers" => resolve_servers = true,
             "-h" | "--help" => return Err(InstallError::Help),
-            other => {
-                return Err(InstallError::UnknownFlag {
-                    flag: other.to_string(),
-                });
+            _ => {
+                return Err(InstallError::UnknownFlag { flag: arg.clone() });
             }
+        }
+        // A switch given a value.
+        if inline.is_some() {
+            return Err(InstallError::UnknownFlag { flag: arg.clone() });
         }
     }
     let node = match node.filter(|n| !n.is_empty()) {
@@ -144,6 +154,20 @@ mod tests {
         let e = parse_args(&strings(&["--template"]), &none).unwrap_err();
         assert!(matches!(&e, InstallError::FlagValue { flag } if flag == "--template"));
         assert!(e.to_string().contains("--template needs a value"), "{e}");
+        // `--flag=value`, as the shipped DaemonSet writes its flags.
+        let inline = strings(&["--template=t", "--zone=z", "--node=n", "--bin-dir=/b=c"]);
+        let a = parse_args(&inline, &none).unwrap();
+        assert_eq!(
+            (a.template.clone(), a.node.clone()),
+            ("t".into(), "n".into())
+        );
+        assert_eq!(a.bin_dir, PathBuf::from("/b=c"));
+        let e = parse_args(&strings(&["--template=t", "--resolve-servers=yes"]), &none);
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .starts_with("unknown flag \"--resolve-servers=yes\""),
+        );
         let e = parse_args(&strings(&["--bogus"]), &none).unwrap_err();
         assert!(e.to_string().starts_with("unknown flag \"--bogus\""), "{e}");
         let env = |k: &str| (k == "NETHOUSE_ZONE").then(|| "from-env".to_string());

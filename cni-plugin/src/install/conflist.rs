@@ -112,8 +112,40 @@ pub fn pin_hosts(
     Ok((text + "\n", pinned))
 }
 
+/// How the install finds a server's address: a Service of the pod's own `namespace` from the
+/// environment the kubelet gives the pod ([`service_env`]), else the system resolver. Cluster
+/// DNS cannot be relied on here: its pods need the pod network this install is setting up (on a
+/// cluster whose only pod network is this one, the DNS query would wait for itself forever).
+pub(super) fn resolve(
+    name: &str,
+    namespace: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<IpAddr, String> {
+    match service_env(name, namespace, env) {
+        Some(ip) => Ok(ip),
+        None => system_resolve(name),
+    }
+}
+
+/// `<service>.<namespace>.svc[.<cluster domain>]` of the pod's own namespace: the kubelet puts
+/// `<SERVICE>_SERVICE_HOST` (the ClusterIP) into the environment of a pod for every Service of
+/// its namespace that existed when the container started.
+fn service_env(
+    name: &str,
+    namespace: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<IpAddr> {
+    let mut labels = name.trim_end_matches('.').split('.');
+    let (service, ns, svc) = (labels.next()?, labels.next()?, labels.next()?);
+    if svc != "svc" || Some(ns) != namespace {
+        return None;
+    }
+    let key = format!("{}_SERVICE_HOST", service.to_uppercase().replace('-', "_"));
+    env(&key)?.parse().ok()
+}
+
 /// The first address this process's resolver gives for `name`.
-pub(super) fn system_resolve(name: &str) -> Result<IpAddr, String> {
+fn system_resolve(name: &str) -> Result<IpAddr, String> {
     use std::net::ToSocketAddrs;
     (name, 0)
         .to_socket_addrs()
@@ -158,6 +190,50 @@ mod tests {
             let out = render(t, "node-1", "rack-a").unwrap();
             assert!(out.contains(r#""zone": "rack-a""#), "{out}");
         }
+    }
+
+    #[test]
+    fn a_service_of_the_pods_namespace_comes_from_its_environment() {
+        let env = |k: &str| match k {
+            "NETHOUSE_SERVICE_HOST" => Some("10.96.0.50".to_string()),
+            "NETHOUSE_API_SERVICE_HOST" => Some("10.96.0.51".to_string()),
+            "BROKEN_SERVICE_HOST" => Some("not an address".to_string()),
+            _ => None,
+        };
+        let ns = Some("nethouse-system");
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            ("nethouse.nethouse-system.svc", ns, Some("10.96.0.50")),
+            (
+                "nethouse.nethouse-system.svc.cluster.local",
+                ns,
+                Some("10.96.0.50"),
+            ),
+            (
+                "nethouse.nethouse-system.svc.cluster.local.",
+                ns,
+                Some("10.96.0.50"),
+            ),
+            ("nethouse-api.nethouse-system.svc", ns, Some("10.96.0.51")),
+            // Another namespace's Service is not in the environment, whatever its name.
+            ("nethouse.other.svc", ns, None),
+            ("nethouse.nethouse-system.svc", None, None),
+            ("nethouse.nethouse-system", ns, None),
+            ("nethouse.nethouse-system.example.com", ns, None),
+            ("missing.nethouse-system.svc", ns, None),
+            ("broken.nethouse-system.svc", ns, None),
+        ];
+        for (name, namespace, want) in cases {
+            let got = service_env(name, *namespace, &env);
+            assert_eq!(
+                got,
+                want.map(|w| w.parse().unwrap()),
+                "{name} in {namespace:?}"
+            );
+        }
+        assert_eq!(
+            resolve("nethouse.nethouse-system.svc", ns, &env),
+            Ok("10.96.0.50".parse().unwrap())
+        );
     }
 
     #[test]

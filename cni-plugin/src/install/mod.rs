@@ -44,7 +44,13 @@ pub fn install(args: &InstallArgs, self_exe: &Path) -> Result<String, InstallErr
         })?;
     let conflist = render(&template, &args.node, &zone)?;
     let (conflist, pinned) = if args.resolve_servers {
-        let (text, pinned) = pin_hosts(&conflist, &conflist::system_resolve)?;
+        // The pod's namespace, for Services named in the environment; no token, no namespace.
+        let namespace = std::fs::read_to_string(Path::new(SERVICE_ACCOUNT_DIR).join("namespace"))
+            .ok()
+            .map(|n| n.trim().to_string());
+        let env = |k: &str| std::env::var(k).ok();
+        let resolve = |name: &str| conflist::resolve(name, namespace.as_deref(), &env);
+        let (text, pinned) = pin_hosts(&conflist, &resolve)?;
         // What the plugin will read, checked as the template was.
         conflist::check_conflist(&text)?;
         (text, pinned)
