@@ -40,8 +40,16 @@ pub fn ensure_with_node() -> anyhow::Result<Binaries> {
     build(&[])
 }
 
-fn build(args: &[&str]) -> anyhow::Result<Binaries> {
-    let script = repo_root().join("tests/harness/build-k8s.sh");
+/// CoreDNS, the cluster DNS of an install on real nodes (first run ~1 minute:
+/// `tests/harness/build-coredns.sh`).
+pub fn ensure_coredns() -> anyhow::Result<PathBuf> {
+    let out = harness_script::<&str>("build-coredns.sh", &[])?;
+    Ok(PathBuf::from(out.trim()))
+}
+
+/// Runs `tests/harness/<name>` with bash; returns its stdout (its progress goes to stderr).
+pub fn harness_script<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S]) -> anyhow::Result<String> {
+    let script = repo_root().join("tests/harness").join(name);
     let out = Command::new("bash")
         .arg(&script)
         .args(args)
@@ -52,7 +60,11 @@ fn build(args: &[&str]) -> anyhow::Result<Binaries> {
     if !out.status.success() {
         bail!("{} failed ({})", script.display(), out.status);
     }
-    let k8s = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn build(args: &[&str]) -> anyhow::Result<Binaries> {
+    let k8s = PathBuf::from(harness_script("build-k8s.sh", args)?.trim());
     let etcd = PathBuf::from("/usr/bin/etcd");
     if !etcd.exists() {
         bail!(
