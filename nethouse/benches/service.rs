@@ -62,7 +62,12 @@ impl Drop for Proc {
 
 /// Spawns `nethouse serve` without auth on `data`; returns it, its URL and spawn->ready time.
 fn serve(data: &Path) -> (Proc, String, Duration) {
-    let served = Serve::new(env!("CARGO_BIN_EXE_nethouse"), data.with_extension("ready"))
+    // NETHOUSE_BENCH_SERVER runs another build of the server (e.g. an older commit's) under
+    // the same load generators, for an A/B in one period.
+    let bin = std::env::var_os("NETHOUSE_BENCH_SERVER")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_nethouse").into());
+    let served = Serve::new(bin, data.with_extension("ready"))
         .args([
             "--insecure-no-auth",
             "--listen",
