@@ -11,8 +11,10 @@ set -euo pipefail
 # (readelf): the static nethouse-cni (scripts/build-cni-static.sh, which adds the Rust musl target).
 # containerd (with ctr), runc: the real nodes' container runtime, one containerd per node namespace
 # (shared/reference/REAL-NODE.md); busybox-static: the static toolbox the pause and client images
-# are built from (tests/harness/build-images.sh).
-packages=(openssl python3 curl iproute2 containernetworking-plugins iputils-ping etcd-server etcd-client musl-tools libc6-dev binutils containerd runc busybox-static)
+# are built from (tests/harness/build-images.sh). iptables: kube-proxy (iptables mode) on the real
+# nodes of the install test and in its fabric; ca-certificates: the CA bundle of the project's
+# image (tests/harness/build-nethouse-image.sh).
+packages=(openssl python3 curl iproute2 containernetworking-plugins iputils-ping etcd-server etcd-client musl-tools libc6-dev binutils containerd runc busybox-static iptables ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::cgroups::CgroupRoot;
+use super::hostfs::Overlay;
 use super::netns::NetNs;
 use super::process::Proc;
 
@@ -24,8 +25,14 @@ const SYSCTLS: &[(&str, &str)] = &[
 /// The process that holds the node's mount namespace: in the node's network namespace, it
 /// makes a private mount namespace, covers `/var/lib`, `/var/log` and `/run` with tmpfs (the
 /// paths containerd and kubelet write, so nodes do not share them and the host keeps its
-/// own), bind-mounts the sysctl copies, and sleeps. It joins the node's cgroup first.
-pub fn start(netns: &NetNs, cgroups: &CgroupRoot, dir: &Path) -> anyhow::Result<Proc> {
+/// own), mounts `overlays` (none for a node whose CNI chain the harness writes), bind-mounts
+/// the sysctl copies, and sleeps. It joins the node's cgroup first.
+pub fn start(
+    netns: &NetNs,
+    cgroups: &CgroupRoot,
+    dir: &Path,
+    overlays: &[Overlay],
+) -> anyhow::Result<Proc> {
     let sysctl_dir = dir.join("sysctl");
     std::fs::create_dir_all(&sysctl_dir)?;
     let mut script = format!("set -e\n{}", cgroups.join_script());
@@ -33,6 +40,9 @@ pub fn start(netns: &NetNs, cgroups: &CgroupRoot, dir: &Path) -> anyhow::Result<
         script.push_str(&format!(
             "mount -t tmpfs -o mode=755 nethouse-node {target}\n"
         ));
+    }
+    for o in overlays {
+        script.push_str(&o.mount_line());
     }
     for (key, value) in SYSCTLS {
         let copy = sysctl_dir.join(key.replace('/', "."));

@@ -15,11 +15,27 @@ const APISERVER_NAME: &str = "kubernetes";
 
 /// `<dir>/kubelet.{key,crt}`, signed with the CA in `ca_dir` (`ca.crt`, `ca.key`).
 pub fn client_cert(ca_dir: &Path, node: &str, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    client_cert_for(
+        ca_dir,
+        &format!("/O=system:nodes/CN=system:node:{node}"),
+        "kubelet",
+        dir,
+    )
+}
+
+/// `<dir>/<stem>.{key,crt}` for `subject` (the user and groups RBAC sees), signed with the CA
+/// in `ca_dir`.
+pub fn client_cert_for(
+    ca_dir: &Path,
+    subject: &str,
+    stem: &str,
+    dir: &Path,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     let (key, csr, crt, ext) = (
-        dir.join("kubelet.key"),
-        dir.join("kubelet.csr"),
-        dir.join("kubelet.crt"),
-        dir.join("kubelet.ext"),
+        dir.join(format!("{stem}.key")),
+        dir.join(format!("{stem}.csr")),
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.ext")),
     );
     std::fs::write(
         &ext,
@@ -31,7 +47,7 @@ pub fn client_cert(ca_dir: &Path, node: &str, dir: &Path) -> anyhow::Result<(Pat
             "ec_paramgen_curve:prime256v1",
             "-nodes",
             "-subj",
-            &format!("/O=system:nodes/CN=system:node:{node}"),
+            subject,
             "-keyout",
             &key.display().to_string(),
             "-out",
@@ -48,7 +64,7 @@ pub fn client_cert(ca_dir: &Path, node: &str, dir: &Path) -> anyhow::Result<(Pat
             &ca_dir.join("ca.key").display().to_string(),
             "-CAcreateserial",
             "-CAserial",
-            &dir.join("ca.srl").display().to_string(),
+            &dir.join(format!("{stem}.srl")).display().to_string(),
             "-extfile",
             &ext.display().to_string(),
             "-out",
@@ -72,8 +88,12 @@ pub fn kubeconfig(server: &str, ca: &Path, cert: &Path, key: &Path) -> String {
 /// otherwise), `cgroupDriver: cgroupfs`, a `cgroupRoot` that exists in every v1 controller.
 /// Its API is open (anonymous, AlwaysAllow): the apiserver has no kubelet client certificate,
 /// and `kubectl logs` must work. Eviction thresholds are low: the node's filesystems are
-/// tmpfs and the host's disk, shared with everything else.
-pub fn config(cgroup_root: &str, node_ip: Ipv4Addr) -> String {
+/// tmpfs and the host's disk, shared with everything else. `cluster_dns`: the DNS Service's
+/// address pods get (`None`: pods resolve as the machine does).
+pub fn config(cgroup_root: &str, node_ip: Ipv4Addr, cluster_dns: Option<Ipv4Addr>) -> String {
+    let dns = cluster_dns
+        .map(|ip| format!("clusterDNS: [{ip}]\nclusterDomain: cluster.local\n"))
+        .unwrap_or_default();
     format!(
         r#"apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -98,7 +118,7 @@ evictionHard:
   nodefs.available: "1%"
   imagefs.available: "1%"
   nodefs.inodesFree: "1%"
-"#,
+{dns}"#,
         socket = containerd::SOCKET,
     )
 }

@@ -10,23 +10,31 @@
 //! ([`nethouse::start_in_fabric`]), `Cluster` with `node_facing_address` = the fabric's
 //! address, [`RealNodes::start`] and [`RealNodes::wait_ready`]. Pods use the images in
 //! [`images`] with `imagePullPolicy: Never`.
+//!
+//! [`install::InstallStack`] is the other way to assemble a run: no NetHouse of the harness and
+//! no CNI chain written by it, but nodes as a real cluster has them (kube-proxy, cluster DNS,
+//! their own `/etc` and `/opt`), on which the shipped manifests are applied as users apply them.
 
 pub mod cgroups;
 pub mod cni;
 pub mod containerd;
 pub mod fabric;
 pub mod holder;
+pub mod hostfs;
 pub mod images;
+pub mod install;
+pub mod kube_proxy;
 pub mod kubelet;
 pub mod nethouse;
 pub mod netns;
 pub mod node;
+pub mod node_env;
 pub mod nodes;
 pub mod process;
 pub mod stack;
 pub mod uplink;
 
 pub use fabric::{Fabric, Zone};
-pub use node::{Node, NodeEnv, NodeSpec};
+pub use node::{Installed, Node, NodeCni, NodeEnv, NodeSpec};
 pub use nodes::{RealNodes, api_server_for_nodes};
 pub use stack::{RealStack, StartTimings};

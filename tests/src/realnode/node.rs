@@ -1,5 +1,6 @@
 //! One real node: a network namespace wired to its zone, a mount namespace (held by a `sleep`)
-//! with tmpfs over the paths containerd and kubelet write, its own containerd and kubelet.
+//! with tmpfs over the paths containerd and kubelet write, its own containerd and kubelet (and
+//! kube-proxy, on a node of an install: see `node_env`).
 //! Dropped, it kills every process it started by PID (see `cgroups`) and removes its cgroups
 //! and namespaces; nothing on the host is left changed.
 
@@ -11,36 +12,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::cgroups::CgroupRoot;
-use super::cni::{self, ChainSettings};
+use super::cni;
 use super::fabric::Fabric;
-use super::images::Images;
+use super::kube_proxy::{self, ProxySpec};
 use super::netns::NetNs;
 use super::process::Proc;
 use super::{containerd, holder, kubelet, uplink};
 
+pub use super::node_env::{Installed, NodeCni, NodeEnv, NodeSpec};
 pub use super::uplink::UPLINK;
-
-/// What every node of a run shares.
-pub struct NodeEnv {
-    pub kubelet: PathBuf,
-    /// kube-apiserver as nodes dial it.
-    pub api_server: String,
-    /// The cluster's CA: `ca.crt`, `ca.key`.
-    pub ca_dir: PathBuf,
-    pub nethouse_url: String,
-    /// The cluster name in fixed leases' owners.
-    pub cluster: String,
-    pub cni_plugin: PathBuf,
-    pub images: Images,
-    /// Makes namespace and cgroup names unique to this run.
-    pub tag: String,
-}
-
-#[derive(Clone, Debug)]
-pub struct NodeSpec {
-    pub name: String,
-    pub zone: String,
-}
 
 /// Fields drop in order: the processes, then whatever they left in the cgroups, then the
 /// namespace.
@@ -51,6 +31,9 @@ pub struct Node {
     pub dir: PathBuf,
     /// From the first namespace to kubelet started (not Ready: see `RealNodes::wait_ready`).
     pub started_in: Duration,
+    /// nethouse-cni's log, as the machine reaches it.
+    cni_log: PathBuf,
+    kube_proxy: Option<Proc>,
     kubelet: Proc,
     containerd: Proc,
     holder: Proc,
@@ -72,23 +55,17 @@ impl Node {
         let ip = zone.node_ip(index)?;
         std::fs::create_dir_all(dir)?;
         let netns = NetNs::create(&format!("nhn{}-{}", env.tag, spec.name))?;
-        uplink::wire(fabric, zone, &netns, &spec.name, ip)?;
+        let installed = env.cni.installed();
+        uplink::wire(fabric, zone, &netns, &spec.name, ip, env.cni.uplink())?;
         let cgroups = CgroupRoot::create(&format!("nethouse-{}-{}", env.tag, spec.name))?;
+        let chain = env.cni.prepare(spec, dir)?;
 
-        let (cni_bin, cni_conf) = (dir.join("cni/bin"), dir.join("cni/net.d"));
-        cni::install(&cni_bin, &env.cni_plugin)?;
-        std::fs::create_dir_all(&cni_conf)?;
-        let chain = cni::conflist(&ChainSettings {
-            zone: &spec.zone,
-            node: &spec.name,
-            master: UPLINK,
-            nethouse_url: &env.nethouse_url,
-            cluster: &env.cluster,
-            log_file: &dir.join(cni::LOG),
-        })?;
-        std::fs::write(cni_conf.join("10-nethouse.conflist"), chain)?;
-
-        let holder = holder::start(&netns, &cgroups, dir)?;
+        let holder = holder::start(&netns, &cgroups, dir, &chain.overlays)?;
+        let cni_log = match installed {
+            // The shipped templates' logFile, on the node's own /var/log.
+            Some(_) => in_root(holder.pid(), "/var/log/nethouse-cni.log"),
+            None => dir.join(cni::LOG),
+        };
         let in_node = |name: &str, program: &Path, args: &[String]| {
             let mut cmd = Command::new("nsenter");
             cmd.args([
@@ -110,7 +87,7 @@ impl Node {
 
         std::fs::write(
             dir.join("containerd.toml"),
-            containerd::config(&cni_bin, &cni_conf),
+            containerd::config(&chain.bin, &chain.conf),
         )?;
         let containerd = in_node(
             "containerd",
@@ -120,31 +97,55 @@ impl Node {
                 dir.join("containerd.toml").display()
             )],
         )?;
-        containerd::import_when_up(
-            holder.pid(),
-            &env.images.tarballs(),
-            Duration::from_secs(30),
-        )
-        .with_context(|| format!("node {}: see {}", spec.name, containerd.log.display()))?;
+        let mut tarballs = env.images.tarballs().to_vec();
+        tarballs.extend(
+            installed
+                .iter()
+                .flat_map(|i| i.images.iter().map(PathBuf::as_path)),
+        );
+        containerd::import_when_up(holder.pid(), &tarballs, Duration::from_secs(60))
+            .with_context(|| format!("node {}: see {}", spec.name, containerd.log.display()))?;
 
         let (crt, key) = kubelet::client_cert(&env.ca_dir, &spec.name, dir)?;
         std::fs::write(
             dir.join("kubelet.kubeconfig"),
             kubelet::kubeconfig(&env.api_server, &env.ca_dir.join("ca.crt"), &crt, &key),
         )?;
-        std::fs::write(dir.join("kubelet.yaml"), kubelet::config(&cgroups.path, ip))?;
+        std::fs::write(
+            dir.join("kubelet.yaml"),
+            kubelet::config(&cgroups.path, ip, installed.map(|i| i.cluster_dns)),
+        )?;
         let mut args = vec![
             format!("--config={}", dir.join("kubelet.yaml").display()),
             format!("--kubeconfig={}", dir.join("kubelet.kubeconfig").display()),
         ];
         args.extend(kubelet::args(&spec.name, ip, &spec.zone));
         let kubelet = in_node("kubelet", &env.kubelet, &args)?;
+        let kube_proxy = match installed {
+            Some(i) => {
+                let spec = ProxySpec {
+                    name: &spec.name,
+                    ip,
+                    api_server: &env.api_server,
+                    ca_dir: &env.ca_dir,
+                    masquerade_all: false,
+                };
+                Some(in_node(
+                    "kube-proxy",
+                    &i.kube_proxy,
+                    &kube_proxy::prepare(&spec, dir)?,
+                )?)
+            }
+            None => None,
+        };
         Ok(Node {
             name: spec.name.clone(),
             zone: spec.zone.clone(),
             ip,
             dir: dir.to_path_buf(),
             started_in: t0.elapsed(),
+            cni_log,
+            kube_proxy,
             kubelet,
             containerd,
             holder,
@@ -155,11 +156,20 @@ impl Node {
 
     /// Fails, naming the log, if containerd, kubelet or the namespace holder has exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
-        for p in [&mut self.holder, &mut self.containerd, &mut self.kubelet] {
+        for p in [&mut self.holder, &mut self.containerd, &mut self.kubelet]
+            .into_iter()
+            .chain(self.kube_proxy.as_mut())
+        {
             p.check_alive()
                 .with_context(|| format!("node {}", self.name))?;
         }
         Ok(())
+    }
+
+    /// `path` as this node sees it (its own `/var/lib`, `/etc/cni/net.d`, …), reachable from
+    /// the machine while the node runs.
+    pub fn path(&self, path: &str) -> PathBuf {
+        in_root(self.holder.pid(), path)
     }
 
     /// `ctr` in this node's namespaces (k8s.io namespace).
@@ -178,6 +188,11 @@ impl Node {
 
     /// The calls nethouse-cni made on this node, one JSON object each, oldest first.
     pub fn cni_calls(&self) -> Vec<serde_json::Value> {
-        cni::calls(&self.dir.join(cni::LOG))
+        cni::calls(&self.cni_log)
     }
+}
+
+/// `path` inside the mount namespace of process `pid`.
+fn in_root(pid: u32, path: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/root")).join(path.trim_start_matches('/'))
 }

@@ -96,14 +96,33 @@ impl RealNodes {
         cluster: &mut Cluster,
         timeout: Duration,
     ) -> anyhow::Result<Duration> {
-        let r = self.poll_ready(cluster, timeout);
+        let r = self.poll(cluster, timeout, true);
         if r.is_err() {
             self.keep_logs();
         }
         r
     }
 
-    fn poll_ready(&mut self, cluster: &mut Cluster, timeout: Duration) -> anyhow::Result<Duration> {
+    /// Waits until every node is registered, Ready or not: a node of an install has no pod
+    /// network until the CNI DaemonSet ran there.
+    pub fn wait_registered(
+        &mut self,
+        cluster: &mut Cluster,
+        timeout: Duration,
+    ) -> anyhow::Result<Duration> {
+        let r = self.poll(cluster, timeout, false);
+        if r.is_err() {
+            self.keep_logs();
+        }
+        r
+    }
+
+    fn poll(
+        &mut self,
+        cluster: &mut Cluster,
+        timeout: Duration,
+        ready: bool,
+    ) -> anyhow::Result<Duration> {
         let start = Instant::now();
         loop {
             for n in &mut self.nodes {
@@ -115,16 +134,19 @@ impl RealNodes {
                 "-o",
                 r#"jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
             ])?;
-            let ready = |name: &str| {
-                out.lines()
-                    .any(|l| l.split_whitespace().collect::<Vec<_>>() == [name, "True"])
+            let there = |name: &str| {
+                out.lines().any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.first() == Some(&name) && (!ready || f.get(1) == Some(&"True"))
+                })
             };
-            if self.nodes.iter().all(|n| ready(&n.name)) {
+            if self.nodes.iter().all(|n| there(&n.name)) {
                 return Ok(start.elapsed());
             }
             if start.elapsed() > timeout {
                 anyhow::bail!(
-                    "nodes not Ready after {timeout:?}:\n{out}logs under {}",
+                    "nodes not {} after {timeout:?}:\n{out}logs under {}",
+                    if ready { "Ready" } else { "registered" },
                     self.dir.display()
                 );
             }

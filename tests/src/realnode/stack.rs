@@ -11,7 +11,7 @@ use nethouse_api::Client;
 
 use super::nethouse::start_in_fabric;
 use super::netns::Entered;
-use super::node::{NodeEnv, NodeSpec};
+use super::node::{NodeCni, NodeEnv, NodeSpec};
 use super::nodes::{RealNodes, api_server_for_nodes};
 use super::{Fabric, images};
 use crate::binaries::{self, workspace_bin};
@@ -85,11 +85,13 @@ impl RealStack {
             kubelet: bin.kubelet(),
             api_server: api_server_for_nodes(&control_plane, &fabric)?,
             ca_dir: control_plane.dir.join("pki"),
-            nethouse_url: nethouse.url(),
-            cluster: cluster.to_string(),
-            cni_plugin,
             images: images::build(&dir.path().join("images"))?,
             tag,
+            cni: NodeCni::Harness {
+                plugin: cni_plugin,
+                nethouse_url: nethouse.url(),
+                cluster: cluster.to_string(),
+            },
         };
         let specs: Vec<NodeSpec> = nodes
             .iter()

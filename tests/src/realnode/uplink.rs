@@ -16,13 +16,15 @@ pub const UPLINK: &str = "uplink";
 /// (kubelet's HTTP probes fail).
 const NODE_LINK: &str = "node0";
 
-/// Wires node `node` (namespace `netns`) into `zone` with address `ip`.
+/// Wires node `node` (namespace `netns`) into `zone` with address `ip`; its end of the link is
+/// named `uplink` ([`UPLINK`], or `eth0` as the shipped macvlan template expects).
 pub fn wire(
     fabric: &Fabric,
     zone: &Zone,
     netns: &NetNs,
     node: &str,
     ip: Ipv4Addr,
+    uplink: &str,
 ) -> anyhow::Result<()> {
     let port = format!("up-{node}");
     if port.len() > 15 {
@@ -37,14 +39,14 @@ pub fn wire(
         "veth",
         "peer",
         "name",
-        UPLINK,
+        uplink,
         "netns",
         netns.name(),
     ])?;
     f.ip(&["link", "set", &port, "master", &zone.bridge(), "up"])?;
-    netns.ip(&["link", "set", UPLINK, "up"])?;
+    netns.ip(&["link", "set", uplink, "up"])?;
     netns.ip(&[
-        "link", "add", NODE_LINK, "link", UPLINK, "type", "macvlan", "mode", "bridge",
+        "link", "add", NODE_LINK, "link", uplink, "type", "macvlan", "mode", "bridge",
     ])?;
     netns.ip(&["addr", "add", &format!("{ip}/24"), "dev", NODE_LINK])?;
     netns.ip(&["link", "set", NODE_LINK, "up"])?;
