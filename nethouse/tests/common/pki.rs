@@ -9,57 +9,32 @@ use std::process::Command;
 /// PKI would have:
 /// (ca.crt, tls.crt, tls.key) in `d`.
 pub fn tls_files(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let openssl = |args: &[&str]| openssl(d, args);
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=nethouse",
-        "-keyout",
-        "tls.key",
-        "-out",
-        "tls.csr",
-    ]);
-    std::fs::write(
-        d.join("ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:nethouse.test\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "tls.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    let (crt, key) = issue(
+        d,
+        "nethouse",
+        "tls",
         "ext",
-        "-out",
-        "tls.crt",
-    ]);
-    (d.join("ca.crt"), d.join("tls.crt"), d.join("tls.key"))
+        "subjectAltName=IP:127.0.0.1,DNS:nethouse.test\nbasicConstraints=CA:FALSE\n",
+    );
+    (d.join("ca.crt"), crt, key)
 }
 
 fn openssl(d: &Path, args: &[&str]) {
@@ -75,14 +50,13 @@ fn openssl(d: &Path, args: &[&str]) {
     );
 }
 
-/// A client certificate for `cn` signed by the CA of [`tls_files`] in `d` (call that first), as
-/// a client that authenticates with TLS holds: (`<cn>.crt`, `<cn>.key`) in `d`.
-#[allow(dead_code)]
-pub fn client_files(d: &Path, cn: &str) -> (PathBuf, PathBuf) {
+/// A key and a certificate for `cn` that the CA in `d` signs with the extensions `ext`
+/// (written to `ext_file`): (`<stem>.crt`, `<stem>.key`).
+fn issue(d: &Path, cn: &str, stem: &str, ext_file: &str, ext: &str) -> (PathBuf, PathBuf) {
     let (crt, key, csr) = (
-        format!("{cn}.crt"),
-        format!("{cn}.key"),
-        format!("{cn}.csr"),
+        format!("{stem}.crt"),
+        format!("{stem}.key"),
+        format!("{stem}.csr"),
     );
     let subj = format!("/CN={cn}");
     openssl(
@@ -91,11 +65,7 @@ pub fn client_files(d: &Path, cn: &str) -> (PathBuf, PathBuf) {
             "req", "-newkey", "rsa:2048", "-nodes", "-subj", &subj, "-keyout", &key, "-out", &csr,
         ],
     );
-    std::fs::write(
-        d.join("client-ext"),
-        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
+    std::fs::write(d.join(ext_file), ext).unwrap();
     openssl(
         d,
         &[
@@ -111,10 +81,23 @@ pub fn client_files(d: &Path, cn: &str) -> (PathBuf, PathBuf) {
             "-days",
             "1",
             "-extfile",
-            "client-ext",
+            ext_file,
             "-out",
             &crt,
         ],
     );
     (d.join(crt), d.join(key))
+}
+
+/// A client certificate for `cn` signed by the CA of [`tls_files`] in `d` (call that first), as
+/// a client that authenticates with TLS holds: (`<cn>.crt`, `<cn>.key`) in `d`.
+#[allow(dead_code)]
+pub fn client_files(d: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    issue(
+        d,
+        cn,
+        cn,
+        "client-ext",
+        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+    )
 }

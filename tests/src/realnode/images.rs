@@ -4,9 +4,8 @@
 //! manifests adds the project's image and upstream ones ([`build_install`]).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::binaries::harness_script;
 
@@ -28,17 +27,7 @@ impl Images {
 
 /// Builds both tarballs into `dir` (about a second).
 pub fn build(dir: &Path) -> anyhow::Result<Images> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/build-images.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !out.status.success() {
-        bail!("{} failed ({})", script.display(), out.status);
-    }
+    crate::binaries::harness_script("build-images.sh", &[dir])?;
     Ok(Images {
         pause: dir.join("pause.tar"),
         busybox: dir.join("busybox.tar"),

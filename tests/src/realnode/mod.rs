@@ -38,3 +38,11 @@ pub use fabric::{Fabric, Zone};
 pub use node::{Installed, Node, NodeCni, NodeEnv, NodeSpec};
 pub use nodes::{RealNodes, api_server_for_nodes};
 pub use stack::{RealStack, StartTimings};
+
+/// A name part no other stack of this process has used: network namespaces and links are
+/// machine-wide, and tests run in parallel. `kind` tells the stacks' names apart.
+pub(crate) fn unique_tag(kind: char) -> String {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}{kind}{n}", std::process::id())
+}

@@ -3,7 +3,6 @@
 //! control plane reachable from the nodes, and the nodes, Ready.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nethouse::server::running::Running;
@@ -57,12 +56,7 @@ impl RealStack {
             Some(p) => p.into(),
             None => workspace_bin("nethouse-cni")?,
         };
-        static RUNS: AtomicUsize = AtomicUsize::new(0);
-        let tag = format!(
-            "{}x{}",
-            std::process::id(),
-            RUNS.fetch_add(1, Ordering::Relaxed)
-        );
+        let tag = super::unique_tag('x');
         let dir = tempfile::Builder::new()
             .prefix("nethouse-realstack-")
             .tempdir()?;

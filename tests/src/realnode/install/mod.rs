@@ -11,7 +11,6 @@ pub mod workloads;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::netns::Entered;
@@ -56,12 +55,7 @@ impl InstallStack {
     pub fn start(zones: &[&str], nodes: &[(&str, &str)]) -> anyhow::Result<InstallStack> {
         let bin = binaries::ensure_with_node()?;
         let coredns = binaries::ensure_coredns()?;
-        static RUNS: AtomicUsize = AtomicUsize::new(0);
-        let tag = format!(
-            "{}i{}",
-            std::process::id(),
-            RUNS.fetch_add(1, Ordering::Relaxed)
-        );
+        let tag = super::unique_tag('i');
         let dir = tempfile::Builder::new()
             .prefix("nethouse-install-")
             .tempdir()?;
