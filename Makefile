@@ -29,3 +29,4 @@ bench:
 	cargo bench -p nethouse-scheduler-extender --bench filter
 	cargo bench -p nethouse-e2e --bench cluster
 	cargo bench -p nethouse-e2e --bench scheduler
+	cargo bench -p nethouse-e2e --bench real_nodes
