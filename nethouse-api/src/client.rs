@@ -139,6 +139,15 @@ impl Client {
         self.call(Method::POST, "/v1/gc", None, Some(req)).await
     }
 
+    /// Reports a CNI ADD the plugin refused (see [`RefusalReport`]).
+    pub async fn report_refusal(
+        &self,
+        req: &RefusalReport,
+    ) -> Result<RefusalRecorded, ClientError> {
+        self.call(Method::POST, "/v1/refusals", None, Some(req))
+            .await
+    }
+
     pub async fn lease_by_ip(&self, ip: std::net::IpAddr) -> Result<Lease, ClientError> {
         self.call::<(), _>(Method::GET, &format!("/v1/leases/by-ip/{ip}"), None, None)
             .await

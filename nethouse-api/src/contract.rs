@@ -9,6 +9,10 @@ pub const FINALIZER: &str = "nethouse.io/release-ip";
 pub const FIXED_IP_ANNOTATION: &str = "nethouse.io/fixed-ip";
 /// Node label naming the node's network zone.
 pub const ZONE_LABEL: &str = "nethouse.io/network-zone";
+/// The CNI capability under which containerd and CRI-O pass a pod's annotations to the plugins
+/// of a conflist entry that declares it (`runtimeConfig[...]`); without it the plugin cannot see
+/// `nethouse.io/fixed-ip`.
+pub const POD_ANNOTATIONS_CAPABILITY: &str = "io.kubernetes.cri.pod-annotations";
 /// StatefulSet annotation: how long the IPs of pods it no longer wants are kept (e.g. `72h`,
 /// `0s` = release at once). On a Location it overrides its StatefulSet's value for that one
 /// Location, e.g. to empty the recycle bin early.

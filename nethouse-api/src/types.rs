@@ -103,6 +103,58 @@ pub struct GcResponse {
     pub errors: Vec<String>,
 }
 
+/// Why a CNI plugin refused an ADD instead of asking for an address; a short, fixed label value
+/// of `nethouse_cni_refused_total`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// A Kubernetes pod whose sandbox came with neither pod annotations nor sandbox labels: the
+    /// node's conflist does not declare the pod-annotations capability, so the plugin cannot
+    /// tell whether the pod keeps its IP. An ordinary IP could cost a fixed pod its address.
+    PodAnnotationsMissing,
+}
+
+impl RefusalReason {
+    /// Every reason, so that each series exists (at 0) before the first refusal.
+    pub const ALL: &'static [RefusalReason] = &[RefusalReason::PodAnnotationsMissing];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::PodAnnotationsMissing => "pod_annotations_missing",
+        }
+    }
+
+    /// What the operator changes so that these refusals stop.
+    pub fn fix(self) -> String {
+        match self {
+            RefusalReason::PodAnnotationsMissing => format!(
+                "the main plugin's entry in plugins[] of the node's CNI conflist needs \"capabilities\": {{\"{}\": true}}",
+                crate::contract::POD_ANNOTATIONS_CAPABILITY
+            ),
+        }
+    }
+}
+
+/// `POST /v1/refusals`: a CNI ADD that the plugin refused, reported so that NetHouse counts
+/// it where every node's refusals are seen together. It changes no lease.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RefusalReport {
+    pub reason: RefusalReason,
+    /// The zone of the node that refused.
+    pub zone: String,
+    /// The pod that got no address.
+    pub owner: Owner,
+    /// The attachment that was not made; `attachment.node` is the reporting node.
+    pub attachment: Attachment,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RefusalRecorded {
+    /// The reason counted.
+    pub reason: RefusalReason,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct LeaseIp {
     pub ip: IpAddr,
@@ -338,4 +390,24 @@ pub mod codes {
         UNAVAILABLE,
         INTERNAL,
     ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_reason_is_its_label_on_the_wire() {
+        for reason in RefusalReason::ALL {
+            let wire = serde_json::to_value(reason).expect("serializes");
+            assert_eq!(wire, serde_json::Value::from(reason.as_str()));
+            let back: RefusalReason = serde_json::from_value(wire).expect("deserializes");
+            assert_eq!(back, *reason);
+        }
+        assert!(
+            RefusalReason::PodAnnotationsMissing
+                .fix()
+                .ends_with(r#""capabilities": {"io.kubernetes.cri.pod-annotations": true}"#)
+        );
+    }
 }

@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use nethouse_api::RefusalReason;
+
 use crate::store::health::{FailureKind, StoreObserver};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -28,6 +30,12 @@ pub struct OpOnly {
 pub struct KindLabels {
     /// `no_space`, `io` or `other` ([`FailureKind`]).
     pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// [`RefusalReason::as_str`].
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,6 +60,8 @@ pub struct Metrics {
     pub mutations_in_flight: Gauge,
     /// State-changing calls refused because `--max-in-flight` were already running.
     pub mutations_refused: Counter,
+    /// CNI ADDs that a plugin refused and reported, by reason.
+    cni_refused: Family<ReasonLabels, Counter>,
     store: StoreMetrics,
 }
 
@@ -153,6 +163,18 @@ impl Metrics {
             "State-changing calls refused, before doing anything, because --max-in-flight were running",
             mutations_refused.clone(),
         );
+        let cni_refused = Family::<ReasonLabels, Counter>::default();
+        // Every reason from the start, so that rate() and alerts see the first refusal.
+        for reason in RefusalReason::ALL {
+            let _ = cni_refused.get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            });
+        }
+        registry.register(
+            "cni_refused",
+            "CNI ADDs a node's plugin refused without giving an address, by reason (pod_annotations_missing: the node's conflist does not pass pod annotations, so a fixed pod could not be told from an ordinary one); the log names pod and node",
+            cni_refused.clone(),
+        );
         // 50 µs .. 3 s: an fsync on a good disk is ~0.1 ms; seconds mean a stalling disk.
         let store_commit_duration = Histogram::new([
             0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -206,6 +228,7 @@ impl Metrics {
             },
             mutations_in_flight,
             mutations_refused,
+            cni_refused,
             operations,
             duration,
             capacity,
@@ -224,6 +247,15 @@ impl Metrics {
             })
             .inc();
         self.duration.get_or_create(&OpOnly { op }).observe(seconds);
+    }
+
+    /// Counts one refused ADD that a plugin reported.
+    pub fn cni_refused(&self, reason: RefusalReason) {
+        self.cni_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 
     /// What the embedded store reports to: every commit, each failure and re-open, and whether

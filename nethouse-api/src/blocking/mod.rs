@@ -111,6 +111,11 @@ impl BlockingClient {
         self.call("POST", "/v1/gc", Some(req))
     }
 
+    /// Reports a CNI ADD the plugin refused (see [`RefusalReport`]).
+    pub fn report_refusal(&self, req: &RefusalReport) -> Result<RefusalRecorded, ClientError> {
+        self.call("POST", "/v1/refusals", Some(req))
+    }
+
     pub fn lease_by_ip(&self, ip: std::net::IpAddr) -> Result<Lease, ClientError> {
         self.call::<(), _>("GET", &format!("/v1/leases/by-ip/{ip}"), None)
     }

@@ -83,7 +83,7 @@ pub fn validate_attachment_ref(
     Ok(())
 }
 
-fn validate_attachment(a: &Attachment) -> Result<(), FieldError> {
+pub fn validate_attachment(a: &Attachment) -> Result<(), FieldError> {
     validate_attachment_ref("attachment.", &a.container_id, &a.ifname)?;
     validate_name("attachment.node", &a.node, 253)
 }

@@ -4,6 +4,7 @@
 pub mod cidr;
 pub mod lease;
 pub mod netconf;
+pub mod refusal;
 pub mod subnet;
 
 /// A validation failure that names the offending field, so every boundary can say exactly

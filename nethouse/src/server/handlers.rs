@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use nethouse_api::{
-    AllocateRequest, DetachRequest, GcRequest, LeaseFilter, Owner, ReleaseRequest, SubnetSpec,
-    codes,
+    AllocateRequest, DetachRequest, GcRequest, LeaseFilter, Owner, RefusalRecorded, RefusalReport,
+    ReleaseRequest, SubnetSpec, codes,
 };
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
@@ -23,6 +23,7 @@ use super::errors::ApiErr;
 use super::recovery::{self, Status, UNHEALTHY_AFTER};
 use crate::ipam::{AllocOutcome, IpamError, keys};
 use crate::model::lease::{ValidAllocate, ValidDetach, validate_owner, validate_valid_attachments};
+use crate::model::refusal::validate_refusal;
 use crate::model::validate_name;
 use crate::store::Store;
 
@@ -215,6 +216,31 @@ pub async fn gc<S: Store>(
             Ok((StatusCode::OK, out))
         })
         .await
+    })
+    .await
+}
+
+/// Counts an ADD that a node's plugin refused (and logs who and why), so that a node set up
+/// wrongly shows in NetHouse's metrics. Touches no lease: nothing here waits on the store.
+pub async fn refusal<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Extension(caller): Extension<Scope>,
+    JsonBody(req): JsonBody<RefusalReport>,
+) -> Answer {
+    measured(&app, "refusal", async {
+        validate_refusal(&req).map_err(IpamError::from)?;
+        scope::report(&caller, &req.attachment.node)?;
+        app.metrics.cni_refused(req.reason);
+        tracing::warn!(
+            reason = req.reason.as_str(),
+            pod = %req.owner,
+            node = %req.attachment.node,
+            zone = %req.zone,
+            container_id = %req.attachment.container_id,
+            fix = %req.reason.fix(),
+            "a node's CNI plugin refused an ADD and gave the pod no address"
+        );
+        Ok((StatusCode::OK, RefusalRecorded { reason: req.reason }))
     })
     .await
 }

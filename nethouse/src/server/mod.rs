@@ -157,6 +157,12 @@ pub fn routes<S: Store>() -> Vec<RouteSpec<S>> {
         ),
         r(Method::POST, "/v1/gc", node, on(M::POST, h::gc::<S>)),
         r(
+            Method::POST,
+            "/v1/refusals",
+            node,
+            on(M::POST, h::refusal::<S>),
+        ),
+        r(
             Method::GET,
             "/v1/subnets",
             Access::Read,

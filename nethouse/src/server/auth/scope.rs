@@ -117,6 +117,20 @@ pub fn gc(scope: &Scope, node: &str) -> Result<(), OtherNode> {
     }
 }
 
+/// A refused ADD is reported only by the node that refused it: one node's credential cannot
+/// make another node's refusals count.
+pub fn report(scope: &Scope, node: &str) -> Result<(), OtherNode> {
+    match scope {
+        Scope::Node(bound) if node != &**bound => Err(refuse(
+            bound,
+            node,
+            "attachment.node",
+            "report a refused ADD".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +216,16 @@ mod tests {
         assert_eq!(verdict(gc(&Scope::AllNodes, "b")), None);
         assert_eq!(verdict(gc(&a(), "a")), None);
         assert_eq!(verdict(gc(&a(), "b")), Some(("b".into(), "node")));
+    }
+
+    #[test]
+    fn report_table() {
+        assert_eq!(verdict(report(&Scope::AllNodes, "b")), None);
+        assert_eq!(verdict(report(&a(), "a")), None);
+        assert_eq!(
+            verdict(report(&a(), "b")),
+            Some(("b".into(), "attachment.node"))
+        );
     }
 
     #[test]
