@@ -175,9 +175,12 @@ fn main() {
     let n = cycles();
     println!("## CNI cycle: nethouse-cni vs Debian host-local ({n} cycles each, interleaved)");
 
+    // An ordinary pod's annotations, as containerd passes kubelet's: a pod named in CNI_ARGS
+    // without them gets no address.
     let ours = |zone: &str| -> Value {
         json!({"cniVersion": "1.0.0", "name": "bench", "type": "bridge",
-               "ipam": {"type": "nethouse-cni", "servers": [url], "zone": zone, "node": "bench-node"}})
+               "ipam": {"type": "nethouse-cni", "servers": [url], "zone": zone, "node": "bench-node"},
+               "runtimeConfig": {"io.kubernetes.cri.pod-annotations": {"kubernetes.io/config.source": "api"}}})
     };
     let host_local = |range: &str, data: &std::path::Path| -> Value {
         json!({"cniVersion": "1.0.0", "name": "bench", "type": "bridge",

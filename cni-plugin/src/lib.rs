@@ -11,6 +11,7 @@ pub mod identity;
 pub mod install;
 pub mod invoke;
 mod log;
+pub mod refusal;
 pub mod result;
 pub mod verbs;
 

@@ -46,6 +46,10 @@ pub fn record(
             line["result"] = json!("error");
             line["code"] = json!(e.code);
             line["msg"] = json!(e.msg);
+            // What NetHouse answered, e.g. whether it counted a refused ADD.
+            if !e.details.is_empty() {
+                line["details"] = json!(e.details);
+            }
         }
     }
     let text = format!("{line}\n");

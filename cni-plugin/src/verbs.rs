@@ -12,7 +12,8 @@ use crate::env::Invocation;
 use crate::error::{
     CniError, INVALID_CONFIG, IO_FAILURE, LEASE_MISMATCH, NOT_AVAILABLE, REJECTED, from_client,
 };
-use crate::identity;
+use crate::identity::{self, Decision};
+use crate::refusal;
 
 /// This node's name: the config's `node`, else the host name.
 pub fn node_name(conf: &NetConf) -> Result<String, CniError> {
@@ -77,7 +78,12 @@ pub fn client(conf: &NetConf, deadline: std::time::Instant) -> Result<BlockingCl
 
 pub fn add(inv: &Invocation, conf: &NetConf, client: &BlockingClient) -> Result<Value, CniError> {
     let owner = identity::owner(&inv.args, conf.ipam.cluster());
-    let kind = identity::lease_kind(conf, owner.as_ref())?;
+    let kind = match identity::decide(conf, owner.as_ref())? {
+        Decision::Lease(kind) => kind,
+        Decision::Unknown { owner, reason } => {
+            return Err(refusal::refuse(inv, conf, client, owner, reason));
+        }
+    };
     let req = AllocateRequest {
         zone: conf.ipam.zone.clone(),
         kind,

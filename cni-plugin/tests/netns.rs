@@ -7,8 +7,8 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Call, Cni, Nethouse, conf, subnet};
-use nethouse_api::Route;
+use common::{Call, Cni, Nethouse, conf, subnet, without_pod_annotations};
+use nethouse_api::{LeaseKind, RefusalReason, Route};
 use serde_json::{Value, json};
 
 fn sh(args: &[&str]) -> String {
@@ -304,4 +304,60 @@ fn macvlan_over_a_veth_master() {
     assert_eq!(address_in(&ns2), ip);
     main_plugin_call(macvlan, "DEL", "zk0-sb2", &ns2, ("db", "zk-0"), &c).ok();
     main_plugin_call(macvlan, "DEL", "zk0-sb1", &ns1, ("db", "zk-0"), &c).ok();
+}
+
+/// A node whose conflist lacks the pod-annotations capability: the bridge plugin hands on
+/// nethouse-cni's error 7 and its message, the pod's interface gets no address, NetHouse counts
+/// the refusal and holds no lease; DEL works. With the capability the same pod gets its fixed
+/// address.
+#[test]
+fn bridge_chain_without_the_pod_annotations_capability() {
+    require_root();
+    let nh = Nethouse::start(Duration::from_secs(60));
+    nh.add_subnet(subnet("z1", "10.97.0.0/24"));
+    let refused = r#"nethouse_cni_refused_total{reason="pod_annotations_missing"}"#;
+    let bridge = Link(link_name("bn"));
+    let mut with = conf("1.0.0", &nh.url, "z1", "n1", Some(true));
+    with["bridge"] = json!(bridge.0);
+    let without = without_pod_annotations(with.clone());
+    let bridge_bin = "/usr/lib/cni/bridge";
+    let pod = ("db", "redis-0");
+
+    let ns1 = Netns::new("n1");
+    let add = main_plugin_call(bridge_bin, "ADD", "redis0-nb1", &ns1, pod, &without);
+    let e = add.err(7);
+    assert_eq!(
+        e["msg"],
+        nethouse_cni::refusal::message(RefusalReason::PodAnnotationsMissing),
+        "{add:?}"
+    );
+    let addresses = ns1.exec(&["ip", "-4", "-o", "addr", "show"]);
+    assert!(!addresses.contains("10.97.0."), "{addresses}");
+    assert_eq!(nh.metric(refused), 1.0);
+    let leases = nh
+        .rt
+        .block_on(nh.client().list_all_leases(&Default::default()))
+        .unwrap();
+    assert!(leases.is_empty(), "{leases:?}");
+    main_plugin_call(bridge_bin, "DEL", "redis0-nb1", &ns1, pod, &without).ok();
+    drop(ns1);
+
+    let ns2 = Netns::new("n2");
+    let add = main_plugin_call(bridge_bin, "ADD", "redis0-nb2", &ns2, pod, &with);
+    add.ok();
+    let ip = add.json()["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(address_in(&ns2), ip);
+    let lease = nh
+        .rt
+        .block_on(
+            nh.client()
+                .lease_by_ip(ip.split('/').next().unwrap_or_default().parse().unwrap()),
+        )
+        .unwrap();
+    assert_eq!(lease.kind, LeaseKind::Fixed);
+    main_plugin_call(bridge_bin, "DEL", "redis0-nb2", &ns2, pod, &with).ok();
+    assert_eq!(nh.metric(refused), 1.0);
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nethouse::server::Auth;
 use nethouse::server::running::{Running, ServerOptions, start};
 use nethouse_api::{Client, ClientConfig, SubnetSpec};
 use nethouse_cni::invoke;
@@ -32,19 +33,26 @@ pub struct Nethouse {
     /// The CA bundle that verifies the server's certificate, when it serves HTTPS.
     pub ca: Option<PathBuf>,
     tls: Option<(PathBuf, PathBuf)>,
+    auth: Auth,
 }
 
 impl Nethouse {
     pub fn start(cooldown: Duration) -> Nethouse {
-        Self::start_with(cooldown, false)
+        Self::start_with(cooldown, false, Auth::Disabled)
+    }
+
+    /// With the tokens of an auth file's text (`ROLE TOKEN` lines).
+    pub fn start_with_auth(cooldown: Duration, auth_file: &str) -> Nethouse {
+        let auth = Auth::parse(auth_file).expect("a valid auth file");
+        Self::start_with(cooldown, false, auth)
     }
 
     /// Serves HTTPS with a certificate (127.0.0.1, `nethouse.test`) from a test CA: `self.ca`.
     pub fn start_tls(cooldown: Duration) -> Nethouse {
-        Self::start_with(cooldown, true)
+        Self::start_with(cooldown, true, Auth::Disabled)
     }
 
-    fn start_with(cooldown: Duration, https: bool) -> Nethouse {
+    fn start_with(cooldown: Duration, https: bool, auth: Auth) -> Nethouse {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -65,6 +73,7 @@ impl Nethouse {
             cooldown,
             ca,
             tls,
+            auth,
         };
         nh.run(None);
         nh
@@ -74,6 +83,7 @@ impl Nethouse {
         let mut opts = ServerOptions::local(self.dir.path().join("data"));
         opts.default_cooldown = self.cooldown;
         opts.tls = self.tls.clone();
+        opts.auth = self.auth.clone();
         if let Some(p) = port {
             opts.listen.set_port(p);
         }
@@ -99,6 +109,19 @@ impl Nethouse {
         let mut config = ClientConfig::new(self.url.clone());
         config.ca_pem = self.ca.as_ref().map(|p| std::fs::read(p).unwrap());
         Client::new(config).unwrap()
+    }
+
+    /// The value of one series of `/metrics`, e.g.
+    /// `nethouse_cni_refused_total{reason="pod_annotations_missing"}`; 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let client = nethouse_api::BlockingClient::new(ClientConfig::new(self.url.clone()))
+            .expect("a client of the test server");
+        let (status, body) = client.get("/metrics").expect("GET /metrics");
+        assert!(status.is_success(), "GET /metrics: {status}");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     pub fn add_subnet(&self, spec: SubnetSpec) {
@@ -212,18 +235,27 @@ impl<'a> Cni<'a> {
     }
 }
 
-/// A network config with `nethouse-cni` as IPAM. `fixed` sets the pod annotation the way
-/// containerd passes it (runtimeConfig).
+/// A network config with `nethouse-cni` as IPAM and the pod's annotations the way containerd
+/// passes kubelet's (runtimeConfig, never empty); `fixed` sets `nethouse.io/fixed-ip` among them.
 pub fn conf(version: &str, url: &str, zone: &str, node: &str, fixed: Option<bool>) -> Value {
-    let mut c = json!({
+    let mut annotations = json!({"kubernetes.io/config.source": "api"});
+    if let Some(f) = fixed {
+        annotations["nethouse.io/fixed-ip"] = json!(f.to_string());
+    }
+    json!({
         "cniVersion": version,
         "name": "nhtest",
         "type": "bridge",
-        "ipam": {"type": "nethouse-cni", "servers": [url], "zone": zone, "node": node, "cluster": "test"}
-    });
-    if let Some(f) = fixed {
-        c["runtimeConfig"] =
-            json!({"io.kubernetes.cri.pod-annotations": {"nethouse.io/fixed-ip": f.to_string()}});
+        "ipam": {"type": "nethouse-cni", "servers": [url], "zone": zone, "node": node, "cluster": "test"},
+        "runtimeConfig": {"io.kubernetes.cri.pod-annotations": annotations}
+    })
+}
+
+/// `conf` as the runtime sends it when the conflist entry lacks the pod-annotations
+/// capability: no runtimeConfig at all.
+pub fn without_pod_annotations(mut conf: Value) -> Value {
+    if let Some(m) = conf.as_object_mut() {
+        m.remove("runtimeConfig");
     }
-    c
+    conf
 }
