@@ -1,7 +1,8 @@
 # The two commands of the README, and a few helpers.
 .PHONY: demo run test lint bench
 
-# The whole stack: real control plane, NetHouse, simulated nodes, a StatefulSet keeping its IPs.
+# The whole stack on real nodes (kubelet + containerd, root): the shipped base applied with
+# kubectl apply -k, a StatefulSet keeping its IPs through pod deletion, node death, scaling.
 demo:
 	./scripts/install-deps.sh
 	cargo build --release -p nethouse -p nethouse-cni -p nethouse-scheduler-extender -p nethouse-location-controller -p nethouse-e2e

@@ -33,6 +33,10 @@ pub struct Node {
     pub started_in: Duration,
     /// nethouse-cni's log, as the machine reaches it.
     cni_log: PathBuf,
+    /// The link to the zone, which pods' macvlans hang on.
+    uplink: &'static str,
+    /// [`Node::fail`] ran: its processes are gone on purpose.
+    failed: bool,
     kube_proxy: Option<Proc>,
     kubelet: Proc,
     containerd: Proc,
@@ -145,6 +149,8 @@ impl Node {
             dir: dir.to_path_buf(),
             started_in: t0.elapsed(),
             cni_log,
+            uplink: env.cni.uplink(),
+            failed: false,
             kube_proxy,
             kubelet,
             containerd,
@@ -154,8 +160,12 @@ impl Node {
         })
     }
 
-    /// Fails, naming the log, if containerd, kubelet or the namespace holder has exited.
+    /// Fails, naming the log, if containerd, kubelet or the namespace holder has exited (not
+    /// after [`Node::fail`]).
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if self.failed {
+            return Ok(());
+        }
         for p in [&mut self.holder, &mut self.containerd, &mut self.kubelet]
             .into_iter()
             .chain(self.kube_proxy.as_mut())
@@ -163,6 +173,33 @@ impl Node {
             p.check_alive()
                 .with_context(|| format!("node {}", self.name))?;
         }
+        Ok(())
+    }
+
+    /// The host dies: its link to the zone goes down first (so none of its pods' addresses
+    /// answers on the segment any more, as with a power cut), then every process it ran is
+    /// SIGKILLed — kubelet, containerd, kube-proxy, shims, containers, the namespace holder.
+    /// No CNI DEL runs. [`Node::path`] and [`Node::ctr`] stop working; the namespaces and
+    /// cgroups are still removed when the node is dropped.
+    pub fn fail(&mut self) -> anyhow::Result<()> {
+        self.netns
+            .ip(&["link", "set", self.uplink, "down"])
+            .with_context(|| format!("node {}: taking {} down", self.name, self.uplink))?;
+        self.failed = true;
+        for p in [&mut self.kubelet, &mut self.containerd]
+            .into_iter()
+            .chain(self.kube_proxy.as_mut())
+        {
+            p.kill();
+        }
+        let signalled = self.cgroups.kill_all(Duration::from_secs(10));
+        self.holder.kill();
+        anyhow::ensure!(
+            self.cgroups.pids().is_empty(),
+            "node {}: processes left after SIGKILL to {signalled}: {:?}",
+            self.name,
+            self.cgroups.pids()
+        );
         Ok(())
     }
 

@@ -2,10 +2,14 @@
 //! the base relies on ([`InstallStack`]: kube-proxy, cluster DNS, the images imported on every
 //! node, nodes with no pod network yet), then `kubectl apply -k` of an overlay, the Secrets as
 //! `manifests/secrets-example.yaml` makes them ([`secrets`]), subnets with `nethouse subnet add`
-//! ([`subnets`]), and every workload of the base waited for ([`workloads`]).
+//! ([`subnets`]), and every workload of the base waited for ([`workloads`]); [`base`] does
+//! all of that. [`story`] then tells the fixed-IP story on it with the pods of [`pods`].
 
+pub mod base;
 mod fabric_proxy;
+pub mod pods;
 pub mod secrets;
+pub mod story;
 pub mod subnets;
 pub mod workloads;
 
