@@ -4,16 +4,22 @@
 //! zone, and is reached there over the zone's L2 from a pod on the first node; the three DELs
 //! kubelet and containerd send for one sandbox change the lease once (the late ones, from
 //! kubelet's garbage collection, leave the pod's new attachment alone); an ordinary pod's lease
-//! ends when the pod is deleted. Timings are printed (`--nocapture`).
+//! ends when the pod is deleted. z2-b's conflist lacks the pod-annotations capability: a fixed
+//! pod there gets no address (never an ordinary one); users see the plugin's message in the
+//! pod's `FailedCreatePodSandBox` event, NetHouse counts it and holds no lease for it, and the
+//! pod deletes cleanly. Timings are printed (`--nocapture`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use nethouse_api::LeaseKind;
+use nethouse_api::{BlockingClient, ClientConfig, LeaseKind, Owner, RefusalReason};
 use nethouse_e2e::cluster::Cluster;
 use nethouse_e2e::realnode::{RealNodes, RealStack, images};
 
 const CLUSTER: &str = "e2e";
+/// The node whose conflist lacks the pod-annotations capability; no other pod runs there.
+const NO_ANNOTATIONS_NODE: &str = "z2-b";
+const REFUSED: &str = r#"nethouse_cni_refused_total{reason="pod_annotations_missing"}"#;
 
 /// A pod pinned to `node`: `fixed` asks for a fixed IP; `command` runs in busybox.
 fn pod(name: &str, node: &str, fixed: bool, restart: &str, command: &str) -> String {
@@ -83,7 +89,7 @@ fn now_ms() -> u64 {
 #[test]
 fn fixed_pod_keeps_its_ip_on_real_nodes_of_its_zone() {
     let t_test = Instant::now();
-    let mut s = RealStack::start(
+    let mut s = RealStack::start_with(
         &["z1", "z2"],
         &[
             ("z1-a", "z1"),
@@ -93,6 +99,7 @@ fn fixed_pod_keeps_its_ip_on_real_nodes_of_its_zone() {
         ],
         CLUSTER,
         Duration::from_secs(600),
+        &[NO_ANNOTATIONS_NODE],
     )
     .expect("fabric, NetHouse, control plane and 4 real nodes");
     for n in &s.nodes.nodes {
@@ -230,6 +237,8 @@ fn scenario(s: &mut RealStack) -> anyhow::Result<()> {
     let lease = lease_of(s, web_ip);
     anyhow::ensure!(lease.is_err(), "web is gone, its lease is not: {lease:?}");
 
+    refused_without_pod_annotations(s)?;
+
     // kubelet's sandbox garbage collection (every minute) stops and removes the old sandbox of
     // db-0 on z1-a: two more DELs, three in all. They find the lease attached to the new
     // sandbox on z1-b and change nothing: one state change for one pod's three DELs.
@@ -254,6 +263,119 @@ fn scenario(s: &mut RealStack) -> anyhow::Result<()> {
     anyhow::ensure!(
         lease == reattached,
         "the old sandbox's late DELs changed the lease:\nbefore {reattached:?}\nafter  {lease:?}"
+    );
+    Ok(())
+}
+
+/// One series of NetHouse's `/metrics`; 0 when absent.
+fn metric(s: &RealStack, series: &str) -> anyhow::Result<f64> {
+    let client = BlockingClient::new(ClientConfig::new(s.nethouse.url()))?;
+    let (status, body) = client.get("/metrics")?;
+    anyhow::ensure!(status.is_success(), "GET /metrics: {status}");
+    Ok(String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0))
+}
+
+/// A fixed pod on the node whose conflist lacks the pod-annotations capability: containerd
+/// passes the plugin no annotations, so it cannot tell the pod is fixed and gives it no
+/// address. What users see is the plugin's message in the pod's events; NetHouse counted every
+/// refused ADD and holds no lease for the pod; the pod deletes cleanly (DEL works without
+/// annotations).
+fn refused_without_pod_annotations(s: &mut RealStack) -> anyhow::Result<()> {
+    let (name, node) = ("lost-0", NO_ANNOTATIONS_NODE);
+    let pod_key = format!("default/{name}");
+    let message = nethouse_cni::refusal::message(RefusalReason::PodAnnotationsMissing);
+    let before = metric(s, REFUSED)?;
+    let t = create(&s.cluster, &pod(name, node, true, "Always", SLEEP))?;
+    let selector =
+        format!("involvedObject.kind=Pod,involvedObject.name={name},reason=FailedCreatePodSandBox");
+    let event = s.cluster.wait_for(
+        "the refused pod's FailedCreatePodSandBox event",
+        Duration::from_secs(60),
+        |c| {
+            let out = c
+                .kubectl(&[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    &selector,
+                    "-o",
+                    "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+                ])
+                .ok()?;
+            out.lines()
+                .find(|m| m.contains(&message))
+                .map(str::to_string)
+        },
+    )?;
+    println!(
+        "fixed pod on a node without the capability refused in {:.1} s: {event}",
+        t.elapsed().as_secs_f64()
+    );
+    let status = s.cluster.kubectl(&[
+        "get",
+        "pod",
+        name,
+        "-o",
+        "jsonpath={.status.phase} {.status.podIP}",
+    ])?;
+    anyhow::ensure!(
+        status.trim() == "Pending",
+        "{name} without annotations: {status:?}, not Pending without an IP"
+    );
+    let adds: Vec<_> = s
+        .nodes
+        .get(node)?
+        .cni_calls()
+        .into_iter()
+        .filter(|c| c["command"] == "ADD" && c["pod"] == pod_key.as_str())
+        .collect();
+    anyhow::ensure!(
+        !adds.is_empty()
+            && adds
+                .iter()
+                .all(|c| c["code"] == 7 && c["msg"] == message.as_str()),
+        "the plugin's ADDs of {name}: {adds:?}"
+    );
+    let counted = metric(s, REFUSED)? - before;
+    // Each ADD is logged after its report: NetHouse has counted at least those logged.
+    anyhow::ensure!(
+        counted >= adds.len() as f64,
+        "NetHouse counted {counted} refusals for {} refused ADDs",
+        adds.len()
+    );
+    let owner = Owner {
+        cluster: CLUSTER.into(),
+        namespace: "default".into(),
+        pod: name.into(),
+    };
+    let lease = s.rt.block_on(s.nh.lease_by_owner(&owner));
+    anyhow::ensure!(lease.is_err(), "a refused pod has a lease: {lease:?}");
+    let on_node =
+        s.rt.block_on(s.nh.list_all_leases(&nethouse_api::LeaseFilter {
+            node: Some(node.into()),
+            ..Default::default()
+        }))?;
+    anyhow::ensure!(on_node.is_empty(), "leases on {node}: {on_node:?}");
+
+    s.cluster.kubectl(&["delete", "pod", name])?;
+    let dels: Vec<_> = s
+        .nodes
+        .get(node)?
+        .cni_calls()
+        .into_iter()
+        .filter(|c| c["command"] == "DEL" && c["pod"] == pod_key.as_str())
+        .collect();
+    anyhow::ensure!(
+        !dels.is_empty() && dels.iter().all(|c| c["result"] == "ok"),
+        "the plugin's DELs of {name}: {dels:?}"
+    );
+    println!(
+        "{} refused ADDs, {counted} counted by NetHouse, {} DELs ok",
+        adds.len(),
+        dels.len()
     );
     Ok(())
 }

@@ -25,11 +25,13 @@ pub struct NodeEnv {
 /// Where a node's CNI chain comes from.
 pub enum NodeCni {
     /// The harness writes the shipped macvlan conflist with `plugin` as IPAM, pointing at the
-    /// harness's NetHouse; `cluster` names the cluster in fixed leases' owners.
+    /// harness's NetHouse; `cluster` names the cluster in fixed leases' owners. The nodes named
+    /// in `without_pod_annotations` get it without the pod-annotations capability.
     Harness {
         plugin: PathBuf,
         nethouse_url: String,
         cluster: String,
+        without_pod_annotations: Vec<String>,
     },
     /// The shipped `nethouse-cni` DaemonSet installs it, as on a node of a real install.
     Installed(Installed),
@@ -79,6 +81,7 @@ impl NodeCni {
                 plugin,
                 nethouse_url,
                 cluster,
+                without_pod_annotations,
             } => {
                 let (bin, conf) = (dir.join("cni/bin"), dir.join("cni/net.d"));
                 cni::install(&bin, plugin)?;
@@ -90,6 +93,7 @@ impl NodeCni {
                     nethouse_url,
                     cluster,
                     log_file: &dir.join(cni::LOG),
+                    pod_annotations: !without_pod_annotations.contains(&spec.name),
                 })?;
                 std::fs::write(conf.join("10-nethouse.conflist"), chain)?;
                 Ok(ChainDirs {

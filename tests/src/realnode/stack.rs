@@ -51,6 +51,18 @@ impl RealStack {
         cluster: &str,
         cooldown: Duration,
     ) -> anyhow::Result<RealStack> {
+        Self::start_with(zones, nodes, cluster, cooldown, &[])
+    }
+
+    /// As [`RealStack::start`], with the nodes named in `without_pod_annotations` set up as a
+    /// node whose conflist lacks the pod-annotations capability.
+    pub fn start_with(
+        zones: &[&str],
+        nodes: &[(&str, &str)],
+        cluster: &str,
+        cooldown: Duration,
+        without_pod_annotations: &[&str],
+    ) -> anyhow::Result<RealStack> {
         let bin = binaries::ensure_with_node()?;
         let cni_plugin = match std::env::var_os("NETHOUSE_CNI_BIN") {
             Some(p) => p.into(),
@@ -85,6 +97,10 @@ impl RealStack {
                 plugin: cni_plugin,
                 nethouse_url: nethouse.url(),
                 cluster: cluster.to_string(),
+                without_pod_annotations: without_pod_annotations
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect(),
             },
         };
         let specs: Vec<NodeSpec> = nodes
