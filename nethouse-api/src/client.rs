@@ -1,7 +1,8 @@
 //! Async client of the NetHouse API (feature `client`: reqwest on tokio, for every long-running
 //! component). Several server URLs may be given: a request goes to the first one that answers at
-//! the transport level (an HTTP error answer is final, not retried on the next server, because
-//! the servers share one store and would answer the same).
+//! the transport level. An HTTP error answer is final, not retried on the next server, because
+//! the servers share one store and would answer the same — except a 503, one replica that cannot
+//! serve now (see `config::another_server_may_serve`).
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::{ClientConfig, ClientError, Setting, decode_body};
+use crate::config::{ClientConfig, ClientError, Setting, another_server_may_serve, decode_body};
 use crate::types::*;
 
 #[derive(Clone, Debug)]
@@ -78,7 +79,8 @@ impl Client {
         body: Option<&B>,
     ) -> Result<R, ClientError> {
         let mut last_err = None;
-        for base in &self.urls {
+        let mut unavailable = None;
+        for (i, base) in self.urls.iter().enumerate() {
             let mut req = self.http.request(method.clone(), format!("{base}{path}"));
             if let Some(token) = &self.token {
                 req = req.bearer_auth(token);
@@ -90,9 +92,16 @@ impl Client {
                 req = req.json(b);
             }
             match req.send().await {
+                Ok(resp) if another_server_may_serve(resp.status()) && i + 1 < self.urls.len() => {
+                    unavailable = Some(resp);
+                }
                 Ok(resp) => return decode(resp).await,
                 Err(e) => last_err = Some(e),
             }
+        }
+        // A replica's 503 says more than "unreachable", and is transient all the same.
+        if let Some(resp) = unavailable {
+            return decode(resp).await;
         }
         match last_err {
             Some(source) => Err(ClientError::Unreachable {

@@ -149,6 +149,14 @@ impl ClientConfig {
     }
 }
 
+/// Whether another server may answer what this one answered `status` to. A 503 is one replica
+/// that cannot serve now (not ready, its store unreachable, draining under load): the others
+/// share the store and may. Any other answer is the shared store's and would be the same
+/// elsewhere, so it is final.
+pub(crate) fn another_server_may_serve(status: StatusCode) -> bool {
+    status == StatusCode::SERVICE_UNAVAILABLE
+}
+
 /// A whole answer: the value on success, else the API error the body carries.
 pub(crate) fn decode_body<R: DeserializeOwned>(
     status: StatusCode,

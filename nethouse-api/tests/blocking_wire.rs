@@ -72,19 +72,49 @@ fn interim_answers_split_heads_and_chunked_bodies_are_read_whole() {
 #[test]
 fn a_server_error_is_final_and_the_next_server_is_not_asked() {
     let (first, _) = scripted(vec![(
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 58\r\n\r\n{\"error\":{\"code\":\"unavailable\",\"message\":\"store stalled\"}}",
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 50\r\n\r\n{\"error\":{\"code\":\"internal\",\"message\":\"it broke\"}}",
         0,
     )]);
     let (second, asked) = scripted(vec![(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 0)]);
     let e = client(&[&first, &second]).ready().unwrap_err();
-    assert_eq!(e.status().map(|s| s.as_u16()), Some(503), "{e}");
-    assert_eq!(e.api_code(), Some("unavailable"), "{e}");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(500), "{e}");
+    assert_eq!(e.api_code(), Some("internal"), "{e}");
     assert!(e.is_transient(), "a 5xx is worth retrying later");
     assert_eq!(
         asked.load(Ordering::SeqCst),
         0,
         "the second server was asked"
     );
+}
+
+const UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 58\r\n\r\n{\"error\":{\"code\":\"unavailable\",\"message\":\"store stalled\"}}";
+
+#[test]
+fn a_replica_that_cannot_serve_is_skipped_for_the_next() {
+    // A 503 is one replica (not ready, its store out of reach): another may serve.
+    let (first, first_asked) = scripted(vec![(UNAVAILABLE, 0)]);
+    let (second, asked) = scripted(vec![(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 0)]);
+    client(&[&first, &second]).ready().unwrap();
+    assert_eq!(first_asked.load(Ordering::SeqCst), 1);
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+
+    // None can: the last 503 is the answer (it says why), transient; nothing is asked twice.
+    let (third, third_asked) = scripted(vec![(UNAVAILABLE, 0)]);
+    let e = client(&[&first, &third]).ready().unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(503), "{e}");
+    assert_eq!(e.api_code(), Some("unavailable"), "{e}");
+    assert!(e.is_transient(), "{e}");
+    assert_eq!(first_asked.load(Ordering::SeqCst), 2);
+    assert_eq!(third_asked.load(Ordering::SeqCst), 1);
+
+    // A 503, then a server that is gone: the 503 says more than "unreachable".
+    let gone = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let e = client(&[&first, &gone]).ready().unwrap_err();
+    assert_eq!(e.api_code(), Some("unavailable"), "{e}");
+    assert!(e.is_transient(), "{e}");
 }
 
 #[test]

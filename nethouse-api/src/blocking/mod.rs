@@ -4,7 +4,8 @@
 //! connection and one exchange on top of the process start.
 //!
 //! Same rules as the async `Client` (feature `client`): servers are tried in order, a whole
-//! HTTP answer is final (the servers share one store), an answer that broke off is not one
+//! HTTP answer is final (the servers share one store) unless it is a 503 and another server is
+//! left (that replica cannot serve now; the next may), an answer that broke off is not one
 //! (the next server is asked; if none answers, the failure is transient), and the same
 //! [`ClientError`]s come back. Every
 //! request made through one client ends by its deadline, name resolution and TLS handshake
@@ -20,7 +21,7 @@ use http::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::decode_body;
+use crate::config::{another_server_may_serve, decode_body};
 use crate::types::*;
 use crate::{ClientConfig, ClientError, Setting};
 use transport::{ExchangeError, Server};
@@ -154,7 +155,10 @@ impl BlockingClient {
         body: Option<&[u8]>,
     ) -> Result<(StatusCode, Vec<u8>), ClientError> {
         let mut failures = Vec::new();
-        for server in &self.servers {
+        // A replica's 503, kept in case no later server answers at all: it says more than
+        // "unreachable", and it is transient all the same.
+        let mut unavailable = None;
+        for (i, server) in self.servers.iter().enumerate() {
             let tls = self.tls.clone().filter(|_| server.tls);
             let request = http1::encode_request(
                 method,
@@ -183,7 +187,14 @@ impl BlockingClient {
                 String::new()
             };
             match transport::exchange(&target, tls, &request) {
-                Ok((code, bytes)) => return Ok((status(code)?, bytes)),
+                Ok((code, bytes)) => {
+                    let status = status(code)?;
+                    if !another_server_may_serve(status) || i + 1 == self.servers.len() {
+                        return Ok((status, bytes));
+                    }
+                    failures.push(format!("{prefix}{status}"));
+                    unavailable = Some((status, bytes));
+                }
                 // An answer that broke off (closed or stalled after its status line) is no
                 // answer: whether the call took effect is unknown. Every call is idempotent, so
                 // the next server may be asked, and if none answers the failure is transient
@@ -193,6 +204,9 @@ impl BlockingClient {
                 )),
                 Err(ExchangeError::Transport(e)) => failures.push(format!("{prefix}{e}")),
             }
+        }
+        if let Some(answer) = unavailable {
+            return Ok(answer);
         }
         Err(ClientError::Unreachable {
             urls: self
