@@ -3,7 +3,7 @@
 # The one NetHouse image: nethouse, nethouse-cni, nethouse-scheduler-extender and
 # nethouse-location-controller in /usr/local/bin, the CNI conflist templates in
 # /etc/nethouse-cni/templates/. manifests/ runs every component from it
-# (ghcr.io/nethouse/nethouse:v0.1.0; retarget with the `images:` entry of manifests/kustomization.yaml).
+# (ghcr.io/nethouse/nethouse:v0.1.0; retarget with the `images:` entry of manifests/base/kustomization.yaml).
 #
 #   docker build -t ghcr.io/nethouse/nethouse:v0.1.0 .
 #

@@ -127,15 +127,15 @@ mod tests {
         assert_eq!(cols, vec!["IP", "ZONE", "NODE", "PHASE", "AGE"]);
     }
 
-    /// `manifests/crd/location.yaml` is generated: `cargo run -p nethouse-api --features crd
-    /// --example crdgen > manifests/crd/location.yaml` rewrites it.
+    /// `manifests/base/crd/location.yaml` is generated: `cargo run -p nethouse-api --features crd
+    /// --example crdgen > manifests/base/crd/location.yaml` rewrites it.
     #[test]
     fn shipped_crd_is_current() {
-        let shipped = include_str!("../../manifests/crd/location.yaml");
+        let shipped = include_str!("../../manifests/base/crd/location.yaml");
         assert!(
             shipped == crd_yaml(),
-            "manifests/crd/location.yaml is stale: regenerate it with \
-             `cargo run -q -p nethouse-api --features crd --example crdgen > manifests/crd/location.yaml`"
+            "manifests/base/crd/location.yaml is stale: regenerate it with \
+             `cargo run -q -p nethouse-api --features crd --example crdgen > manifests/base/crd/location.yaml`"
         );
     }
 }

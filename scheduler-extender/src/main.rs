@@ -1,4 +1,4 @@
-//! `nethouse-scheduler-extender`: run next to kube-scheduler (see manifests/scheduler/).
+//! `nethouse-scheduler-extender`: run next to kube-scheduler (see manifests/base/scheduler/).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

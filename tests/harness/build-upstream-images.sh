@@ -3,7 +3,7 @@
 # docker-archive tarballs for `ctr -n k8s.io images import`:
 #   kube-scheduler.tar  nethouse.local/kube-scheduler:<version>  the harness's kube-scheduler
 #                       (build-k8s.sh), for the second scheduler the base ships
-#                       (registry.k8s.io/kube-scheduler in manifests/scheduler/nethouse-scheduler.yaml)
+#                       (registry.k8s.io/kube-scheduler in manifests/base/scheduler/nethouse-scheduler.yaml)
 #   coredns.tar         nethouse.local/coredns:<version>  build-coredns.sh's CoreDNS, the
 #                       cluster DNS (only when COREDNS is given)
 # Both are static Go binaries in /usr/local/bin, user 65532 as upstream's distroless images.

@@ -106,12 +106,12 @@ pub async fn extender(
     .map_err(|e| anyhow::Error::new(e).context("starting the scheduler extender"))
 }
 
-/// The KubeSchedulerConfiguration users apply (`manifests/scheduler/`), written under `dir`
+/// The KubeSchedulerConfiguration users apply (`manifests/base/scheduler/`), written under `dir`
 /// with its extender URL pointed at `127.0.0.1:port`.
 pub fn scheduler_config(dir: &Path, port: u16) -> anyhow::Result<std::path::PathBuf> {
     let shipped = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../manifests/scheduler/kube-scheduler-config.yaml"
+        "/../manifests/base/scheduler/kube-scheduler-config.yaml"
     ))?;
     let path = dir.join("kube-scheduler-config.yaml");
     std::fs::write(
@@ -274,7 +274,7 @@ pub fn wait_node_not_ready(c: &mut Cluster, node: &str) -> anyhow::Result<()> {
     })
 }
 
-/// The Location CRD from `manifests/crd/` (server-side), and waits until Locations can be
+/// The Location CRD from `manifests/base/crd/` (server-side), and waits until Locations can be
 /// listed. Scenarios run the components in-process; the full base (`kubectl apply -k
 /// manifests/`, with its Deployments and DaemonSet) is what `manifests.rs` and `rbac.rs` test.
 pub fn apply_crd(c: &mut Cluster) -> anyhow::Result<()> {
@@ -283,7 +283,7 @@ pub fn apply_crd(c: &mut Cluster) -> anyhow::Result<()> {
         "-f",
         concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../manifests/crd/location.yaml"
+            "/../manifests/base/crd/location.yaml"
         ),
         "--server-side",
     ])?;

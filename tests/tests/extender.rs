@@ -1,5 +1,5 @@
 //! The scheduler extender on the real scheduler, configured with the KubeSchedulerConfiguration
-//! users apply (`manifests/scheduler/`): fixed pods go anywhere with room at first, their
+//! users apply (`manifests/base/scheduler/`): fixed pods go anywhere with room at first, their
 //! Locations are written, and from then on a recreated pod only lands in its Location's zone
 //! (20 rounds of every pod recreated: same IP, same zone) —
 //! after its node died it comes back on the other node of that zone with the same IP, never in

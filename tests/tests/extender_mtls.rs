@@ -38,7 +38,7 @@ fn the_scheduler_authenticates_to_the_extender_with_its_client_certificate() {
     let port = free_port().unwrap();
     let shipped = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../manifests/scheduler/kube-scheduler-config.yaml"
+        "/../manifests/base/scheduler/kube-scheduler-config.yaml"
     ))
     .unwrap();
     let config = shipped.replace(

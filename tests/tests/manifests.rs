@@ -45,6 +45,7 @@ fn manifests_apply_and_locations_read_well() {
 
     node_credentials_fit_together(&cluster);
     install_command_parses(&cluster);
+    ha_overlay_replaces_the_single_replica(&cluster);
 
     // The apiserver publishes the new schema to discovery and OpenAPI a moment after.
     let explain = cluster
@@ -166,7 +167,7 @@ fn node_credentials_fit_together(c: &Cluster) {
     );
     for template in ["bridge", "macvlan"] {
         let path = format!(
-            "{}/../manifests/cni/{template}.conflist.tmpl",
+            "{}/../manifests/base/cni/{template}.conflist.tmpl",
             env!("CARGO_MANIFEST_DIR")
         );
         let text = std::fs::read_to_string(&path).unwrap();
@@ -183,5 +184,71 @@ fn node_credentials_fit_together(c: &Cluster) {
         args.contains("--node-token-review")
             && args.contains("--node-service-account=nethouse-system/nethouse-cni"),
         "{args}"
+    );
+}
+
+/// `manifests/ha/` on top of the applied base: admitted by the apiserver (server-side dry-run);
+/// NetHouse a Deployment of 3 replicas, one per node, on etcd, with its PodDisruptionBudget; no
+/// StatefulSet or volume of the single replica left in what it renders.
+fn ha_overlay_replaces_the_single_replica(cluster: &Cluster) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/ha");
+    cluster
+        .kubectl(&[
+            "apply",
+            "-k",
+            dir,
+            "--server-side",
+            "--dry-run=server",
+            "--force-conflicts",
+        ])
+        .unwrap();
+    let rendered = cluster.kubectl(&["kustomize", dir]).unwrap();
+    let docs: Vec<serde_json::Value> = rendered
+        .split("\n---\n")
+        .map(|d| {
+            let json = cluster
+                .kubectl_stdin(
+                    &["create", "--dry-run=client", "-o", "json", "-f", "-"],
+                    Some(d),
+                )
+                .unwrap();
+            serde_json::from_str(&json).unwrap()
+        })
+        .collect();
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .cloned()
+    };
+    assert!(
+        find("StatefulSet", "nethouse").is_none(),
+        "the single replica is still there"
+    );
+    assert!(find("Service", "nethouse-headless").is_none());
+    let d = find("Deployment", "nethouse").expect("the nethouse Deployment");
+    assert_eq!(d["spec"]["replicas"], 3);
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    let args: Vec<&str> = pod["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(args.contains(&"--store=etcd"), "{args:?}");
+    assert!(
+        args.contains(&"--etcd-endpoints=$(ETCD_ENDPOINTS)"),
+        "{args:?}"
+    );
+    let anti =
+        &pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");
+    let pdb = find("PodDisruptionBudget", "nethouse").expect("the PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 2);
+    // The Service the clients use selects the Deployment's pods.
+    let svc = find("Service", "nethouse").expect("the nethouse Service");
+    assert_eq!(
+        svc["spec"]["selector"]["app.kubernetes.io/name"],
+        d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
     );
 }

@@ -1,7 +1,7 @@
 //! Least privilege of `manifests/`, on the real apiserver: the base is applied server-side, then
 //! `kubectl auth can-i --list` is asked as each component's ServiceAccount. What remains after
 //! dropping what every authenticated user gets must be EXACTLY the set written here: a
-//! permission added to `manifests/rbac.yaml` without updating this test fails, and so does one
+//! permission added to `manifests/base/rbac.yaml` without updating this test fails, and so does one
 //! taken away. (No kubelet runs the pods; only the RBAC objects matter here.)
 
 use std::collections::{BTreeMap, BTreeSet};
