@@ -13,8 +13,9 @@ set -euo pipefail
 # (shared/reference/REAL-NODE.md); busybox-static: the static toolbox the pause and client images
 # are built from (tests/harness/build-images.sh). iptables: kube-proxy (iptables mode) on the real
 # nodes of the install test and in its fabric; ca-certificates: the CA bundle of the project's
-# image (tests/harness/build-nethouse-image.sh).
-packages=(openssl python3 curl iproute2 containernetworking-plugins iputils-ping etcd-server etcd-client musl-tools libc6-dev binutils containerd runc busybox-static iptables ca-certificates)
+# image (tests/harness/build-nethouse-image.sh). protobuf-compiler: protoc, which the etcd-client
+# crate's build script runs on etcd's .proto files (NetHouse's etcd store).
+packages=(openssl python3 curl iproute2 containernetworking-plugins iputils-ping etcd-server etcd-client musl-tools libc6-dev binutils containerd runc busybox-static iptables ca-certificates protobuf-compiler)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

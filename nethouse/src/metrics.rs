@@ -65,7 +65,7 @@ pub struct Metrics {
     store: StoreMetrics,
 }
 
-/// What the embedded store reports (see [`StoreObserver`]).
+/// What the store reports (see [`StoreObserver`]).
 #[derive(Clone)]
 struct StoreMetrics {
     commit_duration: Histogram,
@@ -73,6 +73,9 @@ struct StoreMetrics {
     failures: Family<KindLabels, Counter>,
     reopens: Counter,
     healthy: Gauge,
+    /// etcd's round-trips by operation, failed ones too.
+    etcd_duration: Family<OpOnly, Histogram>,
+    etcd_failures: Family<OpOnly, Counter>,
 }
 
 impl StoreObserver for StoreMetrics {
@@ -95,6 +98,16 @@ impl StoreObserver for StoreMetrics {
 
     fn healthy(&self, healthy: bool) {
         self.healthy.set(i64::from(healthy));
+    }
+
+    fn round_trip(&self, op: &'static str, took: std::time::Duration, ok: bool) {
+        let l = OpOnly { op };
+        self.etcd_duration
+            .get_or_create(&l)
+            .observe(took.as_secs_f64());
+        if !ok {
+            self.etcd_failures.get_or_create(&l).inc();
+        }
     }
 }
 
@@ -195,14 +208,19 @@ impl Metrics {
         );
         let store_failures = Family::<KindLabels, Counter>::default();
         // Every kind from the start, so that rate() and alerts see the first failure.
-        for kind in [FailureKind::NoSpace, FailureKind::Io, FailureKind::Other] {
+        for kind in [
+            FailureKind::NoSpace,
+            FailureKind::Io,
+            FailureKind::Other,
+            FailureKind::Unreachable,
+        ] {
             let _ = store_failures.get_or_create(&KindLabels {
                 kind: kind.as_str(),
             });
         }
         registry.register(
             "store_failures",
-            "Failed commits and failed attempts to re-open the store, by kind (no_space, io, other); the log names the error",
+            "Failed commits and failed attempts to re-open the store, by kind (no_space, io, other), and losses of etcd (unreachable); the log names the error",
             store_failures.clone(),
         );
         let store_reopens = Counter::default();
@@ -214,8 +232,26 @@ impl Metrics {
         let store_healthy = Gauge::default();
         registry.register(
             "store_healthy",
-            "1 while the store takes commits; 0 while it refuses them after a failure, until it is re-opened",
+            "1 while the store takes commits; 0 while it refuses them after a failure, until it is re-opened (etcd: while it cannot be reached)",
             store_healthy.clone(),
+        );
+        let etcd_duration = Family::<OpOnly, Histogram>::new_with_constructor(|| {
+            // 250 µs .. 5 s: a loopback etcd answers in well under a millisecond, a commit
+            // waits for a quorum's fsync, and 5 s is the request timeout.
+            Histogram::new([
+                0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ])
+        });
+        registry.register(
+            "etcd_request_duration_seconds",
+            "Round-trips to etcd by operation (get, range: a page of a scan, txn: a commit, watch: starting one, probe: the reachability check), failed ones included; only with --store etcd",
+            etcd_duration.clone(),
+        );
+        let etcd_failures = Family::<OpOnly, Counter>::default();
+        registry.register(
+            "etcd_request_failures",
+            "Round-trips to etcd that failed or timed out, by operation; only with --store etcd",
+            etcd_failures.clone(),
         );
         Metrics {
             registry,
@@ -225,6 +261,8 @@ impl Metrics {
                 failures: store_failures,
                 reopens: store_reopens,
                 healthy: store_healthy,
+                etcd_duration,
+                etcd_failures,
             },
             mutations_in_flight,
             mutations_refused,
@@ -258,8 +296,8 @@ impl Metrics {
             .inc();
     }
 
-    /// What the embedded store reports to: every commit, each failure and re-open, and whether
-    /// it takes commits.
+    /// What the store reports to: every commit, each failure and re-open, whether it takes
+    /// commits, and (etcd) each round-trip.
     pub fn store_observer(&self) -> crate::store::embedded::Observer {
         std::sync::Arc::new(self.store.clone())
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use crate::store::faulty::FaultyStore;
-use crate::store::{Outcome, Revision, Store, StoreError, Txn, Versioned};
+use crate::store::{Outcome, Revision, Store, StoreError, Txn, Versioned, Watch};
 
 /// What one commit does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +83,18 @@ impl Store for Interleaved {
             None => {}
         }
         self.faulty.commit(txn).await
+    }
+
+    async fn revision(&self) -> Result<Revision, StoreError> {
+        self.faulty.revision().await
+    }
+
+    async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+        self.faulty.watch(after).await
+    }
+
+    fn shared(&self) -> bool {
+        self.faulty.shared()
     }
 }
 

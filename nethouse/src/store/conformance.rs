@@ -2,8 +2,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::{Expect, Outcome, Store, Txn};
+use super::{Change, Changes, Expect, Outcome, Revision, Store, StoreError, Txn, Watch};
 
 fn committed(o: Outcome) -> u64 {
     match o {
@@ -19,6 +20,190 @@ pub async fn run<S: Store, F: Future<Output = S>>(mut make: impl FnMut() -> F) {
     scan_by_prefix(make().await).await;
     delete_then_reserve(make().await).await;
     concurrent_reservers_have_one_winner(Arc::new(make().await)).await;
+    watch_sees_each_commit_once(make().await).await;
+    watch_from_an_old_revision_replays_or_says_compacted(make().await).await;
+    concurrent_commits_are_watched_in_revision_order(Arc::new(make().await)).await;
+}
+
+/// The next item of `w`, failing the test after a few seconds instead of hanging it.
+async fn next(w: &mut Watch) -> Option<Result<Changes, StoreError>> {
+    tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .expect("no change watched within 10 s")
+}
+
+fn put(key: &str, value: &[u8]) -> Change {
+    Change {
+        key: key.into(),
+        value: Some(value.to_vec()),
+    }
+}
+
+async fn watch_sees_each_commit_once(s: impl Store) {
+    let start = s.revision().await.unwrap();
+    let mut w = s.watch(start).await.unwrap();
+    let r1 = committed(
+        s.commit(
+            Txn::default()
+                .check("w/a", Expect::Absent)
+                .put("w/a", b"1".to_vec())
+                .put("w/b", b"2".to_vec()),
+        )
+        .await
+        .unwrap(),
+    );
+    assert!(r1 > start);
+    assert_eq!(s.revision().await.unwrap(), r1);
+    // A lost race and a delete of a missing key write nothing: nothing is watched.
+    let lost = s
+        .commit(
+            Txn::default()
+                .check("w/a", Expect::Absent)
+                .put("w/a", b"x".to_vec()),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(lost, Outcome::Conflict { .. }));
+    let _ = s.commit(Txn::default().delete("w/missing")).await.unwrap();
+    let r2 = committed(
+        s.commit(
+            Txn::default()
+                .check("w/a", Expect::Revision(r1))
+                .delete("w/a"),
+        )
+        .await
+        .unwrap(),
+    );
+    let r3 = committed(
+        s.commit(Txn::default().put("w/c", b"3".to_vec()))
+            .await
+            .unwrap(),
+    );
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(next(&mut w).await.unwrap().unwrap());
+    }
+    let mut first = got[0].changes.clone();
+    first.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(
+        (got[0].revision, first),
+        (r1, vec![put("w/a", b"1"), put("w/b", b"2")])
+    );
+    assert_eq!(
+        got[1],
+        Changes {
+            revision: r2,
+            changes: vec![Change {
+                key: "w/a".into(),
+                value: None
+            }]
+        }
+    );
+    assert_eq!(
+        got[2],
+        Changes {
+            revision: r3,
+            changes: vec![put("w/c", b"3")]
+        }
+    );
+    // Nothing more: each commit was seen once.
+    let more = tokio::time::timeout(Duration::from_millis(300), w.next()).await;
+    assert!(more.is_err(), "an extra item: {more:?}");
+}
+
+async fn watch_from_an_old_revision_replays_or_says_compacted(s: impl Store) {
+    let start = s.revision().await.unwrap();
+    let mut revs = Vec::new();
+    for k in ["o/1", "o/2", "o/3"] {
+        revs.push(committed(
+            s.commit(Txn::default().put(k, b"v".to_vec()))
+                .await
+                .unwrap(),
+        ));
+    }
+    let mut w = match s.watch(start).await {
+        Ok(w) => w,
+        Err(StoreError::Compacted { after, .. }) => {
+            assert_eq!(after, start);
+            return;
+        }
+        Err(e) => panic!("watch from an old revision: {e}"),
+    };
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        match next(&mut w).await.unwrap() {
+            Ok(c) => seen.push(c.revision),
+            Err(StoreError::Compacted { .. }) if seen.is_empty() => return,
+            Err(e) => panic!("replaying: {e}"),
+        }
+    }
+    assert_eq!(seen, revs, "the replay, in revision order");
+    let live = committed(
+        s.commit(Txn::default().put("o/4", b"v".to_vec()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(next(&mut w).await.unwrap().unwrap().revision, live);
+}
+
+/// Fills the store past what `compact` makes it forget, then a watch from before that must say
+/// so — at once or as its first item — rather than skip changes.
+pub async fn old_watch_is_compacted<S: Store, F: Future<Output = ()>>(
+    s: &S,
+    compact: impl FnOnce(Revision) -> F,
+) {
+    let start = s.revision().await.unwrap();
+    let mut last = start;
+    for i in 0..5 {
+        last = committed(
+            s.commit(Txn::default().put(format!("c/{i}"), b"v".to_vec()))
+                .await
+                .unwrap(),
+        );
+    }
+    compact(last).await;
+    match s.watch(start).await {
+        Err(StoreError::Compacted { after, .. }) => assert_eq!(after, start),
+        Err(e) => panic!("expected compacted, got {e}"),
+        Ok(mut w) => match next(&mut w).await {
+            Some(Err(StoreError::Compacted { .. })) => {}
+            other => panic!("expected compacted, got {other:?}"),
+        },
+    }
+    // From the latest revision a watch works again.
+    let mut w = s.watch(last).await.unwrap();
+    let r = committed(
+        s.commit(Txn::default().put("c/after", b"v".to_vec()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(next(&mut w).await.unwrap().unwrap().revision, r);
+}
+
+async fn concurrent_commits_are_watched_in_revision_order<S: Store>(s: Arc<S>) {
+    let start = s.revision().await.unwrap();
+    let mut w = s.watch(start).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16u8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            committed(
+                s.commit(Txn::default().put(format!("p/{i}"), vec![i]))
+                    .await
+                    .unwrap(),
+            )
+        }));
+    }
+    let mut revs = Vec::new();
+    for t in tasks {
+        revs.push(t.await.unwrap());
+    }
+    revs.sort_unstable();
+    let mut seen = Vec::new();
+    for _ in 0..16 {
+        seen.push(next(&mut w).await.unwrap().unwrap().revision);
+    }
+    assert_eq!(seen, revs, "each commit once, in revision order");
 }
 
 async fn reserve_if_free(s: impl Store) {

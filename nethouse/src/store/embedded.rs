@@ -10,6 +10,10 @@
 //! is closed and opened again. The writer does that by itself (`recover`): commits are refused
 //! at once meanwhile, and [`Store::health`] says why. Files: `writer` is the group commit,
 //! `recover` the re-opening.
+//!
+//! Watch: the writer publishes each committed transaction, once its commit is durable, to a
+//! [`ChangeLog`] that keeps the last ones in memory. A watch from before this process opened
+//! the file (or before a re-open) is answered [`StoreError::Compacted`]: re-read.
 
 mod recover;
 #[cfg(test)]
@@ -23,8 +27,9 @@ use std::thread::JoinHandle;
 use redb::{Database, DatabaseError, ReadableDatabase, TableDefinition};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::changelog::{ChangeLog, DEFAULT_KEEP};
 use super::health::{Health, StoreObserver};
-use super::{Outcome, Revision, Store, StoreError, Txn, Versioned};
+use super::{Outcome, Revision, Store, StoreError, Txn, Versioned, Watch};
 
 /// Key -> 8 bytes little-endian revision followed by the value.
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
@@ -49,6 +54,8 @@ struct Shared {
     open: Opener,
     dir: PathBuf,
     observer: Option<Observer>,
+    /// Committed transactions, for [`Store::watch`].
+    log: ChangeLog,
 }
 
 impl Shared {
@@ -137,12 +144,14 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| open_err(format!("creating the directory: {e}")))?;
         let db = open_db(&open).map_err(|e| open_err(e.to_string()))?;
+        let at = stored_revision(&db).map_err(|e| open_err(e.to_string()))?;
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(Arc::new(db))),
             health: watch::Sender::new(Health::default()),
             open,
             dir: dir.to_path_buf(),
             observer,
+            log: ChangeLog::new(at, DEFAULT_KEEP),
         });
         shared.observe(|o| o.healthy(true));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -203,6 +212,13 @@ fn open_db(open: &Opener) -> Result<Database, redb::Error> {
     w.open_table(META)?;
     w.commit()?;
     Ok(db)
+}
+
+/// The revision of the last commit in the file.
+pub(super) fn stored_revision(db: &Database) -> Result<Revision, redb::Error> {
+    let r = db.begin_read()?;
+    let meta = r.open_table(META)?;
+    Ok(meta.get(META_REVISION)?.map(|v| v.value()).unwrap_or(0))
 }
 
 /// (revision, value) of a stored entry.
@@ -285,6 +301,18 @@ impl Store for EmbeddedStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    async fn revision(&self) -> Result<Revision, StoreError> {
+        let db = self.shared.db()?;
+        stored_revision(&db).map_err(|e| StoreError::Read {
+            what: "the store's revision".into(),
+            message: e.to_string(),
+        })
+    }
+
+    async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+        self.shared.log.watch(after)
+    }
+
     fn health(&self) -> Health {
         self.shared.health.borrow().clone()
     }
@@ -311,6 +339,26 @@ mod tests {
             async move { EmbeddedStore::open(&d).unwrap() }
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn a_watch_from_before_the_store_was_opened_is_told_to_reread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let s = EmbeddedStore::open(&path).unwrap();
+        let start = s.revision().await.unwrap();
+        s.commit(Txn::default().put("k", vec![])).await.unwrap();
+        drop(s);
+        let s = EmbeddedStore::open(&path).unwrap();
+        let e = s.watch(start).await.unwrap_err();
+        assert!(matches!(e, StoreError::Compacted { .. }), "{e}");
+        let at = s.revision().await.unwrap();
+        let mut w = s.watch(at).await.unwrap();
+        let Outcome::Committed(r) = s.commit(Txn::default().put("k2", vec![])).await.unwrap()
+        else {
+            panic!("conflict without checks")
+        };
+        assert_eq!(w.next().await.unwrap().unwrap().revision, r);
     }
 
     #[tokio::test]

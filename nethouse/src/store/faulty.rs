@@ -11,7 +11,7 @@ use tokio::sync::{Notify, watch};
 
 use super::health::Health;
 use super::memory::MemoryStore;
-use super::{Outcome, Revision, Store, StoreError, Txn, Versioned};
+use super::{Outcome, Revision, Store, StoreError, Txn, Versioned, Watch};
 use crate::ipam::keys;
 
 #[derive(Clone, Default)]
@@ -112,6 +112,18 @@ impl Store for FaultyStore {
             self.faults.release.notified().await;
         }
         out
+    }
+
+    async fn revision(&self) -> Result<Revision, StoreError> {
+        self.inner.revision().await
+    }
+
+    async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+        self.inner.watch(after).await
+    }
+
+    fn shared(&self) -> bool {
+        self.inner.shared()
     }
 
     fn health(&self) -> Health {

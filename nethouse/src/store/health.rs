@@ -44,6 +44,8 @@ pub enum FailureKind {
     Io,
     /// Not an I/O error (redb's own complaint, a thread that would not start).
     Other,
+    /// The store's server (etcd) cannot be reached: no answer, no connection, no quorum.
+    Unreachable,
 }
 
 impl FailureKind {
@@ -52,6 +54,7 @@ impl FailureKind {
             FailureKind::NoSpace => "no_space",
             FailureKind::Io => "io",
             FailureKind::Other => "other",
+            FailureKind::Unreachable => "unreachable",
         }
     }
 
@@ -63,7 +66,7 @@ impl FailureKind {
     }
 }
 
-/// What the embedded store reports as it works; the metrics implement it.
+/// What a store reports as it works; the metrics implement it.
 pub trait StoreObserver: Send + Sync {
     /// A commit ended after `took` (fsync included; failed commits too), carrying `transactions`
     /// (conflicting ones too).
@@ -74,4 +77,9 @@ pub trait StoreObserver: Send + Sync {
     fn reopened(&self);
     /// Whether commits go through.
     fn healthy(&self, healthy: bool);
+    /// One request to the store's server (etcd) by `op` (`get`, `range`, `txn`, `watch`,
+    /// `probe`) took `took`; `ok` unless it failed. Stores without a server never call it.
+    fn round_trip(&self, op: &'static str, took: Duration, ok: bool) {
+        let _ = (op, took, ok);
+    }
 }

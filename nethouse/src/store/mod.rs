@@ -2,13 +2,20 @@
 //! multi-key transactions guarded by per-key expectations. "Reserve if free" is a transaction
 //! that expects the key absent; compare-and-swap expects a revision. A lost race is the value
 //! [`Outcome::Conflict`], not an error. There are no lock methods: every store (in-memory,
-//! embedded redb, etcd) can offer exactly this.
+//! embedded redb, etcd) can offer exactly this. [`Store::watch`] streams what was committed,
+//! so a replica keeps its view current with what other replicas wrote.
 
 use std::future::Future;
 
+pub mod any;
+mod changelog;
 pub mod embedded;
+pub mod etcd;
 pub mod health;
 pub mod memory;
+pub mod watch;
+
+pub use watch::{Change, Changes, Watch};
 
 #[cfg(test)]
 mod conformance;
@@ -85,6 +92,10 @@ pub enum StoreError {
     /// Refused at once, nothing done: the store failed and has not re-opened yet.
     #[error("the store is re-opening after a failure ({cause}); nothing was done, retry later")]
     Unavailable { cause: String },
+    /// The changes after `after` cannot be replayed any more (the store compacted them, kept
+    /// fewer, or the watcher fell behind): whoever keeps a view must read the store again.
+    #[error("changes after revision {after} can no longer be replayed ({why}); re-read the store")]
+    Compacted { after: Revision, why: String },
 }
 
 pub trait Store: Send + Sync + 'static {
@@ -122,6 +133,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies `txn` atomically and durably; returns once the outcome is durable.
     fn commit(&self, txn: Txn) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+
+    /// The store's revision now: every commit answered so far is at or below it. Read before a
+    /// full read-back, it is where a watch that keeps the read-back current starts.
+    fn revision(&self) -> impl Future<Output = Result<Revision, StoreError>> + Send;
+
+    /// Every transaction committed with a revision above `after`, in revision order, each once
+    /// ([`Changes`]: its revision and the keys it put or deleted). When the changes after
+    /// `after` cannot be replayed, the watch fails with [`StoreError::Compacted`] (at once or
+    /// as its next item): the watcher must read the store again. A watch that ends (`None`)
+    /// was cut: watch again from the last revision seen.
+    fn watch(&self, after: Revision) -> impl Future<Output = Result<Watch, StoreError>> + Send;
+
+    /// Whether writers in other processes (other replicas on one etcd) change this store too.
+    /// Then a view can be stale even for keys this process alone seems to write, and an answer
+    /// read from the view alone must be confirmed against the store.
+    fn shared(&self) -> bool {
+        false
+    }
 
     /// Whether commits go through now. A store that only fails call by call never says otherwise.
     fn health(&self) -> health::Health {

@@ -89,7 +89,10 @@ pub(super) fn recover(
             return false;
         }
         match reopen(shared) {
-            Ok(db) => {
+            Ok((db, at)) => {
+                // A commit that reported failure may be in the file: watchers cannot be told
+                // what it wrote, so every watch ends and must read the store again.
+                shared.log.reset(at);
                 shared.set_db(Some(Arc::new(db)));
                 shared.health.send_modify(|h: &mut Health| {
                     h.failing = None;
@@ -181,22 +184,24 @@ fn wait_refusing(
 
 type Failed = (FailureKind, String);
 
-fn reopen(shared: &Shared) -> Result<Database, Failed> {
+/// The re-opened database and its revision.
+fn reopen(shared: &Shared) -> Result<(Database, u64), Failed> {
     room_probe(shared)?;
     let db = open_db(&shared.open).map_err(|e| (kind_of(&e), e.to_string()))?;
     // A commit that writes pages, as every real one does; the open alone may write none.
-    let probe = || -> Result<(), redb::Error> {
+    let probe = || -> Result<u64, redb::Error> {
         let w = db.begin_write()?;
-        {
+        let revision = {
             let mut meta = w.open_table(META)?;
             let revision = meta.get(META_REVISION)?.map(|v| v.value()).unwrap_or(0);
             meta.insert(META_REVISION, revision)?;
-        }
+            revision
+        };
         w.commit()?;
-        Ok(())
+        Ok(revision)
     };
-    probe().map_err(|e| (kind_of(&e), e.to_string()))?;
-    Ok(db)
+    let at = probe().map_err(|e| (kind_of(&e), e.to_string()))?;
+    Ok((db, at))
 }
 
 /// Writes and syncs [`ROOM_PROBE_BYTES`] next to the store, then deletes them.

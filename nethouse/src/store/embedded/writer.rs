@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use super::recover::{Backoff, fail, recover};
 use super::{KV, META, META_REVISION, Reply, Shared, decode, encode};
 use crate::store::health::FailureKind;
-use crate::store::{Op, Outcome, StoreError, Txn, first_failed_check};
+use crate::store::{Change, Changes, Op, Outcome, StoreError, Txn, first_failed_check};
 
 /// Most transactions folded into one commit; bounds the latency a batch adds to its first caller.
 const MAX_BATCH: usize = 4096;
@@ -42,7 +42,11 @@ pub(super) fn run(shared: &Shared, mut rx: mpsc::UnboundedReceiver<(Txn, Reply)>
         // Failed commits too: a disk that stalls and then errors is what this is for.
         shared.observe(|o| o.commit(started.elapsed(), batch.len()));
         match applied {
-            Ok(outcomes) => {
+            Ok((outcomes, changes)) => {
+                // Durable now; watchers hear of it no later than the callers.
+                for c in changes {
+                    shared.log.publish(c);
+                }
                 for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
@@ -79,9 +83,14 @@ pub(super) fn kind_of(e: &redb::Error) -> FailureKind {
     }
 }
 
-fn apply_batch(db: &Database, batch: &[(Txn, Reply)]) -> Result<Vec<Outcome>, redb::Error> {
+/// The outcome of each transaction of the batch, and what each committed one wrote (for the
+/// watch), once the whole batch is durable.
+type Applied = (Vec<Outcome>, Vec<Changes>);
+
+fn apply_batch(db: &Database, batch: &[(Txn, Reply)]) -> Result<Applied, redb::Error> {
     let w = db.begin_write()?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut written = Vec::with_capacity(batch.len());
     {
         let mut kv = w.open_table(KV)?;
         let mut meta = w.open_table(META)?;
@@ -103,20 +112,32 @@ fn apply_batch(db: &Database, batch: &[(Txn, Reply)]) -> Result<Vec<Outcome>, re
                 continue;
             }
             revision += 1;
+            let mut changes = Vec::with_capacity(txn.ops.len());
             for op in &txn.ops {
                 match op {
                     Op::Put(k, v) => {
                         kv.insert(k.as_str(), encode(revision, v).as_slice())?;
+                        changes.push(Change {
+                            key: k.clone(),
+                            value: Some(v.clone()),
+                        });
                     }
                     Op::Delete(k) => {
-                        kv.remove(k.as_str())?;
+                        // Deleting a missing key changes nothing: not reported (as etcd).
+                        if kv.remove(k.as_str())?.is_some() {
+                            changes.push(Change {
+                                key: k.clone(),
+                                value: None,
+                            });
+                        }
                     }
                 }
             }
             outcomes.push(Outcome::Committed(revision));
+            written.push(Changes { revision, changes });
         }
         meta.insert(META_REVISION, revision)?;
     }
     w.commit()?;
-    Ok(outcomes)
+    Ok((outcomes, written))
 }

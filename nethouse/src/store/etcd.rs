@@ -1,0 +1,236 @@
+//! The store of several NetHouse replicas: etcd (`nethouse serve --store etcd`).
+//!
+//! Every [`Txn`] is ONE etcd transaction: its checks are the compares (absent: `version == 0`;
+//! at a revision: `mod_revision == r`), its ops the success branch, and the revision etcd
+//! answers is the commit's. Store revisions ARE etcd revisions, so a watch resumes exactly
+//! where a read-back left off. A lost race reads the checked keys in the failure branch of the
+//! same transaction, so the conflict names the first failed check without a second round-trip.
+//!
+//! Keys: `{--etcd-prefix}{key}`, with the IPAM's key scheme underneath (`ipam::keys`): one key
+//! per lease (`l/…`), one per address ever used (`i/{subnet}/{ip}`), one per subnet (`s/…`) and
+//! `m/subnets`, which only subnet changes write. An allocation writes its lease and its address
+//! keys and only *compares* its subnet's key, so no key is written by every allocation: two
+//! allocations contend only when they pick the same address or serve the same pod, and etcd
+//! applies them without a hot key (a compare reads, it does not serialize writers).
+//!
+//! Files: `connect` (flags to a client: endpoints, TLS, auth), `txn` (a Txn as etcd's),
+//! `watch` (etcd's watch as [`Watch`]), `reach` (round-trips timed, reachability as health).
+
+mod connect;
+mod reach;
+#[cfg(test)]
+mod tests;
+mod txn;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{GetOptions, KvClient, WatchClient};
+
+pub use connect::{ConnectError, EtcdOptions, EtcdTls};
+use reach::Reach;
+
+use super::health::Health;
+use super::{Outcome, Revision, Store, StoreError, Txn, Versioned, Watch};
+use crate::store::embedded::Observer;
+
+/// Keys per range request of a scan: a million leases must not come back in one answer
+/// (etcd's and gRPC's message limits), and 1,000 records of a few hundred bytes stay well
+/// under both while costing only a thousand round-trips for a million.
+const SCAN_PAGE: i64 = 1000;
+
+pub struct EtcdStore {
+    kv: KvClient,
+    watches: WatchClient,
+    prefix: String,
+    timeout: Duration,
+    reach: Arc<Reach>,
+    /// The task that probes etcd while nothing else talks to it; aborted on drop.
+    probe: tokio::task::AbortHandle,
+}
+
+impl EtcdStore {
+    /// Connects (and, with a user, authenticates) to the endpoints of `opts`, and starts
+    /// following whether etcd can be reached. Needs a tokio runtime.
+    pub async fn connect(
+        opts: &EtcdOptions,
+        observer: Option<Observer>,
+    ) -> Result<EtcdStore, ConnectError> {
+        let client = connect::client(opts).await?;
+        let reach = Arc::new(Reach::new(observer));
+        let probe = tokio::spawn(reach::probe(
+            Arc::downgrade(&reach),
+            client.kv_client(),
+            format!("{}{}", opts.prefix, crate::ipam::keys::SUBNETS_META),
+        ))
+        .abort_handle();
+        Ok(EtcdStore {
+            kv: client.kv_client(),
+            watches: client.watch_client(),
+            prefix: opts.prefix.clone(),
+            timeout: opts.request_timeout,
+            reach,
+            probe,
+        })
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// The store's key of an etcd key under the prefix.
+    fn local<'a>(&self, key: &'a [u8]) -> Result<&'a str, String> {
+        let key = std::str::from_utf8(key).map_err(|e| format!("key is not UTF-8: {e}"))?;
+        key.strip_prefix(self.prefix.as_str())
+            .ok_or_else(|| format!("key {key:?} is outside the prefix {:?}", self.prefix))
+    }
+
+    /// One round-trip: timed (by `op`), bounded by the request timeout, and its outcome told to
+    /// the reachability that `/readyz` follows.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, reach::CallError> {
+        self.reach.call(op, self.timeout, fut).await
+    }
+}
+
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        self.probe.abort();
+    }
+}
+
+/// The end of the range of every key starting with `prefix` (etcd's convention).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Only 0xff bytes (or nothing): every key from the prefix on.
+    vec![0]
+}
+
+fn revision_of(r: i64) -> Revision {
+    // etcd revisions start at 1 and never go down.
+    r.max(0) as Revision
+}
+
+impl Store for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let mut kv = self.kv.clone();
+        let full = self.full(key);
+        let resp = self
+            .call("get", kv.get(full, None))
+            .await
+            .map_err(|e| e.read(key))?;
+        Ok(resp.kvs().first().map(|kv| Versioned {
+            value: kv.value().to_vec(),
+            revision: revision_of(kv.mod_revision()),
+        }))
+    }
+
+    async fn scan_each<A, F>(&self, prefix: &str, mut acc: A, mut visit: F) -> Result<A, StoreError>
+    where
+        A: Send + 'static,
+        F: FnMut(&mut A, &str, Revision, &[u8]) -> Result<(), String> + Send + 'static,
+    {
+        let what = format!("keys under {prefix:?}");
+        let start = self.full(prefix).into_bytes();
+        let end = prefix_end(&start);
+        let mut from = start;
+        // Every page at the revision of the first: the scan is one consistent snapshot.
+        let mut at = 0i64;
+        loop {
+            let mut kv = self.kv.clone();
+            let opts = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(SCAN_PAGE)
+                .with_revision(at);
+            let resp = self
+                .call("range", kv.get(from.clone(), Some(opts)))
+                .await
+                .map_err(|e| e.read(&what))?;
+            if at == 0 {
+                at = resp.header().map_or(0, |h| h.revision());
+            }
+            for item in resp.kvs() {
+                let key = self
+                    .local(item.key())
+                    .map_err(|message| StoreError::Decode {
+                        key: String::from_utf8_lossy(item.key()).into_owned(),
+                        message,
+                    })?;
+                visit(
+                    &mut acc,
+                    key,
+                    revision_of(item.mod_revision()),
+                    item.value(),
+                )
+                .map_err(|message| StoreError::Decode {
+                    key: key.to_string(),
+                    message,
+                })?;
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    // The next page starts just after the last key.
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok(acc),
+            }
+        }
+    }
+
+    async fn commit(&self, t: Txn) -> Result<Outcome, StoreError> {
+        let mut kv = self.kv.clone();
+        let request = txn::to_etcd(&t, &self.prefix);
+        let resp = self
+            .call("txn", kv.txn(request))
+            .await
+            .map_err(|e| e.commit(&t))?;
+        Ok(txn::outcome(&t, &self.prefix, &resp))
+    }
+
+    async fn revision(&self) -> Result<Revision, StoreError> {
+        let mut kv = self.kv.clone();
+        let key = self.full(crate::ipam::keys::SUBNETS_META);
+        let resp = self
+            .call(
+                "get",
+                kv.get(key, Some(GetOptions::new().with_count_only())),
+            )
+            .await
+            .map_err(|e| e.read("the store's revision"))?;
+        Ok(revision_of(resp.header().map_or(0, |h| h.revision())))
+    }
+
+    async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+        watch::start(
+            self.watches.clone(),
+            &self.prefix,
+            after,
+            self.reach.clone(),
+            self.timeout,
+        )
+        .await
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn health(&self) -> Health {
+        self.reach.health()
+    }
+
+    fn watch_health(&self) -> Option<tokio::sync::watch::Receiver<Health>> {
+        Some(self.reach.subscribe())
+    }
+}

@@ -1,0 +1,199 @@
+//! From `nethouse serve`'s etcd flags to a connected client: endpoints, TLS (a CA, a client
+//! certificate) and a user. Every error names the flag to fix.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+
+/// How to reach etcd, as the flags give it (validated by [`EtcdOptions::new`]).
+#[derive(Clone, Debug)]
+pub struct EtcdOptions {
+    /// `http://host:port` or `https://host:port`.
+    pub endpoints: Vec<String>,
+    /// Put in front of every key, so several NetHouse installs can share one etcd.
+    pub prefix: String,
+    pub tls: Option<EtcdTls>,
+    /// User and password (etcd's auth); the password is read from a file by the caller.
+    pub user: Option<(String, String)>,
+    /// Bound on one round-trip; a commit that runs out has an unknown outcome (re-read).
+    pub request_timeout: Duration,
+}
+
+/// The PEM files of etcd's TLS: the CA that signed etcd's certificate (the system roots are
+/// not used: etcd's are an operator's own PKI) and, when etcd checks clients, a certificate.
+#[derive(Clone, Debug, Default)]
+pub struct EtcdTls {
+    pub ca_file: Option<PathBuf>,
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("--etcd-endpoints: {0}")]
+    Endpoints(String),
+    #[error("--etcd-prefix: {0}")]
+    Prefix(String),
+    #[error("{flag} {}: {source}", path.display())]
+    File {
+        flag: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client could not be built, or authenticating the user failed.
+    #[error("connecting to etcd at {endpoints}: {message}")]
+    Connect { endpoints: String, message: String },
+}
+
+/// Long enough for an etcd under load; short enough that a lost member costs a caller one
+/// retry, not its whole deadline.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl EtcdOptions {
+    /// Checks the endpoints (a scheme is added where missing: `https://` with TLS) and the
+    /// prefix.
+    pub fn new(
+        endpoints: &[String],
+        prefix: &str,
+        tls: Option<EtcdTls>,
+        user: Option<(String, String)>,
+    ) -> Result<EtcdOptions, ConnectError> {
+        if endpoints.is_empty() {
+            return Err(ConnectError::Endpoints("no endpoint given".into()));
+        }
+        let mut checked = Vec::with_capacity(endpoints.len());
+        for e in endpoints {
+            checked.push(endpoint(e.trim(), tls.is_some())?);
+        }
+        if prefix.is_empty() {
+            return Err(ConnectError::Prefix(
+                "empty: NetHouse's keys would mix with everything else in etcd".into(),
+            ));
+        }
+        if !prefix.ends_with('/') {
+            return Err(ConnectError::Prefix(format!(
+                "{prefix:?} must end with \"/\", or it would also cover another install's \
+                 prefix that merely starts the same ({prefix:?}2/...)"
+            )));
+        }
+        Ok(EtcdOptions {
+            endpoints: checked,
+            prefix: prefix.to_string(),
+            tls,
+            user,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        })
+    }
+}
+
+fn endpoint(e: &str, tls: bool) -> Result<String, ConnectError> {
+    let bad = |why: &str| ConnectError::Endpoints(format!("{e:?}: {why}"));
+    let (scheme, rest) = match e.split_once("://") {
+        Some((s, rest)) => (s, rest),
+        None => (if tls { "https" } else { "http" }, e),
+    };
+    match (scheme, tls) {
+        ("https", _) | ("http", false) => {}
+        ("http", true) => {
+            return Err(bad(
+                "http:// with --etcd-ca-file/--etcd-cert-file: write https:// (or drop the TLS flags)",
+            ));
+        }
+        _ => return Err(bad("expected http://HOST:PORT or https://HOST:PORT")),
+    }
+    let authority = rest.trim_end_matches('/');
+    let port = authority.rsplit_once(':').map(|(_, p)| p);
+    if authority.is_empty()
+        || authority.contains('/')
+        || port.is_none_or(|p| p.parse::<u16>().is_err())
+    {
+        return Err(bad("expected HOST:PORT after the scheme"));
+    }
+    Ok(format!("{scheme}://{authority}"))
+}
+
+fn read(flag: &'static str, path: &PathBuf) -> Result<Vec<u8>, ConnectError> {
+    std::fs::read(path).map_err(|source| ConnectError::File {
+        flag,
+        path: path.clone(),
+        source,
+    })
+}
+
+/// A client of `opts`. With a user, etcd is asked for a token now: a wrong password fails here,
+/// at start, rather than on the first allocation.
+pub async fn client(opts: &EtcdOptions) -> Result<Client, ConnectError> {
+    let mut connect = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        // A member that stops answering (a cut network, SIGSTOP) is noticed in seconds, not at
+        // the kernel's TCP timeout.
+        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
+        // etcd's auth tokens expire (5 min by default); the client gets a new one by itself.
+        .with_auto_token_refresh(true);
+    if let Some(tls) = &opts.tls {
+        let mut t = TlsOptions::new();
+        if let Some(ca) = &tls.ca_file {
+            t = t.ca_certificate(Certificate::from_pem(read("--etcd-ca-file", ca)?));
+        }
+        if let Some((cert, key)) = &tls.identity {
+            t = t.identity(Identity::from_pem(
+                read("--etcd-cert-file", cert)?,
+                read("--etcd-key-file", key)?,
+            ));
+        }
+        connect = connect.with_tls(t);
+    }
+    if let Some((user, password)) = &opts.user {
+        connect = connect.with_user(user, password);
+    }
+    Client::connect(&opts.endpoints, Some(connect))
+        .await
+        .map_err(|e| ConnectError::Connect {
+            endpoints: opts.endpoints.join(","),
+            message: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(endpoints: &[&str], tls: bool) -> Result<EtcdOptions, String> {
+        let endpoints: Vec<String> = endpoints.iter().map(|s| s.to_string()).collect();
+        let tls = tls.then(EtcdTls::default);
+        EtcdOptions::new(&endpoints, "/nethouse/", tls, None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn endpoints_are_checked_and_completed() {
+        assert_eq!(
+            opts(&["127.0.0.1:2379", "http://a:1/", "https://b:2"], false)
+                .unwrap()
+                .endpoints,
+            vec!["http://127.0.0.1:2379", "http://a:1", "https://b:2"]
+        );
+        assert_eq!(
+            opts(&["etcd-0:2379"], true).unwrap().endpoints,
+            vec!["https://etcd-0:2379"]
+        );
+        for (bad, tls, says) in [
+            (&[][..], false, "no endpoint"),
+            (&["http://a:1"][..], true, "https://"),
+            (&["ftp://a:1"][..], false, "http://HOST:PORT"),
+            (&["a"][..], false, "HOST:PORT"),
+            (&["http://a:port"][..], false, "HOST:PORT"),
+            (&["http://a:1/path"][..], false, "HOST:PORT"),
+        ] {
+            let e = opts(bad, tls).unwrap_err();
+            assert!(
+                e.starts_with("--etcd-endpoints: ") && e.contains(says),
+                "{bad:?}: {e}"
+            );
+        }
+        for bad in ["", "/nethouse"] {
+            let e = EtcdOptions::new(&["a:1".into()], bad, None, None).unwrap_err();
+            assert!(e.to_string().starts_with("--etcd-prefix: "), "{e}");
+        }
+    }
+}

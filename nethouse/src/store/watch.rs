@@ -1,0 +1,46 @@
+//! What [`super::Store::watch`] hands out: the committed transactions after a revision, one
+//! [`Changes`] per transaction, as a stream every store can feed (its own change log, or an
+//! etcd watch).
+
+use futures::stream::{BoxStream, StreamExt};
+
+use super::{Revision, StoreError};
+
+/// One key a committed transaction wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub key: String,
+    /// The new value, or `None`: the key was deleted.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Everything one committed transaction wrote, at its revision. A transaction that wrote
+/// nothing (no ops, or only deletes of missing keys) is not reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Changes {
+    pub revision: Revision,
+    pub changes: Vec<Change>,
+}
+
+/// A stream of [`Changes`] in revision order; see [`super::Store::watch`].
+pub struct Watch {
+    stream: BoxStream<'static, Result<Changes, StoreError>>,
+}
+
+impl Watch {
+    pub fn new(stream: BoxStream<'static, Result<Changes, StoreError>>) -> Self {
+        Watch { stream }
+    }
+
+    /// The next committed transaction; `None` once the watch was cut (watch again from the
+    /// last revision seen). After an error the watch is over.
+    pub async fn next(&mut self) -> Option<Result<Changes, StoreError>> {
+        self.stream.next().await
+    }
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Watch")
+    }
+}
