@@ -24,6 +24,12 @@ pub enum CliError {
     Target { target: String },
     #[error("--auth-file: {0}")]
     AuthFile(String),
+    /// A flag, or flags that do not go together; the text starts with the flag.
+    #[error("{0}")]
+    Flag(String),
+    /// The etcd flags (the text names which).
+    #[error(transparent)]
+    Etcd(crate::store::etcd::ConnectError),
     /// The Kubernetes client of `--node-token-review` (the text names `--kubeconfig` or the
     /// in-cluster configuration).
     #[error("--node-token-review: {0}")]

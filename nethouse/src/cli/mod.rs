@@ -3,6 +3,7 @@
 mod error;
 mod ops;
 pub mod serve;
+pub mod store_args;
 pub mod table;
 
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process; boxing the big variant would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the NetHouse server.

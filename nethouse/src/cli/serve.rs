@@ -1,4 +1,5 @@
-//! `nethouse serve`: open the store, read it back whole, serve the API until SIGTERM/SIGINT,
+//! `nethouse serve`: open the store (embedded, or etcd: `store_args`), read it back whole,
+//! serve the API until SIGTERM/SIGINT,
 //! then answer `/readyz` 503 for `--shutdown-delay` while still serving, stop taking
 //! connections, let in-flight requests finish and close the store cleanly.
 
@@ -9,8 +10,9 @@ use std::time::Duration;
 use clap::Args;
 
 use super::error::CliError;
+use super::store_args::StoreArgs;
 
-use crate::server::running::{ServerOptions, start};
+use crate::server::running::{ServerOptions, StoreOptions, start};
 use crate::server::{Auth, KubeReviewer, NodeReview, ServiceAccount};
 use nethouse_api::duration::parse_duration;
 use nethouse_runtime::args::KubeArgs;
@@ -23,9 +25,9 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; see --ready-file).
     #[arg(long, env = "NETHOUSE_LISTEN", default_value = "127.0.0.1:7420")]
     pub listen: SocketAddr,
-    /// Directory of the embedded store.
-    #[arg(long, env = "NETHOUSE_DATA_DIR")]
-    pub data_dir: PathBuf,
+    /// `--store`, `--data-dir` and the `--etcd-*` flags.
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Tokens, one `ROLE TOKEN` per line. Roles: `node:<node-name>` (a node's own token: it acts
     /// for that node only), `controller`, and `node` (unbound: it acts for every node).
     #[arg(
@@ -99,7 +101,10 @@ pub fn check_store_file(data_dir: &Path) -> Result<(), CliError> {
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     args.log.init();
-    check_store_file(&args.data_dir)?;
+    let store = args.store.options()?;
+    if let StoreOptions::Embedded { data_dir } = &store {
+        check_store_file(data_dir)?;
+    }
     let auth = match (&args.auth_file, args.insecure_no_auth) {
         (Some(path), _) => Auth::from_file(path).map_err(CliError::AuthFile)?,
         (None, _) => {
@@ -138,7 +143,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     }
     let running = start(ServerOptions {
         listen: args.listen,
-        data_dir: args.data_dir.clone(),
+        store,
         auth,
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
         default_cooldown: args.default_cooldown,

@@ -63,12 +63,20 @@ impl<S: Store> Ipam<S> {
     {
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now_ms();
-            let write = {
+            let step = {
                 let mut st = self.state();
-                match plan(&mut st, now)? {
-                    Step::Done(answer) => return Ok(answer),
-                    Step::Write(write) => write,
+                plan(&mut st, now)?
+            };
+            let write = match step {
+                // Nothing to write: with a shared store, only once the store agrees with the
+                // view the answer came from (another replica may have changed the key).
+                Step::Done(answer) => {
+                    if matches!(reread, Reread::Key) && !self.confirm(key).await? {
+                        continue;
+                    }
+                    return Ok(answer);
                 }
+                Step::Write(write) => write,
             };
             match self.store.commit(write.txn).await {
                 Ok(Outcome::Committed(rev)) => return Ok((write.apply)(&mut self.state(), rev)),

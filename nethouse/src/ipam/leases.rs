@@ -75,10 +75,13 @@ impl<S: Store> Ipam<S> {
     ) -> Result<Option<Lease>, IpamError> {
         self.commit_with_retry(&keys::lease(key), Reread::Key, |st, now| {
             Ok(match st.leases.get(key) {
-                Some(c) if still_due(&c.value) => Step::Write(Write::new(
-                    end_lease_txn(key, c, now),
-                    move |st: &mut State, rev| ended(st, key, rev, now),
-                )),
+                Some(c) if still_due(&c.value) => {
+                    let lease = c.value.clone();
+                    Step::Write(Write::new(
+                        end_lease_txn(key, c, now),
+                        move |st: &mut State, rev| Some(ended(st, key, lease, rev, now)),
+                    ))
+                }
                 _ => Step::Done(None),
             })
         })
@@ -116,6 +119,8 @@ impl<S: Store> Ipam<S> {
         let mut outcome = "not_found";
         for key in req.candidate_keys() {
             let _key = self.key_lock(&key).lock().await;
+            // Another replica may have made or ended this lease (a shared store).
+            self.confirm(&keys::lease(&key)).await?;
             let kind = {
                 let st = self.state();
                 st.leases
@@ -209,13 +214,16 @@ pub(super) fn end_lease_txn(key: &OwnerKey, lease: &Cached<LeaseRec>, now: u64) 
     txn
 }
 
-/// The view after an ended lease's write landed at `rev`.
-fn ended(st: &mut State, key: &OwnerKey, rev: u64, now: u64) -> Option<Lease> {
-    let old = st.remove_lease(key)?;
-    for lip in old.value.ips.iter() {
-        st.mark_released(&lip.subnet, lip.ip, rev, now);
+/// The view after `lease`'s end landed at `rev`; the answer is the lease as it was ended. The
+/// store's watch may have applied the end already (or a later change): nothing is done twice.
+fn ended(st: &mut State, key: &OwnerKey, lease: LeaseRec, rev: u64, now: u64) -> Lease {
+    st.forget_lease(key, rev);
+    for lip in lease.ips.iter() {
+        if st.ip_rev(&lip.ip).is_none_or(|r| r < rev) {
+            st.mark_released(&lip.subnet, lip.ip, rev, now);
+        }
     }
-    Some(old.value.to_api())
+    lease.to_api()
 }
 
 fn resp(outcome: &str) -> DetachResponse {

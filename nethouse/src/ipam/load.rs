@@ -25,9 +25,10 @@ impl<S: Store> Ipam<S> {
     /// the two.
     pub async fn reload(&self) -> Result<(), IpamError> {
         let t = std::time::Instant::now();
-        let state = read_back(&self.store).await?;
+        let (state, at) = read_back_at(&self.store).await?;
         let (leases, addresses) = (state.leases.len(), state.ips.len());
         *self.state() = state;
+        self.applied.store(at, std::sync::atomic::Ordering::SeqCst);
         tracing::info!(
             ms = t.elapsed().as_millis() as u64,
             leases,
@@ -42,7 +43,19 @@ impl<S: Store> Ipam<S> {
 #[derive(Default)]
 struct Released(Vec<(String, IpAddr, u128, Revision, u64)>);
 
-pub async fn read_back<S: Store>(store: &S) -> Result<State, IpamError> {
+/// The view, and the store's revision taken before reading it: every change after that
+/// revision may be missing from the view, none before. A watch from there keeps it current;
+/// replaying a change the read already saw is harmless (each key is applied only if newer).
+pub async fn read_back_at<S: Store>(store: &S) -> Result<(State, Revision), IpamError> {
+    let at = store.revision().await?;
+    let mut st = read_back(store).await?;
+    if store.shared() {
+        st.tombstones = Some(Default::default());
+    }
+    Ok((st, at))
+}
+
+async fn read_back<S: Store>(store: &S) -> Result<State, IpamError> {
     let mut st = State {
         subnets_meta_rev: store.get(keys::SUBNETS_META).await?.map(|m| m.revision),
         ..State::default()

@@ -17,8 +17,10 @@
 //! Files: `plan` decides an allocation (pure, table-tested); `commit` is the one loop that
 //! commits a change and retries lost races; `leases` and `subnets` are the operations, `query`
 //! the reads; `refresh` re-reads the store after a lost race and `load` reads it all back at
-//! start; `keys` is the store's key scheme; `state` is the view, `pool` the address order,
-//! `record` and `codec` the in-memory and stored forms of a lease.
+//! start; `watched` applies what other replicas committed (the store's watch) and confirms
+//! the view's answers against a shared store; `keys` is the store's key scheme; `state` is the
+//! view, `pool` the address order, `record` and `codec` the in-memory and stored forms of a
+//! lease.
 
 mod codec;
 mod commit;
@@ -33,8 +35,10 @@ mod record;
 mod refresh;
 mod state;
 mod subnets;
+mod watched;
 
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use error::IpamError;
@@ -80,6 +84,8 @@ pub struct Ipam<S: Store> {
     state: Mutex<State>,
     key_locks: Vec<tokio::sync::Mutex<()>>,
     admin: tokio::sync::RwLock<()>,
+    /// The store's revision the view is complete up to (see [`Ipam::applied`]).
+    applied: AtomicU64,
 }
 
 impl<S: Store> Ipam<S> {
@@ -91,7 +97,7 @@ impl<S: Store> Ipam<S> {
         config: IpamConfig,
     ) -> Result<Self, IpamError> {
         let t = std::time::Instant::now();
-        let state = load::read_back(&store).await?;
+        let (state, at) = load::read_back_at(&store).await?;
         tracing::info!(
             ms = t.elapsed().as_millis() as u64,
             leases = state.leases.len(),
@@ -107,6 +113,7 @@ impl<S: Store> Ipam<S> {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             admin: tokio::sync::RwLock::new(()),
+            applied: AtomicU64::new(at),
         })
     }
 
@@ -145,3 +152,5 @@ mod plan_tests;
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod watched_tests;

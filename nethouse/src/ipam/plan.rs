@@ -40,8 +40,12 @@ pub(super) struct Allocation {
 impl Allocation {
     pub(super) fn apply(self, st: &mut State, rev: Revision) -> (AllocateResponse, AllocOutcome) {
         // Only a new lease wrote its address keys; a re-attach touched the lease alone.
+        // The store's watch may have brought a newer state of an address already: kept.
         if self.outcome == AllocOutcome::Created {
             for lip in self.lease.ips.iter() {
+                if st.ip_rev(&lip.ip).is_some_and(|r| r > rev) {
+                    continue;
+                }
                 st.ips.insert(
                     lip.ip,
                     Cached {

@@ -7,9 +7,8 @@ use std::net::IpAddr;
 
 use super::codec::{decode_ip, decode_lease, decode_subnet};
 use super::keys::{self, Key};
-use super::pool::Pool;
 use super::record::LeaseRec;
-use super::state::{IpState, SubnetEntry};
+use super::state::IpState;
 use super::{Ipam, IpamError};
 use crate::model::lease::{IpRecord, OwnerKey};
 use crate::model::subnet::Subnet;
@@ -160,20 +159,10 @@ impl<S: Store> Ipam<S> {
                         key: k,
                         message: e.to_string(),
                     })?;
-                    // Addresses of a subnet another replica added are learned on conflicts.
-                    let pool =
-                        Pool::new(subnet.cidr.size(), subnet.reserved().to_vec(), Vec::new());
-                    st.subnets.insert(
-                        name,
-                        SubnetEntry {
-                            subnet,
-                            rev,
-                            draining: s.draining,
-                            pool,
-                            attached: 0,
-                            retained: 0,
-                        },
-                    );
+                    // Addresses of a subnet another replica added are learned from the watch
+                    // (with a shared store) or on conflicts.
+                    let entry = super::watched::new_entry(&st, subnet, rev, s.draining);
+                    st.subnets.insert(name, entry);
                 }
             }
         }

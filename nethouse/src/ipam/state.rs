@@ -46,6 +46,10 @@ pub struct State {
     pub ips: FxHashMap<IpAddr, Cached<IpState>>,
     pub by_node: FxHashMap<Sym, FxHashSet<OwnerKey>>,
     pub syms: Interner,
+    /// Leases deleted at a revision the watch of the store may not have passed yet: a change
+    /// of the lease older than its deletion, arriving late, must not bring it back. Kept only
+    /// while a watch follows the store (several replicas), dropped as the watch passes them.
+    pub tombstones: Option<FxHashMap<OwnerKey, Revision>>,
 }
 
 impl State {
@@ -83,9 +87,15 @@ impl State {
         }
     }
 
-    /// Records a lease written at `rev` (ignored if the cache already holds a newer one).
+    /// Records a lease written at `rev` (ignored if the cache already holds a newer one, or
+    /// saw it deleted later).
     pub fn put_lease(&mut self, key: OwnerKey, rev: Revision, lease: LeaseRec) {
         if self.leases.get(&key).is_some_and(|c| c.rev >= rev) {
+            return;
+        }
+        if let Some(t) = &self.tombstones
+            && t.get(&key).is_some_and(|&deleted| deleted >= rev)
+        {
             return;
         }
         self.remove_lease(&key);
@@ -103,6 +113,23 @@ impl State {
                 .or_default()
                 .insert(key.clone());
         }
+    }
+
+    /// The lease was deleted at `rev`: forgotten unless the view holds a newer one.
+    pub fn forget_lease(&mut self, key: &OwnerKey, rev: Revision) {
+        if self.leases.get(key).is_some_and(|c| c.rev >= rev) {
+            return;
+        }
+        self.remove_lease(key);
+        if let Some(t) = &mut self.tombstones {
+            let at = t.entry(key.clone()).or_insert(rev);
+            *at = (*at).max(rev);
+        }
+    }
+
+    /// The revision of an address as the view has it (a leased one: its lease's).
+    pub fn ip_rev(&self, ip: &IpAddr) -> Option<Revision> {
+        self.ips.get(ip).map(|c| c.rev)
     }
 
     pub fn remove_lease(&mut self, key: &OwnerKey) -> Option<Box<Cached<LeaseRec>>> {

@@ -63,7 +63,11 @@ impl<S: Store> Ipam<S> {
             );
             let subnet = subnet.clone();
             Ok(Step::Write(Write::new(txn, move |st: &mut State, rev| {
-                st.subnets_meta_rev = Some(rev);
+                st.subnets_meta_rev = st.subnets_meta_rev.max(Some(rev));
+                // The store's watch may have brought it (or a later change) already.
+                if st.subnets.get(&subnet.name).is_some_and(|e| e.rev >= rev) {
+                    return;
+                }
                 // Records of an earlier subnet of the same name were deleted with it; any
                 // other address record under this name would be a bug, so block nothing more.
                 let pool = Pool::new(subnet.cidr.size(), subnet.reserved().to_vec(), Vec::new());

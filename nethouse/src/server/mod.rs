@@ -4,6 +4,7 @@
 mod auth;
 mod body;
 mod errors;
+mod follow;
 mod handlers;
 mod recovery;
 pub mod running;
@@ -37,6 +38,8 @@ pub struct App<S: Store> {
     pub max_in_flight: usize,
     /// The view is read back after the store re-opened; see [`recovery`].
     recovery: recovery::Recovery,
+    /// Keeps the view current with a store other replicas write too; see [`follow`].
+    follower: std::sync::OnceLock<follow::Follower>,
 }
 
 /// Far above what a healthy store holds at once (it answers in milliseconds), low enough that a
@@ -62,8 +65,10 @@ impl<S: Store> App<S> {
             ready: AtomicBool::new(true),
             max_in_flight,
             recovery: recovery::Recovery::default(),
+            follower: std::sync::OnceLock::new(),
         });
         recovery::watch(&app);
+        follow::start(&app);
         app
     }
 

@@ -16,13 +16,18 @@ use crate::clock::SystemClock;
 use crate::ipam::{Ipam, IpamConfig, IpamError};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
+use crate::store::any::AnyStore;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::etcd::{ConnectError, EtcdOptions, EtcdStore};
 
 /// Why a server did not start; each names the step (and the flag) that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("--data-dir: {0}")]
     OpenStore(#[source] StoreError),
+    /// The error names the `--etcd-*` flag to fix.
+    #[error(transparent)]
+    ConnectEtcd(ConnectError),
     #[error("reading the store back: {0}")]
     ReadStore(#[source] IpamError),
     /// The TLS files or the listen address (the error names which).
@@ -50,10 +55,19 @@ pub enum LocalError {
     },
 }
 
+/// Where the leases are kept.
+#[derive(Clone, Debug)]
+pub enum StoreOptions {
+    /// One redb file in this directory: one replica.
+    Embedded { data_dir: PathBuf },
+    /// etcd: several replicas, each serving reads and writes.
+    Etcd(EtcdOptions),
+}
+
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
     pub listen: SocketAddr,
-    pub data_dir: PathBuf,
+    pub store: StoreOptions,
     pub auth: Auth,
     /// (certificate chain, key), PEM files.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -69,7 +83,9 @@ impl ServerOptions {
     pub fn local(data_dir: impl Into<PathBuf>) -> Self {
         ServerOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: data_dir.into(),
+            store: StoreOptions::Embedded {
+                data_dir: data_dir.into(),
+            },
             auth: Auth::Disabled,
             tls: None,
             default_cooldown: Duration::from_secs(60),
@@ -82,7 +98,7 @@ impl ServerOptions {
 pub struct Running {
     pub addr: SocketAddr,
     pub tls: bool,
-    pub app: Arc<App<EmbeddedStore>>,
+    pub app: Arc<App<AnyStore>>,
     serving: Serving,
 }
 
@@ -136,8 +152,25 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
     };
     http.metrics.register(metrics.registry_mut());
     opts.auth.register_metrics(metrics.registry_mut());
-    let store = EmbeddedStore::open_observed(&opts.data_dir, metrics.store_observer())
-        .map_err(StartError::OpenStore)?;
+    let store = match &opts.store {
+        StoreOptions::Embedded { data_dir } => AnyStore::Embedded(
+            EmbeddedStore::open_observed(data_dir, metrics.store_observer())
+                .map_err(StartError::OpenStore)?,
+        ),
+        StoreOptions::Etcd(etcd) => {
+            let store = EtcdStore::connect(etcd, Some(metrics.store_observer()))
+                .await
+                .map_err(StartError::ConnectEtcd)?;
+            tracing::info!(
+                endpoints = %etcd.endpoints.join(","),
+                prefix = %etcd.prefix,
+                tls = etcd.tls.is_some(),
+                user = etcd.user.as_ref().map(|(u, _)| u.as_str()),
+                "store: etcd"
+            );
+            AnyStore::Etcd(Box::new(store))
+        }
+    };
     let ipam = Ipam::load(
         store,
         Arc::new(SystemClock),

@@ -6,6 +6,7 @@ use std::process::{Child, Command};
 
 use nethouse_api::{Client, ClientConfig, SubnetSpec};
 
+pub mod etcd;
 mod pki;
 pub use pki::tls_files;
 pub mod serve_process;
@@ -42,10 +43,27 @@ impl Server {
     /// Starts a server on a free port over `dir/data`; extra args are appended.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
         let data_dir = dir.join("data");
+        let store = ["--data-dir".to_string(), data_dir.display().to_string()];
+        Self::start_on(dir, &store, extra)
+    }
+
+    /// Starts a server on a free port over etcd at `etcd_url` (`--store etcd`), its files in
+    /// `dir`; extra args are appended.
+    pub fn start_on_etcd(dir: &Path, etcd_url: &str, extra: &[&str]) -> Server {
+        let store = [
+            "--store=etcd".to_string(),
+            format!("--etcd-endpoints={etcd_url}"),
+        ];
+        Self::start_on(dir, &store, extra)
+    }
+
+    fn start_on(dir: &Path, store: &[String], extra: &[&str]) -> Server {
+        std::fs::create_dir_all(dir).unwrap();
+        let data_dir = dir.join("data");
         let log = dir.join(format!("server-{}.log", std::process::id()));
         let served = Serve::new(env!("CARGO_BIN_EXE_nethouse"), dir.join("ready"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(store)
             .arg("--auth-file")
             .arg(auth_file(dir))
             .args(extra)

@@ -1,0 +1,307 @@
+//! `nethouse serve`'s store flags: `--store embedded` (the default: `--data-dir`) or
+//! `--store etcd` (`--etcd-*`), checked together so a flag of the other store is an error that
+//! names it rather than something silently ignored.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use nethouse_api::duration::parse_duration;
+
+use super::error::CliError;
+use crate::server::running::StoreOptions;
+use crate::store::etcd::{EtcdOptions, EtcdTls};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// One redb file under --data-dir: one replica.
+    Embedded,
+    /// etcd (--etcd-endpoints): several replicas, each serving reads and writes.
+    Etcd,
+}
+
+#[derive(Args, Debug)]
+pub struct StoreArgs {
+    /// Where leases are kept.
+    #[arg(long, value_enum, env = "NETHOUSE_STORE", default_value = "embedded")]
+    pub store: StoreKind,
+    /// Directory of the embedded store (--store embedded).
+    #[arg(long, env = "NETHOUSE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// etcd's client URLs, comma-separated: http://HOST:PORT, https://HOST:PORT, or HOST:PORT
+    /// (https with the TLS flags) (--store etcd).
+    #[arg(long, env = "NETHOUSE_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// Put in front of every key NetHouse writes in etcd, so several installs can share one
+    /// etcd; must end with `/` [default: /nethouse/].
+    #[arg(long, env = "NETHOUSE_ETCD_PREFIX")]
+    pub etcd_prefix: Option<String>,
+    /// PEM CA bundle that signed etcd's certificate (https endpoints).
+    #[arg(long)]
+    pub etcd_ca_file: Option<PathBuf>,
+    /// PEM client certificate, for an etcd that checks clients (--client-cert-auth).
+    #[arg(long, requires = "etcd_key_file")]
+    pub etcd_cert_file: Option<PathBuf>,
+    /// PEM key of --etcd-cert-file.
+    #[arg(long, requires = "etcd_cert_file")]
+    pub etcd_key_file: Option<PathBuf>,
+    /// etcd user (etcd's auth); the password comes from --etcd-password-file.
+    #[arg(
+        long,
+        conflicts_with = "etcd_user_file",
+        requires = "etcd_password_file"
+    )]
+    pub etcd_user: Option<String>,
+    /// A file holding the etcd user (as a Secret mounts it).
+    #[arg(long, requires = "etcd_password_file")]
+    pub etcd_user_file: Option<PathBuf>,
+    /// A file holding the etcd user's password (not a flag: arguments show in `ps`).
+    #[arg(long)]
+    pub etcd_password_file: Option<PathBuf>,
+    /// Bound on one round-trip to etcd [default: 5s].
+    #[arg(long, value_parser = parse_duration)]
+    pub etcd_request_timeout: Option<Duration>,
+}
+
+/// A file's text without its final line break; an empty one is an error naming `flag`.
+fn read_secret(flag: &'static str, path: &Path) -> Result<String, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Flag(format!("{flag} {}: {e}", path.display())))?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    if text.is_empty() {
+        return Err(CliError::Flag(format!("{flag} {}: empty", path.display())));
+    }
+    Ok(text.to_string())
+}
+
+impl StoreArgs {
+    /// The first `--etcd-*` flag given, if any.
+    fn etcd_flag_given(&self) -> Option<&'static str> {
+        [
+            (!self.etcd_endpoints.is_empty(), "--etcd-endpoints"),
+            (self.etcd_prefix.is_some(), "--etcd-prefix"),
+            (self.etcd_ca_file.is_some(), "--etcd-ca-file"),
+            (self.etcd_cert_file.is_some(), "--etcd-cert-file"),
+            (self.etcd_user.is_some(), "--etcd-user"),
+            (self.etcd_user_file.is_some(), "--etcd-user-file"),
+            (self.etcd_password_file.is_some(), "--etcd-password-file"),
+            (
+                self.etcd_request_timeout.is_some(),
+                "--etcd-request-timeout",
+            ),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+
+    /// The store the flags describe (reading the etcd user and password files).
+    pub fn options(&self) -> Result<StoreOptions, CliError> {
+        match self.store {
+            StoreKind::Embedded => {
+                if let Some(flag) = self.etcd_flag_given() {
+                    return Err(CliError::Flag(format!(
+                        "{flag} is only used with --store etcd (the store is embedded)"
+                    )));
+                }
+                let data_dir = self.data_dir.clone().ok_or_else(|| {
+                    CliError::Flag(
+                        "--data-dir is required with --store embedded (the default)".into(),
+                    )
+                })?;
+                Ok(StoreOptions::Embedded { data_dir })
+            }
+            StoreKind::Etcd => {
+                if self.data_dir.is_some() {
+                    return Err(CliError::Flag(
+                        "--data-dir is only used with --store embedded; with --store etcd the \
+                         state is etcd's"
+                            .into(),
+                    ));
+                }
+                Ok(StoreOptions::Etcd(self.etcd()?))
+            }
+        }
+    }
+
+    fn etcd(&self) -> Result<EtcdOptions, CliError> {
+        if self.etcd_endpoints.is_empty() {
+            return Err(CliError::Flag(
+                "--etcd-endpoints is required with --store etcd".into(),
+            ));
+        }
+        let tls = (self.etcd_ca_file.is_some() || self.etcd_cert_file.is_some()).then(|| EtcdTls {
+            ca_file: self.etcd_ca_file.clone(),
+            identity: self.etcd_cert_file.clone().zip(self.etcd_key_file.clone()),
+        });
+        let user = match (&self.etcd_user, &self.etcd_user_file) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(path)) => Some(read_secret("--etcd-user-file", path)?),
+            (None, None) => None,
+        };
+        let user = match (user, &self.etcd_password_file) {
+            (Some(u), Some(path)) => Some((u, read_secret("--etcd-password-file", path)?)),
+            (None, Some(_)) => {
+                return Err(CliError::Flag(
+                    "--etcd-password-file needs --etcd-user or --etcd-user-file".into(),
+                ));
+            }
+            // clap requires the password file with a user.
+            (_, None) => None,
+        };
+        let prefix = self.etcd_prefix.as_deref().unwrap_or("/nethouse/");
+        let mut opts =
+            EtcdOptions::new(&self.etcd_endpoints, prefix, tls, user).map_err(CliError::Etcd)?;
+        if let Some(t) = self.etcd_request_timeout {
+            opts.request_timeout = t;
+        }
+        Ok(opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+    use crate::server::running::StoreOptions;
+
+    /// `nethouse serve --insecure-no-auth <extra>`, parsed and checked: the options or the
+    /// error text (clap's or ours).
+    fn store(extra: &[&str]) -> Result<StoreOptions, String> {
+        let args = ["nethouse", "serve", "--insecure-no-auth"];
+        let cli = Cli::try_parse_from(args.iter().chain(extra)).map_err(|e| e.to_string())?;
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
+        s.store.options().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn embedded_stays_the_default_and_etcd_is_chosen_with_its_flags() {
+        let Ok(StoreOptions::Embedded { data_dir }) = store(&["--data-dir", "/d"]) else {
+            panic!("embedded by default")
+        };
+        assert_eq!(data_dir, std::path::Path::new("/d"));
+        let Ok(StoreOptions::Etcd(o)) = store(&[
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            "10.0.0.1:2379,http://10.0.0.2:2379",
+        ]) else {
+            panic!("etcd")
+        };
+        assert_eq!(
+            o.endpoints,
+            ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
+        assert_eq!((o.prefix.as_str(), o.tls.is_none()), ("/nethouse/", true));
+
+        let dir = tempfile::tempdir().unwrap();
+        let (user, password) = (dir.path().join("user"), dir.path().join("password"));
+        std::fs::write(&user, "nethouse\n").unwrap();
+        std::fs::write(&password, "s3cret\n").unwrap();
+        let Ok(StoreOptions::Etcd(o)) = store(&[
+            "--store=etcd",
+            "--etcd-endpoints=etcd-0:2379",
+            "--etcd-prefix=/team-a/",
+            "--etcd-ca-file=/ca.crt",
+            "--etcd-cert-file=/tls.crt",
+            "--etcd-key-file=/tls.key",
+            &format!("--etcd-user-file={}", user.display()),
+            &format!("--etcd-password-file={}", password.display()),
+            "--etcd-request-timeout=2s",
+        ]) else {
+            panic!("etcd with TLS and auth")
+        };
+        assert_eq!(o.endpoints, ["https://etcd-0:2379"]);
+        assert_eq!(o.prefix, "/team-a/");
+        assert_eq!(o.user, Some(("nethouse".into(), "s3cret".into())));
+        assert_eq!(o.request_timeout, std::time::Duration::from_secs(2));
+        let tls = o.tls.unwrap();
+        assert!(tls.ca_file.is_some() && tls.identity.is_some());
+    }
+
+    #[test]
+    fn bad_store_flags_name_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let empty = format!("--etcd-password-file={}", empty.display());
+        let missing = format!("--etcd-password-file={}", dir.path().join("no").display());
+        for (args, says) in [
+            (&["--store", "zookeeper"][..], "--store"),
+            (&[][..], "--data-dir is required"),
+            (
+                &["--data-dir=/d", "--etcd-endpoints=a:1"][..],
+                "--etcd-endpoints is only used",
+            ),
+            (&["--store=etcd"][..], "--etcd-endpoints is required"),
+            (
+                &["--store=etcd", "--data-dir=/d", "--etcd-endpoints=a:1"][..],
+                "--data-dir is only used",
+            ),
+            (
+                &["--store=etcd", "--etcd-endpoints=ftp://a:1"][..],
+                "--etcd-endpoints: ",
+            ),
+            (
+                &["--store=etcd", "--etcd-endpoints=a:1", "--etcd-prefix=/x"][..],
+                "--etcd-prefix: ",
+            ),
+            (
+                &[
+                    "--store=etcd",
+                    "--etcd-endpoints=http://a:1",
+                    "--etcd-ca-file=/ca",
+                ][..],
+                "https://",
+            ),
+            (
+                &[
+                    "--store=etcd",
+                    "--etcd-endpoints=a:1",
+                    "--etcd-cert-file=/c",
+                ][..],
+                "--etcd-key-file",
+            ),
+            (
+                &["--store=etcd", "--etcd-endpoints=a:1", "--etcd-user=u"][..],
+                "--etcd-password-file",
+            ),
+            (
+                &[
+                    "--store=etcd",
+                    "--etcd-endpoints=a:1",
+                    "--etcd-user=u",
+                    &empty,
+                ][..],
+                "empty",
+            ),
+            (
+                &[
+                    "--store=etcd",
+                    "--etcd-endpoints=a:1",
+                    "--etcd-user=u",
+                    &missing,
+                ][..],
+                "--etcd-password-file",
+            ),
+            (
+                &["--store=etcd", "--etcd-endpoints=a:1", &missing][..],
+                "--etcd-user",
+            ),
+            (
+                &[
+                    "--store=etcd",
+                    "--etcd-endpoints=a:1",
+                    "--etcd-request-timeout=soon",
+                ][..],
+                "--etcd-request-timeout",
+            ),
+        ] {
+            let e = store(args).map(|_| ()).unwrap_err();
+            assert!(e.contains(says), "{args:?}: {e}");
+        }
+    }
+}
