@@ -63,6 +63,10 @@ pub struct Metrics {
     /// CNI ADDs that a plugin refused and reported, by reason.
     cni_refused: Family<ReasonLabels, Counter>,
     store: StoreMetrics,
+    /// With a shared store (etcd): the revision this replica's view is complete up to.
+    pub watched_revision: Gauge,
+    /// With a shared store: full re-reads because the watch could not resume.
+    pub watch_rereads: Counter,
 }
 
 /// What the store reports (see [`StoreObserver`]).
@@ -253,8 +257,22 @@ impl Metrics {
             "Round-trips to etcd that failed or timed out, by operation; only with --store etcd",
             etcd_failures.clone(),
         );
+        let watched_revision = Gauge::default();
+        registry.register(
+            "store_watched_revision",
+            "With --store etcd: the etcd revision this replica's view is complete up to (compare across replicas, and with etcd's own revision, for the watch's lag)",
+            watched_revision.clone(),
+        );
+        let watch_rereads = Counter::default();
+        registry.register(
+            "store_watch_rereads",
+            "With --store etcd: times the view was read from etcd again because its watch could not resume (etcd compacted the revisions it needed)",
+            watch_rereads.clone(),
+        );
         Metrics {
             registry,
+            watched_revision,
+            watch_rereads,
             store: StoreMetrics {
                 commit_duration: store_commit_duration,
                 transactions: store_commit_transactions,

@@ -179,6 +179,11 @@ async fn sixty_four_clients_through_two_replicas_never_share_an_address() {
         metrics.contains("nethouse_etcd_request_duration_seconds_count{op=\"txn\"}"),
         "{metrics}"
     );
+    let watched = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("nethouse_store_watched_revision "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(watched.is_some_and(|r| r > 1034), "{metrics}");
 }
 
 #[tokio::test]

@@ -32,6 +32,7 @@ pub fn start<S: Store>(app: &Arc<App<S>>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    app.metrics.watched_revision.set(app.ipam.applied() as i64);
     let task = runtime.spawn(run(Arc::downgrade(app)));
     let _ = app.follower.set(Follower(task.abort_handle()));
 }
@@ -61,8 +62,10 @@ async fn run<S: Store>(app: Weak<App<S>>) {
                 let Some(app) = app.upgrade() else { return };
                 tracing::warn!(reason = %why, "the store's watch cannot resume; reading the store again");
                 let _alone = app.recovery.gate.write().await;
+                app.metrics.watch_rereads.inc();
                 match app.ipam.reload().await {
                     Ok(()) => {
+                        app.metrics.watched_revision.set(app.ipam.applied() as i64);
                         retry = FIRST_RETRY;
                         continue;
                     }
@@ -97,7 +100,9 @@ async fn follow_once<S: Store>(app: &Weak<App<S>>) -> Option<Ended> {
         let app = app.upgrade()?;
         match next {
             Some(Ok(changes)) => {
-                if let Err(e) = app.ipam.apply_watched(&changes) {
+                let applied = app.ipam.apply_watched(&changes);
+                app.metrics.watched_revision.set(app.ipam.applied() as i64);
+                if let Err(e) = applied {
                     tracing::error!(
                         revision = changes.revision,
                         error = %e,

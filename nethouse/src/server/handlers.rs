@@ -97,7 +97,11 @@ async fn to_completion<S: Store>(
 /// Live unless the store has been unusable for longer than [`UNHEALTHY_AFTER`]: recovery in
 /// this process has failed for long enough that a restart is worth its cost.
 pub async fn healthz<S: Store>(State(app): State<Arc<App<S>>>) -> Answer {
-    if let Status::Down { since, why } = recovery::status(&app)
+    if let Status::Down {
+        since,
+        why,
+        restart_helps: true,
+    } = recovery::status(&app)
         && since.elapsed() > UNHEALTHY_AFTER
     {
         let message = format!(

@@ -3,7 +3,8 @@
 //! it is read back from the store again, with every change kept out meanwhile, because a
 //! change whose commit reported failure may be on disk after all. This also says how things
 //! stand, for `/readyz` (not ready while the store or the view is not back) and `/healthz`
-//! (failing only once that has lasted [`UNHEALTHY_AFTER`], so that a restart is the last resort).
+//! (failing only once that has lasted [`UNHEALTHY_AFTER`], so that a restart is the last resort;
+//! never for an etcd that cannot be reached, which no restart of NetHouse mends).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::App;
 use crate::store::Store;
+use crate::store::health::FailureKind;
 
 /// How long the store may stay unusable before `/healthz` fails and the kubelet restarts the
 /// pod. Long enough for an operator or a log rotation to free space, short enough that a
@@ -35,14 +37,29 @@ pub enum Status {
     Down {
         since: Instant,
         why: String,
+        /// Whether restarting this process could help: not when etcd cannot be reached (every
+        /// replica would restart, and start-up needs etcd too).
+        restart_helps: bool,
     },
 }
 
 pub fn status<S: Store>(app: &App<S>) -> Status {
     let health = app.ipam.store().health();
     if let Some(f) = health.failing {
+        if f.kind == FailureKind::Unreachable {
+            return Status::Down {
+                since: f.since,
+                why: format!(
+                    "{} (for {}s); changes wait for it",
+                    f.cause,
+                    f.since.elapsed().as_secs()
+                ),
+                restart_helps: false,
+            };
+        }
         return Status::Down {
             since: f.since,
+            restart_helps: true,
             why: format!(
                 "the store refuses changes: a commit failed {}s ago and it cannot be re-opened yet ({}); it is retried until the disk takes writes",
                 f.since.elapsed().as_secs(),
@@ -64,7 +81,11 @@ pub fn status<S: Store>(app: &App<S>) -> Status {
                 "the store was re-opened after a failure; re-reading it".to_string(),
             ),
         };
-        return Status::Down { since, why };
+        return Status::Down {
+            since,
+            why,
+            restart_helps: true,
+        };
     }
     Status::Up
 }

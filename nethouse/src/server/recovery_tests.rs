@@ -186,3 +186,23 @@ async fn the_view_is_read_back_only_once_no_change_runs() {
     assert_eq!(s.app.ipam.inconsistencies(), Vec::<String>::new());
     s.server.abort();
 }
+
+#[tokio::test]
+async fn an_unreachable_etcd_makes_the_replica_unready_but_never_asks_for_a_restart() {
+    let s = serve().await;
+    let long_ago = Instant::now().checked_sub(UNHEALTHY_AFTER * 2).unwrap();
+    s.store.set_health(|h| {
+        h.failing = Some(Failure {
+            since: long_ago,
+            kind: FailureKind::Unreachable,
+            cause: "etcd cannot be reached (txn): no answer within 5s".into(),
+        })
+    });
+    let (status, body) = s.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("etcd cannot be reached"), "{body}");
+    let (status, body) = s.get("/healthz").await;
+    assert_eq!(status, 200, "a restart cannot bring etcd back: {body}");
+    s.store.set_health(|h| h.failing = None);
+    s.until_ready().await;
+}
