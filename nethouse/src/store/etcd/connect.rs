@@ -130,7 +130,10 @@ pub async fn client(opts: &EtcdOptions) -> Result<Client, ConnectError> {
         // the kernel's TCP timeout.
         .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
         // etcd's auth tokens expire (5 min by default); the client gets a new one by itself.
-        .with_auto_token_refresh(true);
+        .with_auto_token_refresh(true)
+        // A member cut off from the quorum refuses at once (and cancels its watches) instead of
+        // stalling: the call is retried, the watch resumed, through another member.
+        .with_require_leader(true);
     if let Some(tls) = &opts.tls {
         let mut t = TlsOptions::new();
         if let Some(ca) = &tls.ca_file {
