@@ -27,6 +27,9 @@ pub enum CliError {
     /// A flag, or flags that do not go together; the text starts with the flag.
     #[error("{0}")]
     Flag(String),
+    /// `store migrate`: what failed, and that the target is as it was or incomplete.
+    #[error("store migrate: {0}")]
+    Migrate(String),
     /// The etcd flags (the text names which).
     #[error(transparent)]
     Etcd(crate::store::etcd::ConnectError),

@@ -1,6 +1,7 @@
 //! The `nethouse` command line: `serve`, and the operator commands that talk to a server.
 
 mod error;
+pub mod migrate;
 mod ops;
 pub mod serve;
 pub mod store_args;
@@ -38,6 +39,16 @@ pub enum Command {
     /// Show zones and what a new lease could get in each.
     #[command(subcommand)]
     Zone(ZoneCmd),
+    /// The store itself, with NetHouse stopped.
+    #[command(subcommand)]
+    Store(StoreCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Copy the embedded store into etcd (--to etcd) or etcd into a new embedded store
+    /// (--to embedded), verified key by key; a target holding any NetHouse key is refused.
+    Migrate(migrate::MigrateArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -175,5 +186,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Subnet(cmd) => ops::subnet(cmd).await,
         Command::Lease(cmd) => ops::lease(cmd).await,
         Command::Zone(cmd) => ops::zone(cmd).await,
+        Command::Store(StoreCmd::Migrate(args)) => migrate::run(args).await,
     }
 }

@@ -28,6 +28,13 @@ pub struct StoreArgs {
     /// Directory of the embedded store (--store embedded).
     #[arg(long, env = "NETHOUSE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+/// How to reach etcd: `nethouse serve --store etcd` and `nethouse store migrate`.
+#[derive(Args, Debug)]
+pub struct EtcdArgs {
     /// etcd's client URLs, comma-separated: http://HOST:PORT, https://HOST:PORT, or HOST:PORT
     /// (https with the TLS flags) (--store etcd).
     #[arg(long, env = "NETHOUSE_ETCD_ENDPOINTS", value_delimiter = ',')]
@@ -75,9 +82,9 @@ fn read_secret(flag: &'static str, path: &Path) -> Result<String, CliError> {
     Ok(text.to_string())
 }
 
-impl StoreArgs {
+impl EtcdArgs {
     /// The first `--etcd-*` flag given, if any.
-    fn etcd_flag_given(&self) -> Option<&'static str> {
+    fn flag_given(&self) -> Option<&'static str> {
         [
             (!self.etcd_endpoints.is_empty(), "--etcd-endpoints"),
             (self.etcd_prefix.is_some(), "--etcd-prefix"),
@@ -95,36 +102,8 @@ impl StoreArgs {
         .find_map(|(given, flag)| given.then_some(flag))
     }
 
-    /// The store the flags describe (reading the etcd user and password files).
-    pub fn options(&self) -> Result<StoreOptions, CliError> {
-        match self.store {
-            StoreKind::Embedded => {
-                if let Some(flag) = self.etcd_flag_given() {
-                    return Err(CliError::Flag(format!(
-                        "{flag} is only used with --store etcd (the store is embedded)"
-                    )));
-                }
-                let data_dir = self.data_dir.clone().ok_or_else(|| {
-                    CliError::Flag(
-                        "--data-dir is required with --store embedded (the default)".into(),
-                    )
-                })?;
-                Ok(StoreOptions::Embedded { data_dir })
-            }
-            StoreKind::Etcd => {
-                if self.data_dir.is_some() {
-                    return Err(CliError::Flag(
-                        "--data-dir is only used with --store embedded; with --store etcd the \
-                         state is etcd's"
-                            .into(),
-                    ));
-                }
-                Ok(StoreOptions::Etcd(self.etcd()?))
-            }
-        }
-    }
-
-    fn etcd(&self) -> Result<EtcdOptions, CliError> {
+    /// etcd's options from the flags (reading the user and password files).
+    pub fn options(&self) -> Result<EtcdOptions, CliError> {
         if self.etcd_endpoints.is_empty() {
             return Err(CliError::Flag(
                 "--etcd-endpoints is required with --store etcd".into(),
@@ -156,6 +135,37 @@ impl StoreArgs {
             opts.request_timeout = t;
         }
         Ok(opts)
+    }
+}
+
+impl StoreArgs {
+    /// The store the flags describe (reading the etcd user and password files).
+    pub fn options(&self) -> Result<StoreOptions, CliError> {
+        match self.store {
+            StoreKind::Embedded => {
+                if let Some(flag) = self.etcd.flag_given() {
+                    return Err(CliError::Flag(format!(
+                        "{flag} is only used with --store etcd (the store is embedded)"
+                    )));
+                }
+                let data_dir = self.data_dir.clone().ok_or_else(|| {
+                    CliError::Flag(
+                        "--data-dir is required with --store embedded (the default)".into(),
+                    )
+                })?;
+                Ok(StoreOptions::Embedded { data_dir })
+            }
+            StoreKind::Etcd => {
+                if self.data_dir.is_some() {
+                    return Err(CliError::Flag(
+                        "--data-dir is only used with --store embedded; with --store etcd the \
+                         state is etcd's"
+                            .into(),
+                    ));
+                }
+                Ok(StoreOptions::Etcd(self.etcd.options()?))
+            }
+        }
     }
 }
 
