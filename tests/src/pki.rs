@@ -23,6 +23,83 @@ fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a client certificate may do.
+pub const CLIENT_EXT: &str = "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n";
+
+/// A serving certificate's extensions for `sans` (`IP:…,DNS:…`); it may act as a client too
+/// (etcd members dial each other with theirs).
+pub fn server_ext(sans: &str) -> String {
+    format!(
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={sans}\n"
+    )
+}
+
+/// `<out>/<stem>.{key,crt}` for `subject` with extensions `ext`, signed by the CA in `ca_dir`
+/// (`ca.crt`, `ca.key`); returns (certificate, key).
+pub fn issue(
+    ca_dir: &Path,
+    stem: &str,
+    subject: &str,
+    ext: &str,
+    out: &Path,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let path = |suffix: &str| out.join(format!("{stem}.{suffix}")).display().to_string();
+    let (key, csr, crt, extfile, serial) = (
+        path("key"),
+        path("csr"),
+        path("crt"),
+        path("ext"),
+        path("srl"),
+    );
+    std::fs::create_dir_all(out)?;
+    std::fs::write(&extfile, ext)?;
+    openssl(
+        out,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ],
+    )?;
+    let (ca_crt, ca_key) = (
+        ca_dir.join("ca.crt").display().to_string(),
+        ca_dir.join("ca.key").display().to_string(),
+    );
+    openssl(
+        out,
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "3",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-CAserial",
+            &serial,
+            "-extfile",
+            &extfile,
+            "-out",
+            &crt,
+        ],
+    )?;
+    Ok((PathBuf::from(crt), PathBuf::from(key)))
+}
+
 /// (file stem, subject, extensions)
 const CLIENTS: &[(&str, &str)] = &[
     ("admin", "/O=system:masters/CN=nethouse-admin"),
@@ -54,50 +131,17 @@ impl Pki {
         ];
         ca.extend_from_slice(&ec);
         openssl(dir, &ca)?;
-        let leaf = |name: &str, subject: &str, ext: &str| -> anyhow::Result<()> {
-            let (key, csr, crt, extfile) = (
-                format!("{name}.key"),
-                format!("{name}.csr"),
-                format!("{name}.crt"),
-                format!("{name}.ext"),
-            );
-            std::fs::write(dir.join(&extfile), ext)?;
-            let mut req = vec!["req", "-subj", subject, "-keyout", &key, "-out", &csr];
-            req.extend_from_slice(&ec);
-            openssl(dir, &req)?;
-            openssl(
-                dir,
-                &[
-                    "x509",
-                    "-req",
-                    "-in",
-                    &csr,
-                    "-CA",
-                    "ca.crt",
-                    "-CAkey",
-                    "ca.key",
-                    "-CAcreateserial",
-                    "-days",
-                    "3",
-                    "-extfile",
-                    &extfile,
-                    "-out",
-                    &crt,
-                ],
-            )
-        };
-        leaf(
+        issue(
+            dir,
             "apiserver",
             "/CN=kube-apiserver",
-            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n\
-             subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n",
+            &server_ext(
+                "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc",
+            ),
+            dir,
         )?;
         for (name, subject) in CLIENTS {
-            leaf(
-                name,
-                subject,
-                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
-            )?;
+            issue(dir, name, subject, CLIENT_EXT, dir)?;
         }
         openssl(
             dir,

@@ -11,9 +11,9 @@
 //! scale 5 → 2 → 5 inside the retention. Deleted with its retention emptied, it gives every IP
 //! back. Timings are printed (`--nocapture`).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use nethouse_e2e::realnode::install::story::{self, Step};
+use nethouse_e2e::realnode::install::story;
 use nethouse_e2e::realnode::install::{InstallStack, base, secrets, workloads};
 
 const REPLICAS: usize = 5;
@@ -55,39 +55,20 @@ fn shipped_manifests_run_on_real_nodes_and_fixed_pods_keep_ip_and_zone() {
     );
 }
 
-/// Prints the step and fails on anything of the promise it broke.
-fn judge(step: &Step) -> anyhow::Result<()> {
-    let secs = |d: &Duration| format!("{:.1}", d.as_secs_f64());
-    println!(
-        "{}: Running again after {} s",
-        step.title,
-        step.took.iter().map(secs).collect::<Vec<_>>().join(", ")
-    );
-    for (pod, r) in &step.after {
-        println!("  {pod} {} on {} ({})", r.ip, r.node, r.zone);
-    }
-    for n in &step.notes {
-        println!("  {n}");
-    }
-    let broken = step.broken();
-    anyhow::ensure!(broken.is_empty(), "{}: {broken:#?}", step.title);
-    Ok(())
-}
-
 fn fixed_pods(s: &mut InstallStack, b: &base::Base) -> anyhow::Result<()> {
     let created = story::create(s, REPLICAS)?;
-    judge(&created)?;
+    created.judge()?;
     anyhow::ensure!(
         created.after.values().any(|r| r.zone == "z1")
             && created.after.values().any(|r| r.zone == "z2"),
         "the extender spread the pods over both zones"
     );
     let deleted = story::delete_each(s, &created.after)?;
-    judge(&deleted)?;
-    let failed = story::node_failure(s, &deleted.after)?;
-    judge(&failed)?;
+    deleted.judge()?;
+    let failed = story::node_failure(s, b, &deleted.after)?;
+    failed.judge()?;
     let scaled = story::scale_down_up(s, &failed.after, 2)?;
-    judge(&scaled)?;
+    scaled.judge()?;
     let released = story::delete_statefulset(s, b)?;
     println!(
         "StatefulSet deleted with ip-retention 0s: Locations and leases gone in {:.1} s",

@@ -153,7 +153,7 @@ fn run(s: &mut InstallStack) -> anyhow::Result<(bool, bool, bool)> {
     step(
         "A node dies (link down, kubelet, containerd and its containers killed); operator: kubectl delete pod --force --grace-period=0",
     );
-    let failed = story::node_failure(s, &deleted.after)?;
+    let failed = story::node_failure(s, &b, &deleted.after)?;
     show(&failed);
 
     step("Scale 5 -> 2 -> 5 with nethouse.io/ip-retention: 10m");

@@ -4,10 +4,8 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::containerd;
-use super::netns::run;
 
 /// The name in the apiserver's certificate that nodes check: they dial an address the
 /// certificate does not list (`Cluster` makes it for loopback).
@@ -31,46 +29,7 @@ pub fn client_cert_for(
     stem: &str,
     dir: &Path,
 ) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let (key, csr, crt, ext) = (
-        dir.join(format!("{stem}.key")),
-        dir.join(format!("{stem}.csr")),
-        dir.join(format!("{stem}.crt")),
-        dir.join(format!("{stem}.ext")),
-    );
-    std::fs::write(
-        &ext,
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
-    )?;
-    run(Command::new("openssl")
-        .args(["req", "-newkey", "ec", "-pkeyopt"])
-        .args([
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            subject,
-            "-keyout",
-            &key.display().to_string(),
-            "-out",
-            &csr.display().to_string(),
-        ]))?;
-    run(Command::new("openssl")
-        .args(["x509", "-req", "-days", "3"])
-        .args([
-            "-in",
-            &csr.display().to_string(),
-            "-CA",
-            &ca_dir.join("ca.crt").display().to_string(),
-            "-CAkey",
-            &ca_dir.join("ca.key").display().to_string(),
-            "-CAcreateserial",
-            "-CAserial",
-            &dir.join(format!("{stem}.srl")).display().to_string(),
-            "-extfile",
-            &ext.display().to_string(),
-            "-out",
-            &crt.display().to_string(),
-        ]))?;
-    Ok((crt, key))
+    crate::pki::issue(ca_dir, stem, subject, crate::pki::CLIENT_EXT, dir)
 }
 
 pub fn kubeconfig(server: &str, ca: &Path, cert: &Path, key: &Path) -> String {

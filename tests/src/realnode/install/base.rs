@@ -1,43 +1,78 @@
 //! The base installed on an [`InstallStack`] as users install it: `kubectl apply -k` of an
-//! overlay, the Secrets, the CNI DaemonSet on every node (plugin, conflist and credentials
+//! overlay (the single replica's or the HA one's: [`Flavor`]), the Secrets, the CNI DaemonSet on every node (plugin, conflist and credentials
 //! checked there), NetHouse's StatefulSet, a subnet per zone, then every workload of the base
 //! Ready with no container restarted. Progress is printed.
 
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::secrets::{self, Credentials};
+use super::secrets::{self, Credentials, EtcdClientFiles};
 use super::{InstallStack, subnets, workloads};
 
 const NS: &str = secrets::NAMESPACE;
-/// Where the overlay's PersistentVolume is (its node's own /var/lib): NetHouse runs there.
+/// Where the single-replica overlay's PersistentVolume is (its node's own /var/lib): NetHouse
+/// runs there, and its data dies with that node.
 pub const PV_NODE: &str = "z1-a";
 const PV_PATH: &str = "/var/lib/nethouse-data";
+
+/// Which NetHouse the base runs.
+pub enum Flavor {
+    /// `tests/overlays/real`: one replica on a local volume of [`PV_NODE`].
+    Single,
+    /// `tests/overlays/real-ha`: `manifests/ha`, 3 replicas on an etcd (already running,
+    /// where the overlay says) with these client files.
+    Ha(EtcdClientFiles),
+}
+
+impl Flavor {
+    fn overlay(&self) -> PathBuf {
+        let name = match self {
+            Flavor::Single => "overlays/real",
+            Flavor::Ha(_) => "overlays/real-ha",
+        };
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name)
+    }
+
+    fn nethouse(&self) -> &'static str {
+        match self {
+            Flavor::Single => "statefulset/nethouse",
+            Flavor::Ha(_) => "deployment/nethouse",
+        }
+    }
+}
 
 /// What an operator holds once the base runs.
 pub struct Base {
     pub creds: Credentials,
-    /// NetHouse as reached from outside the cluster (its pod's node, hostNetwork).
+    /// NetHouse as reached from outside the cluster (its pods' nodes, hostNetwork): one URL, or
+    /// every node's, comma-separated (`NETHOUSE_SERVER` tries them in order).
     pub nethouse_url: String,
-    pub nethouse_ip: Ipv4Addr,
+    /// The node whose death the install does not survive (the single replica's volume).
+    pub pinned_node: Option<String>,
 }
 
-/// `tests/overlays/real`: the base with its images retargeted, the macvlan template and a
-/// local volume.
-pub fn overlay() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("overlays/real")
-}
-
-/// Applies the overlay and waits until every workload of the base is Ready.
+/// The single replica's overlay applied; see [`apply_with`].
 pub fn apply(s: &mut InstallStack) -> anyhow::Result<Base> {
-    let nethouse_node = s.nodes.get(PV_NODE)?;
-    std::fs::create_dir_all(nethouse_node.path(PV_PATH))?;
-    let nethouse_ip = nethouse_node.ip;
+    apply_with(s, Flavor::Single)
+}
+
+/// Applies the overlay of `flavor` and waits until every workload of the base is Ready.
+pub fn apply_with(s: &mut InstallStack, flavor: Flavor) -> anyhow::Result<Base> {
+    let (nethouse_ips, pinned_node) = match &flavor {
+        Flavor::Single => {
+            let node = s.nodes.get(PV_NODE)?;
+            std::fs::create_dir_all(node.path(PV_PATH))?;
+            (vec![node.ip], Some(PV_NODE.to_string()))
+        }
+        Flavor::Ha(_) => (s.nodes.nodes.iter().map(|n| n.ip).collect(), None),
+    };
     let t = Instant::now();
     s.cluster
-        .kubectl(&["apply", "-k", &overlay().display().to_string()])?;
-    let creds = secrets::create(&s.cluster, &s.dir.path().join("secrets"), nethouse_ip)?;
+        .kubectl(&["apply", "-k", &flavor.overlay().display().to_string()])?;
+    let creds = secrets::create(&s.cluster, &s.dir.path().join("secrets"), &nethouse_ips)?;
+    if let Flavor::Ha(etcd) = &flavor {
+        secrets::create_etcd_client(&s.cluster, etcd)?;
+    }
     println!(
         "applied, Secrets created in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -60,11 +95,19 @@ pub fn apply(s: &mut InstallStack) -> anyhow::Result<Base> {
     let took = workloads::wait_ready(
         &mut s.cluster,
         NS,
-        &["statefulset/nethouse"],
+        &[flavor.nethouse()],
         Duration::from_secs(120),
     )?;
-    println!("NetHouse StatefulSet Ready in {:.1} s", took.as_secs_f64());
-    let nethouse_url = format!("https://{nethouse_ip}:7420");
+    println!(
+        "NetHouse ({}) Ready in {:.1} s",
+        flavor.nethouse(),
+        took.as_secs_f64()
+    );
+    let nethouse_url = nethouse_ips
+        .iter()
+        .map(|ip| format!("https://{ip}:7420"))
+        .collect::<Vec<_>>()
+        .join(",");
     subnets::add(&nethouse_url, &creds, &s.fabric.zones)?;
     let t = Instant::now();
     workloads::wait_ready(
@@ -78,7 +121,7 @@ pub fn apply(s: &mut InstallStack) -> anyhow::Result<Base> {
         NS,
         &[
             "daemonset/nethouse-cni",
-            "statefulset/nethouse",
+            flavor.nethouse(),
             "deployment/nethouse-scheduler-extender",
             "deployment/nethouse-scheduler",
             "deployment/nethouse-location-controller",
@@ -94,7 +137,7 @@ pub fn apply(s: &mut InstallStack) -> anyhow::Result<Base> {
     Ok(Base {
         creds,
         nethouse_url,
-        nethouse_ip,
+        pinned_node,
     })
 }
 

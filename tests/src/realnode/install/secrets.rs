@@ -21,7 +21,13 @@ pub struct Credentials {
 }
 
 /// Writes the files into `dir` (openssl, as the example) and creates the Secrets.
-pub fn create(cluster: &Cluster, dir: &Path, nethouse_ip: Ipv4Addr) -> anyhow::Result<Credentials> {
+/// `nethouse_ips`: the addresses NetHouse is reached at from outside the cluster (its nodes',
+/// with hostNetwork), named in its certificate next to the Service's name.
+pub fn create(
+    cluster: &Cluster,
+    dir: &Path,
+    nethouse_ips: &[Ipv4Addr],
+) -> anyhow::Result<Credentials> {
     std::fs::create_dir_all(dir)?;
     let sh = |script: &str| run(Command::new("sh").current_dir(dir).args(["-ec", script]));
     sh(
@@ -33,7 +39,12 @@ pub fn create(cluster: &Cluster, dir: &Path, nethouse_ip: Ipv4Addr) -> anyhow::R
     std::fs::write(
         dir.join("san.ext"),
         format!(
-            "subjectAltName=DNS:nethouse.nethouse-system.svc,DNS:nethouse.nethouse-system.svc.cluster.local,IP:{nethouse_ip}\n"
+            "subjectAltName=DNS:nethouse.nethouse-system.svc,DNS:nethouse.nethouse-system.svc.cluster.local,{}\n",
+            nethouse_ips
+                .iter()
+                .map(|ip| format!("IP:{ip}"))
+                .collect::<Vec<_>>()
+                .join(",")
         ),
     )?;
     sh("openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3 \
@@ -73,4 +84,29 @@ pub fn create(cluster: &Cluster, dir: &Path, nethouse_ip: Ipv4Addr) -> anyhow::R
         ca: dir.join("ca.crt"),
         controller_token: dir.join("controller.token"),
     })
+}
+
+/// What NetHouse presents to etcd and trusts of it (`manifests/ha/etcd-secret-example.yaml`).
+pub struct EtcdClientFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The Secret `nethouse-etcd-client` of the HA overlay, as its example says to create it.
+pub fn create_etcd_client(cluster: &Cluster, f: &EtcdClientFiles) -> anyhow::Result<()> {
+    let from = |name: &str, path: &Path| format!("--from-file={name}={}", path.display());
+    cluster
+        .kubectl(&[
+            "-n",
+            NAMESPACE,
+            "create",
+            "secret",
+            "generic",
+            "nethouse-etcd-client",
+            &from("ca.crt", &f.ca),
+            &from("tls.crt", &f.cert),
+            &from("tls.key", &f.key),
+        ])
+        .map(|_| ())
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::InstallStack;
-use super::base::{Base, PV_NODE};
+use super::base::Base;
 use super::pods::{self, NAMESPACE, Row, Rows, STS};
 use crate::binaries::workspace_bin;
 use crate::realnode::netns::run;
@@ -55,6 +55,26 @@ impl Step {
         }
         out.extend(self.unreachable.iter().cloned());
         out
+    }
+
+    /// Prints the step (title, how long, where each pod runs, the notes) and fails on anything
+    /// of the promise it broke.
+    pub fn judge(&self) -> anyhow::Result<()> {
+        let secs = |d: &Duration| format!("{:.1}", d.as_secs_f64());
+        println!(
+            "{}: Running again after {} s",
+            self.title,
+            self.took.iter().map(secs).collect::<Vec<_>>().join(", ")
+        );
+        for (pod, r) in &self.after {
+            println!("  {pod} {} on {} ({})", r.ip, r.node, r.zone);
+        }
+        for n in &self.notes {
+            println!("  {n}");
+        }
+        let broken = self.broken();
+        anyhow::ensure!(broken.is_empty(), "{}: {broken:#?}", self.title);
+        Ok(())
     }
 
     pub fn kept_ips(&self) -> bool {
@@ -116,20 +136,33 @@ pub fn delete_each(s: &mut InstallStack, before: &Rows) -> anyhow::Result<Step> 
     Ok(finish(s, "each pod deleted", before.clone(), after, took))
 }
 
-/// The node that hosts most of `before`'s pods dies (not NetHouse's, whose local volume would
-/// die with it: the base's single replica is not HA); once the node controller marks it
+/// The node that hosts most of `before`'s pods dies (not the single replica's, whose local
+/// volume would die with it: that install is not HA); once the node controller marks it
 /// NotReady, an operator force-deletes its pods, as Kubernetes leaves pods of an unreachable
 /// node Terminating forever.
-pub fn node_failure(s: &mut InstallStack, before: &Rows) -> anyhow::Result<Step> {
+pub fn node_failure(s: &mut InstallStack, base: &Base, before: &Rows) -> anyhow::Result<Step> {
+    let pinned = base.pinned_node.as_deref();
+    let dead = busiest(before, |node| Some(node) != pinned)
+        .context("no fixed pod on a node the install survives losing")?;
+    kill_node(s, before, &dead)
+}
+
+/// The node hosting most of `rows`' pods among those `eligible` allows.
+pub fn busiest(rows: &Rows, eligible: impl Fn(&str) -> bool) -> Option<String> {
     let mut count = std::collections::BTreeMap::<&str, usize>::new();
-    for r in before.values().filter(|r| r.node != PV_NODE) {
+    for r in rows.values().filter(|r| eligible(&r.node)) {
         *count.entry(r.node.as_str()).or_default() += 1;
     }
-    let dead = count
+    count
         .iter()
         .max_by_key(|(_, n)| **n)
         .map(|(node, _)| node.to_string())
-        .context("no fixed pod outside NetHouse's node")?;
+}
+
+/// Node `dead` dies; once it is NotReady its pods are force-deleted; `before`'s pods that ran
+/// there are waited for until they run again.
+pub fn kill_node(s: &mut InstallStack, before: &Rows, dead: &str) -> anyhow::Result<Step> {
+    let dead = dead.to_string();
     let moved: BTreeSet<String> = before
         .iter()
         .filter(|(_, r)| r.node == dead)
