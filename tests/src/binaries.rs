@@ -47,6 +47,13 @@ pub fn ensure_coredns() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(out.trim()))
 }
 
+/// The Whereabouts IPAM plugin v0.9.2, the peer the real-node bench compares with (first run
+/// ~80 s: `tests/harness/build-whereabouts.sh`); its CRDs are in `crds/` next to it.
+pub fn ensure_whereabouts() -> anyhow::Result<PathBuf> {
+    let out = harness_script::<&str>("build-whereabouts.sh", &[])?;
+    Ok(PathBuf::from(out.trim()))
+}
+
 /// Runs `tests/harness/<name>` with bash; returns its stdout (its progress goes to stderr).
 pub fn harness_script<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S]) -> anyhow::Result<String> {
     let script = repo_root().join("tests/harness").join(name);

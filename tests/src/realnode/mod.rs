@@ -33,6 +33,7 @@ pub mod nodes;
 pub mod process;
 pub mod stack;
 pub mod uplink;
+pub mod whereabouts;
 
 pub use fabric::{Fabric, Zone};
 pub use node::{Installed, Node, NodeCni, NodeEnv, NodeSpec};
