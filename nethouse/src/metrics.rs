@@ -241,7 +241,7 @@ impl Metrics {
         );
         let etcd_duration = Family::<OpOnly, Histogram>::new_with_constructor(|| {
             // 250 µs .. 5 s: a loopback etcd answers in well under a millisecond, a commit
-            // waits for a quorum's fsync, and 5 s is the request timeout.
+            // waits for a quorum's fsync, 1 s is the default request timeout (raised: up to 5 s).
             Histogram::new([
                 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
             ])

@@ -65,7 +65,8 @@ pub struct EtcdArgs {
     /// A file holding the etcd user's password (not a flag: arguments show in `ps`).
     #[arg(long)]
     pub etcd_password_file: Option<PathBuf>,
-    /// Bound on one round-trip to etcd [default: 5s].
+    /// Bound on one round-trip to one etcd member; past it a read goes to the next member
+    /// [default: 1s].
     #[arg(long, value_parser = parse_duration)]
     pub etcd_request_timeout: Option<Duration>,
 }
@@ -206,6 +207,9 @@ mod tests {
             ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
         );
         assert_eq!((o.prefix.as_str(), o.tls.is_none()), ("/nethouse/", true));
+        // Well inside one exchange of a client with NetHouse (the CNI plugin's is 3 s): a
+        // member that answers nothing costs a call one timeout, not the caller's deadline.
+        assert_eq!(o.request_timeout, std::time::Duration::from_secs(1));
 
         let dir = tempfile::tempdir().unwrap();
         let (user, password) = (dir.path().join("user"), dir.path().join("password"));

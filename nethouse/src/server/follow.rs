@@ -49,10 +49,15 @@ enum Ended {
 async fn run<S: Store>(app: Weak<App<S>>) {
     let mut retry = FIRST_RETRY;
     loop {
-        let ended = match follow_once(&app).await {
+        let (ended, watched) = match follow_once(&app).await {
             Some(e) => e,
             None => return,
         };
+        // A watch that was set up and then failed (its member died) is a new outage: watch
+        // again soon, not after the back-off earlier outages left behind.
+        if watched {
+            retry = FIRST_RETRY;
+        }
         match ended {
             Ended::Cut => {
                 tracing::debug!("the store's watch was cut; watching again");
@@ -83,18 +88,26 @@ async fn run<S: Store>(app: Weak<App<S>>) {
     }
 }
 
-/// Follows one watch until it ends; `None` once the app is gone. The app is held only while
-/// a change is applied, so that dropping it (shutdown) ends this task and closes the store.
-async fn follow_once<S: Store>(app: &Weak<App<S>>) -> Option<Ended> {
+/// Follows one watch until it ends, and says whether it was set up at all; `None` once the
+/// app is gone. The app is held only while a change is applied, so that dropping it
+/// (shutdown) ends this task and closes the store.
+async fn follow_once<S: Store>(app: &Weak<App<S>>) -> Option<(Ended, bool)> {
     let mut watch = {
         let app = app.upgrade()?;
         let after = app.ipam.applied();
         match app.ipam.store().watch(after).await {
             Ok(w) => w,
-            Err(StoreError::Compacted { why, .. }) => return Some(Ended::Reread(why)),
-            Err(e) => return Some(Ended::Failed(e.to_string())),
+            Err(StoreError::Compacted { why, .. }) => return Some((Ended::Reread(why), false)),
+            Err(e) => return Some((Ended::Failed(e.to_string()), false)),
         }
     };
+    Some((follow_watch(app, &mut watch).await?, true))
+}
+
+async fn follow_watch<S: Store>(
+    app: &Weak<App<S>>,
+    watch: &mut crate::store::Watch,
+) -> Option<Ended> {
     loop {
         let next = watch.next().await;
         let app = app.upgrade()?;

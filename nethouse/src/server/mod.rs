@@ -330,4 +330,6 @@ mod openapi_tests {
 #[cfg(test)]
 mod cancel_tests;
 #[cfg(test)]
+mod follow_tests;
+#[cfg(test)]
 mod recovery_tests;

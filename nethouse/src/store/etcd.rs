@@ -13,23 +13,29 @@
 //! allocations contend only when they pick the same address or serve the same pod, and etcd
 //! applies them without a hot key (a compare reads, it does not serialize writers).
 //!
-//! Files: `connect` (flags to a client: endpoints, TLS, auth), `txn` (a Txn as etcd's),
-//! `watch` (etcd's watch as [`Watch`]), `reach` (round-trips timed, reachability as health).
+//! Files: `connect` (flags to clients: endpoints, TLS, auth), `members` (one client per member,
+//! which member to ask), `route` (a round-trip on the first member that serves it), `reach`
+//! (round-trips timed, reachability as health), `txn` (a Txn as etcd's), `watch` (etcd's watch
+//! as [`Watch`], noticing a member that stopped answering).
 
 mod connect;
+#[cfg(test)]
+mod failover_tests;
+mod members;
 mod reach;
+mod route;
 #[cfg(test)]
 mod tests;
 mod txn;
 mod watch;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use etcd_client::{GetOptions, KvClient, WatchClient};
+use etcd_client::GetOptions;
 
 pub use connect::{ConnectError, EtcdOptions, EtcdTls};
 use reach::Reach;
+use route::{Conn, Retry};
 
 use super::health::Health;
 use super::{Outcome, Revision, Store, StoreError, Txn, Versioned, Watch};
@@ -41,11 +47,8 @@ use crate::store::embedded::Observer;
 const SCAN_PAGE: i64 = 1000;
 
 pub struct EtcdStore {
-    kv: KvClient,
-    watches: WatchClient,
+    conn: Arc<Conn>,
     prefix: String,
-    timeout: Duration,
-    reach: Arc<Reach>,
     /// The task that probes etcd while nothing else talks to it; aborted on drop.
     probe: tokio::task::AbortHandle,
 }
@@ -57,20 +60,20 @@ impl EtcdStore {
         opts: &EtcdOptions,
         observer: Option<Observer>,
     ) -> Result<EtcdStore, ConnectError> {
-        let client = connect::client(opts).await?;
-        let reach = Arc::new(Reach::new(observer));
-        let probe = tokio::spawn(reach::probe(
-            Arc::downgrade(&reach),
-            client.kv_client(),
+        let members = connect::members(opts).await?;
+        let conn = Arc::new(Conn {
+            members,
+            reach: Reach::new(observer),
+            timeout: opts.request_timeout,
+        });
+        let probe = tokio::spawn(route::probe(
+            Arc::downgrade(&conn),
             format!("{}{}", opts.prefix, crate::ipam::keys::SUBNETS_META),
         ))
         .abort_handle();
         Ok(EtcdStore {
-            kv: client.kv_client(),
-            watches: client.watch_client(),
+            conn,
             prefix: opts.prefix.clone(),
-            timeout: opts.request_timeout,
-            reach,
             probe,
         })
     }
@@ -86,14 +89,21 @@ impl EtcdStore {
             .ok_or_else(|| format!("key {key:?} is outside the prefix {:?}", self.prefix))
     }
 
-    /// One round-trip: timed (by `op`), bounded by the request timeout, and its outcome told to
-    /// the reachability that `/readyz` follows.
-    async fn call<T>(
+    /// A read of `key` (with `opts`) on the first member that serves it.
+    async fn read(
         &self,
         op: &'static str,
-        fut: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, reach::CallError> {
-        self.reach.call(op, self.timeout, fut).await
+        key: Vec<u8>,
+        opts: Option<GetOptions>,
+    ) -> Result<etcd_client::GetResponse, reach::CallError> {
+        let (resp, _) = self
+            .conn
+            .call(op, Retry::Any, |c| {
+                let (key, opts) = (key.clone(), opts.clone());
+                async move { c.kv_client().get(key, opts).await }
+            })
+            .await?;
+        Ok(resp)
     }
 }
 
@@ -123,10 +133,8 @@ fn revision_of(r: i64) -> Revision {
 
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        let mut kv = self.kv.clone();
-        let full = self.full(key);
         let resp = self
-            .call("get", kv.get(full, None))
+            .read("get", self.full(key).into_bytes(), None)
             .await
             .map_err(|e| e.read(key))?;
         Ok(resp.kvs().first().map(|kv| Versioned {
@@ -147,13 +155,12 @@ impl Store for EtcdStore {
         // Every page at the revision of the first: the scan is one consistent snapshot.
         let mut at = 0i64;
         loop {
-            let mut kv = self.kv.clone();
             let opts = GetOptions::new()
                 .with_range(end.clone())
                 .with_limit(SCAN_PAGE)
                 .with_revision(at);
             let resp = self
-                .call("range", kv.get(from.clone(), Some(opts)))
+                .read("range", from.clone(), Some(opts))
                 .await
                 .map_err(|e| e.read(&what))?;
             if at == 0 {
@@ -189,37 +196,31 @@ impl Store for EtcdStore {
     }
 
     async fn commit(&self, t: Txn) -> Result<Outcome, StoreError> {
-        let mut kv = self.kv.clone();
         let request = txn::to_etcd(&t, &self.prefix);
-        let resp = self
-            .call("txn", kv.txn(request))
+        // Tried on the next member only when it certainly did nothing: a commit whose answer
+        // was lost may have landed, and only the caller's re-read can tell.
+        let (resp, _) = self
+            .conn
+            .call("txn", Retry::IfNotApplied, |c| {
+                let request = request.clone();
+                async move { c.kv_client().txn(request).await }
+            })
             .await
             .map_err(|e| e.commit(&t))?;
         Ok(txn::outcome(&t, &self.prefix, &resp))
     }
 
     async fn revision(&self) -> Result<Revision, StoreError> {
-        let mut kv = self.kv.clone();
-        let key = self.full(crate::ipam::keys::SUBNETS_META);
+        let key = self.full(crate::ipam::keys::SUBNETS_META).into_bytes();
         let resp = self
-            .call(
-                "get",
-                kv.get(key, Some(GetOptions::new().with_count_only())),
-            )
+            .read("get", key, Some(GetOptions::new().with_count_only()))
             .await
             .map_err(|e| e.read("the store's revision"))?;
         Ok(revision_of(resp.header().map_or(0, |h| h.revision())))
     }
 
     async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
-        watch::start(
-            self.watches.clone(),
-            &self.prefix,
-            after,
-            self.reach.clone(),
-            self.timeout,
-        )
-        .await
+        watch::start(self.conn.clone(), &self.prefix, after).await
     }
 
     fn shared(&self) -> bool {
@@ -227,10 +228,10 @@ impl Store for EtcdStore {
     }
 
     fn health(&self) -> Health {
-        self.reach.health()
+        self.conn.reach.health()
     }
 
     fn watch_health(&self) -> Option<tokio::sync::watch::Receiver<Health>> {
-        Some(self.reach.subscribe())
+        Some(self.conn.reach.subscribe())
     }
 }

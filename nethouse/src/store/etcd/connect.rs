@@ -1,10 +1,12 @@
-//! From `nethouse serve`'s etcd flags to a connected client: endpoints, TLS (a CA, a client
+//! From `nethouse serve`'s etcd flags to connected members: endpoints, TLS (a CA, a client
 //! certificate) and a user. Every error names the flag to fix.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
+
+use super::members::Members;
 
 /// How to reach etcd, as the flags give it (validated by [`EtcdOptions::new`]).
 #[derive(Clone, Debug)]
@@ -16,7 +18,8 @@ pub struct EtcdOptions {
     pub tls: Option<EtcdTls>,
     /// User and password (etcd's auth); the password is read from a file by the caller.
     pub user: Option<(String, String)>,
-    /// Bound on one round-trip; a commit that runs out has an unknown outcome (re-read).
+    /// Bound on one round-trip to one member; a commit that runs out has an unknown outcome
+    /// (re-read), a read goes on to the next member.
     pub request_timeout: Duration,
 }
 
@@ -46,9 +49,12 @@ pub enum ConnectError {
     Connect { endpoints: String, message: String },
 }
 
-/// Long enough for an etcd under load; short enough that a lost member costs a caller one
-/// retry, not its whole deadline.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tens of times what a round-trip takes on an etcd under load (milliseconds), so it runs out
+/// only on a member that does not answer; short enough that such a member costs a caller far
+/// less than its own deadline (the CNI plugin gives one exchange with NetHouse 3 s), and that
+/// a commit stuck behind a leader that died (etcd holds it until its own 7 s timeout) is given
+/// up and tried again once the new leader is elected (1-2 s with etcd's defaults).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl EtcdOptions {
     /// Checks the endpoints (a scheme is added where missing: `https://` with TLS) and the
@@ -121,13 +127,49 @@ fn read(flag: &'static str, path: &PathBuf) -> Result<Vec<u8>, ConnectError> {
     })
 }
 
-/// A client of `opts`. With a user, etcd is asked for a token now: a wrong password fails here,
-/// at start, rather than on the first allocation.
-pub async fn client(opts: &EtcdOptions) -> Result<Client, ConnectError> {
+/// The members of `opts`, one client each. With a user, every member is asked for a token
+/// now: a wrong password fails here, at start, rather than on the first allocation; a member
+/// that cannot be reached is connected on first use instead, as long as one member answered.
+pub async fn members(opts: &EtcdOptions) -> Result<Members, ConnectError> {
+    let members = Members::new(opts.endpoints.clone(), connect_options(opts)?);
+    if opts.user.is_none() {
+        // Without a user connecting is no round-trip: every client connects on first use.
+        return Ok(members);
+    }
+    let tries = (0..members.len()).map(|i| {
+        let members = &members;
+        async move {
+            tokio::time::timeout(opts.request_timeout.max(CONNECT_TIMEOUT), members.client(i))
+                .await
+                .map_err(|_| format!("{}: no answer", members.url(i)))?
+                .map(|_| ())
+                .map_err(|e| format!("{}: {e}", members.url(i)))
+        }
+    });
+    let results = futures::future::join_all(tries).await;
+    if results.iter().any(Result::is_ok) {
+        return Ok(members);
+    }
+    let message = results
+        .into_iter()
+        .filter_map(Result::err)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(ConnectError::Connect {
+        endpoints: opts.endpoints.join(","),
+        message,
+    })
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn connect_options(opts: &EtcdOptions) -> Result<ConnectOptions, ConnectError> {
     let mut connect = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        // A member that stops answering (a cut network, SIGSTOP) is noticed in seconds, not at
-        // the kernel's TCP timeout.
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        // A connection to a member that stopped answering (a cut network, SIGSTOP) is dropped
+        // within seconds, not at the kernel's TCP timeout. Requests notice sooner (their
+        // timeout), and so does the watch (`watch`); pinging more often than every 5 s would
+        // make etcd (its --grpc-keepalive-min-time) close the connection.
         .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
         // etcd's auth tokens expire (5 min by default); the client gets a new one by itself.
         .with_auto_token_refresh(true)
@@ -150,12 +192,7 @@ pub async fn client(opts: &EtcdOptions) -> Result<Client, ConnectError> {
     if let Some((user, password)) = &opts.user {
         connect = connect.with_user(user, password);
     }
-    Client::connect(&opts.endpoints, Some(connect))
-        .await
-        .map_err(|e| ConnectError::Connect {
-            endpoints: opts.endpoints.join(","),
-            message: e.to_string(),
-        })
+    Ok(connect)
 }
 
 #[cfg(test)]

@@ -1,33 +1,29 @@
-//! Whether etcd can be reached, from every round-trip and from a probe while there are none,
-//! as the store's [`Health`]: `/readyz` turns 503 while etcd cannot be reached (a replica that
-//! cannot commit should get no traffic) and back as soon as a round-trip goes through. Each
-//! round-trip is also timed for the metrics.
+//! Whether etcd can be reached, as the store's [`Health`]: `/readyz` turns 503 while no member
+//! answers (a replica that cannot commit should get no traffic) and back as soon as a
+//! round-trip goes through (`route` decides which failures mean that). Each round-trip is also
+//! timed for the metrics, and its failure classified.
 
-use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use etcd_client::{GetOptions, KvClient};
 use tokio::sync::watch;
 
 use crate::store::embedded::Observer;
 use crate::store::health::{Failure, FailureKind, Health};
 use crate::store::{StoreError, Txn};
 
-/// How often the probe asks etcd; `/readyz` follows etcd's reachability this closely.
-const PROBE_EVERY: Duration = Duration::from_secs(2);
-const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-
 pub struct Reach {
     health: watch::Sender<Health>,
     observer: Option<Observer>,
 }
 
-/// A failed round-trip: what etcd (or the timeout) said, and whether it means etcd cannot be
-/// reached (then the outcome of a commit is unknown).
+/// A failed round-trip: what etcd (or the timeout) said, whether it means the member cannot
+/// serve (then the outcome of a commit is unknown), and whether the request certainly did
+/// nothing (then it may go to another member at once, a commit too).
 #[derive(Debug)]
 pub struct CallError {
     pub message: String,
     pub unreachable: bool,
+    pub not_applied: bool,
 }
 
 impl CallError {
@@ -69,6 +65,33 @@ fn is_unreachable(e: &etcd_client::Error) -> bool {
     }
 }
 
+/// Whether the request certainly did nothing: it never reached the member (the connection was
+/// refused), or the member refused it before looking at it because it has no leader (etcd's
+/// answer to a client that requires one, as ours do).
+fn is_not_applied(e: &etcd_client::Error) -> bool {
+    let first: &(dyn std::error::Error + 'static) = match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            if s.code() == tonic::Code::Unavailable && s.message().contains("no leader") {
+                return true;
+            }
+            s
+        }
+        etcd_client::Error::TransportError(t) => t,
+        etcd_client::Error::IoError(io) => io,
+        _ => return false,
+    };
+    let mut cause = Some(first);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 impl Reach {
     pub fn new(observer: Option<Observer>) -> Reach {
         if let Some(o) = &observer {
@@ -99,25 +122,23 @@ impl Reach {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(CallError {
                 unreachable: is_unreachable(&e),
+                not_applied: is_not_applied(&e),
                 message: e.to_string(),
             }),
             Err(_) => Err(CallError {
                 message: format!("no answer within {timeout:?}"),
                 unreachable: true,
+                not_applied: false,
             }),
         };
         if let Some(o) = &self.observer {
             o.round_trip(op, started.elapsed(), result.is_ok());
         }
-        match &result {
-            Ok(_) => self.reached(),
-            Err(e) if e.unreachable => self.lost(op, &e.message),
-            Err(_) => {}
-        }
         result
     }
 
-    fn reached(&self) {
+    /// A round-trip went through: etcd can be reached.
+    pub fn reached(&self) {
         if self.health.borrow().failing.is_none() {
             return;
         }
@@ -137,7 +158,8 @@ impl Reach {
         }
     }
 
-    fn lost(&self, op: &str, cause: &str) {
+    /// No member could serve `op`: etcd cannot be reached.
+    pub fn lost(&self, op: &str, cause: &str) {
         let cause = format!("etcd cannot be reached ({op}): {cause}");
         let mut first = false;
         self.health.send_modify(|h| match &mut h.failing {
@@ -158,16 +180,5 @@ impl Reach {
                 o.healthy(false);
             }
         }
-    }
-}
-
-/// Asks etcd for one key's count every [`PROBE_EVERY`] (a linearizable read: it needs a leader
-/// and a quorum, as a commit does) for as long as the store lives.
-pub async fn probe(reach: Weak<Reach>, mut kv: KvClient, key: String) {
-    loop {
-        tokio::time::sleep(PROBE_EVERY).await;
-        let Some(reach) = reach.upgrade() else { return };
-        let get = kv.get(key.clone(), Some(GetOptions::new().with_count_only()));
-        let _ = reach.call("probe", PROBE_TIMEOUT, get).await;
     }
 }

@@ -13,13 +13,14 @@ mod etcd_process;
 #[path = "../../../tests/common/pki.rs"]
 mod pki;
 
-use etcd_process::{Etcd, EtcdTlsFiles};
+pub(super) use etcd_process::Etcd;
+use etcd_process::EtcdTlsFiles;
 
-fn options(etcd: &Etcd, prefix: &str) -> EtcdOptions {
+pub(super) fn options(etcd: &Etcd, prefix: &str) -> EtcdOptions {
     EtcdOptions::new(std::slice::from_ref(&etcd.url), prefix, None, None).unwrap()
 }
 
-async fn store(opts: &EtcdOptions) -> EtcdStore {
+pub(super) async fn store(opts: &EtcdOptions) -> EtcdStore {
     EtcdStore::connect(opts, None).await.unwrap()
 }
 

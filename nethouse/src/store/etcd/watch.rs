@@ -2,34 +2,43 @@
 //! the one asked for. etcd keeps a transaction's events together in one response, so they come
 //! out as one [`Changes`]. A start revision etcd has compacted away cancels the watch with the
 //! compaction's revision: that becomes [`StoreError::Compacted`] (re-read the store).
+//!
+//! A watch lives on one member. A member that stops answering (frozen, cut off) sends nothing
+//! and closes nothing, which from here looks just like a quiet store: so after [`QUIET`]
+//! without a message the watch asks the member for its progress (etcd answers at once), and a
+//! member that does not answer that within the request timeout ends the watch with an error.
+//! The follower then watches again, from where it was, on another member: the view lags by
+//! seconds, not for as long as the member stays frozen.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{EventType, WatchClient, WatchOptions, WatchResponse, WatchStream};
+use etcd_client::{EventType, WatchOptions, WatchResponse, WatchStream};
 use futures::stream::{self, StreamExt};
 
-use super::reach::Reach;
+use super::route::{Conn, Retry};
 use super::{prefix_end, revision_of};
 use crate::store::watch::{Change, Changes, Watch};
 use crate::store::{Revision, StoreError};
 
-pub async fn start(
-    mut client: WatchClient,
-    prefix: &str,
-    after: Revision,
-    reach: Arc<Reach>,
-    timeout: Duration,
-) -> Result<Watch, StoreError> {
+/// How long a watch may go without a message before the member is asked whether it is alive.
+pub const QUIET: Duration = Duration::from_secs(1);
+
+pub async fn start(conn: Arc<Conn>, prefix: &str, after: Revision) -> Result<Watch, StoreError> {
     let opts = WatchOptions::new()
         .with_range(prefix_end(prefix.as_bytes()))
         .with_start_revision(after as i64 + 1);
-    let stream = reach
-        .call("watch", timeout, client.watch(prefix, Some(opts)))
+    let (stream, member) = conn
+        .call("watch", Retry::Any, |c| {
+            let (key, opts) = (prefix.to_string(), opts.clone());
+            async move { c.watch_client().watch(key, Some(opts)).await }
+        })
         .await
         .map_err(|e| e.read("a watch of the store"))?;
     let state = Follow {
         stream,
+        conn,
+        member,
         prefix: prefix.to_string(),
         last: after,
         done: false,
@@ -45,6 +54,9 @@ pub async fn start(
 struct Follow {
     /// Holds etcd's request side too: dropping it would end the watch.
     stream: WatchStream,
+    conn: Arc<Conn>,
+    /// The member the watch is on.
+    member: usize,
     prefix: String,
     last: Revision,
     done: bool,
@@ -56,17 +68,31 @@ impl Follow {
         if self.done {
             return None;
         }
+        let mut asked = false;
         loop {
-            let resp = match self.stream.message().await {
+            let wait = if asked { self.conn.timeout } else { QUIET };
+            let message = match tokio::time::timeout(wait, self.stream.message()).await {
+                Ok(m) => m,
+                Err(_) if !asked => {
+                    asked = true;
+                    // A failed send: the stream is gone, and the next message says why.
+                    let _ = self.stream.request_progress().await;
+                    continue;
+                }
+                Err(_) => {
+                    let message = format!(
+                        "the etcd member {} did not answer within {:?}",
+                        self.conn.members.url(self.member),
+                        QUIET + wait
+                    );
+                    return Some(vec![Err(self.failed(message))]);
+                }
+            };
+            asked = false;
+            let resp = match message {
                 Ok(Some(r)) => r,
                 Ok(None) => return None,
-                Err(e) => {
-                    self.done = true;
-                    return Some(vec![Err(StoreError::Read {
-                        what: "the store's watch".into(),
-                        message: format!("etcd: {e}"),
-                    })]);
-                }
+                Err(e) => return Some(vec![Err(self.failed(format!("etcd: {e}")))]),
             };
             if resp.canceled() {
                 self.done = true;
@@ -79,7 +105,18 @@ impl Follow {
         }
     }
 
-    fn canceled(&self, resp: &WatchResponse) -> StoreError {
+    /// The watch is over because its member failed: that member is passed over, so the next
+    /// watch goes to another.
+    fn failed(&mut self, message: String) -> StoreError {
+        self.done = true;
+        self.conn.members.failed(self.member, &message);
+        StoreError::Read {
+            what: "the store's watch".into(),
+            message,
+        }
+    }
+
+    fn canceled(&mut self, resp: &WatchResponse) -> StoreError {
         if resp.compact_revision() > 0 {
             StoreError::Compacted {
                 after: self.last,
@@ -89,10 +126,12 @@ impl Follow {
                 ),
             }
         } else {
-            StoreError::Read {
-                what: "the store's watch".into(),
-                message: format!("etcd canceled it: {}", resp.cancel_reason()),
-            }
+            // E.g. the member lost its leader ("no leader"): the next watch goes elsewhere.
+            self.failed(format!(
+                "the etcd member {} canceled it: {}",
+                self.conn.members.url(self.member),
+                resp.cancel_reason()
+            ))
         }
     }
 
