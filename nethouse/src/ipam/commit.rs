@@ -4,6 +4,7 @@
 //! the change is about, so the view learns whichever happened. Every change — allocate, end,
 //! detach, add a subnet — goes through [`Ipam::commit_with_retry`], so this is written once.
 
+use super::keys::{self, Key};
 use super::plan;
 use super::pool::Pick;
 use super::state::State;
@@ -61,6 +62,7 @@ impl<S: Store> Ipam<S> {
     where
         A: FnOnce(&mut State, Revision) -> T,
     {
+        let mut lost_last = None;
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now_ms();
             let step = {
@@ -81,7 +83,9 @@ impl<S: Store> Ipam<S> {
             match self.store.commit(write.txn).await {
                 Ok(Outcome::Committed(rev)) => return Ok((write.apply)(&mut self.state(), rev)),
                 Ok(Outcome::Conflict { key: lost }) => {
+                    tracing::debug!(key, lost = %lost, "lost a race; re-reading and trying again");
                     self.settle(reread, &lost, write.picks).await?;
+                    lost_last = Some(lost);
                 }
                 Err(e) => {
                     // Only a store that can time out after applying leaves the outcome
@@ -94,6 +98,8 @@ impl<S: Store> Ipam<S> {
         }
         Err(IpamError::Contention {
             key: key.to_string(),
+            // Only confirmations failed: the view kept disagreeing with the store on `key`.
+            lost: lost_last.unwrap_or_else(|| key.to_string()),
         })
     }
 
@@ -109,7 +115,12 @@ impl<S: Store> Ipam<S> {
             Reread::Subnets => self.refresh_subnets(key).await,
         };
         if !picks.is_empty() {
-            plan::give_back(&mut self.state(), picks, read.is_ok());
+            let mut st = self.state();
+            plan::give_back(&mut st, picks, read.is_ok());
+            // Another replica took the address: it is taking the ones after it too.
+            if let Ok(Key::Address { subnet, .. }) = keys::parse(key) {
+                super::spread::jump(&mut st, subnet);
+            }
         }
         read
     }

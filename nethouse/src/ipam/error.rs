@@ -36,8 +36,12 @@ pub enum IpamError {
     SubnetInUse { name: String, leases: usize },
     #[error("{what} not found")]
     NotFound { what: String },
-    #[error("gave up after repeated conflicting updates of {key}; try again")]
-    Contention { key: String },
+    /// Every attempt at the change of `key` lost a race; `lost` is the key the last one lost
+    /// on (an address another replica took, or `key` itself).
+    #[error(
+        "gave up after repeated conflicting updates of {key} (the last attempt lost on {lost}); try again"
+    )]
+    Contention { key: String, lost: String },
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("stored record {key} is unreadable: {message}")]

@@ -51,6 +51,7 @@ pub async fn read_back_at<S: Store>(store: &S) -> Result<(State, Revision), Ipam
     let mut st = read_back(store).await?;
     if store.shared() {
         st.tombstones = Some(Default::default());
+        st.spread = Some(super::spread::Spread::random());
     }
     Ok((st, at))
 }

@@ -18,9 +18,9 @@
 //! commits a change and retries lost races; `leases` and `subnets` are the operations, `query`
 //! the reads; `refresh` re-reads the store after a lost race and `load` reads it all back at
 //! start; `watched` applies what other replicas committed (the store's watch) and confirms
-//! the view's answers against a shared store; `keys` is the store's key scheme; `state` is the
-//! view, `pool` the address order, `record` and `codec` the in-memory and stored forms of a
-//! lease.
+//! the view's answers against a shared store; `spread` keeps replicas from trying for the same
+//! addresses; `keys` is the store's key scheme; `state` is the view, `pool` the address order,
+//! `record` and `codec` the in-memory and stored forms of a lease.
 
 mod codec;
 mod commit;
@@ -33,6 +33,7 @@ pub mod pool;
 pub(crate) mod query;
 mod record;
 mod refresh;
+mod spread;
 mod state;
 mod subnets;
 mod watched;
@@ -150,6 +151,8 @@ mod interleave;
 mod plan_tests;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod spread_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -239,6 +239,7 @@ fn pick_in_subnet(
     default_cooldown_ms: u64,
 ) -> Option<(IpAddr, Pick, Expect)> {
     let cooldown = cooldown_ms(&st.subnets.get(subnet)?.subnet, default_cooldown_ms);
+    super::spread::start(st, subnet);
     loop {
         let entry = st.subnets.get_mut(subnet)?;
         let pick = entry.pool.pick(now, cooldown)?;

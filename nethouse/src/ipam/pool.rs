@@ -29,6 +29,9 @@ pub struct Pool {
     fresh_count: u128,
     /// (released at ms, offset), oldest first.
     released: VecDeque<(u64, u128)>,
+    /// Where the next never-used pick starts looking (see [`Pool::start_at`]); `None`: lowest
+    /// first.
+    cursor: Option<u128>,
 }
 
 impl Pool {
@@ -66,17 +69,48 @@ impl Pool {
             fresh,
             fresh_count,
             released: released.into(),
+            cursor: None,
+        }
+    }
+
+    /// Hands out never-used addresses from `offset` on, upwards and wrapping around, instead of
+    /// lowest first. Replicas that allocate from one subnet at the same time each start
+    /// somewhere else, so they do not all try for the same next address: each such collision
+    /// costs the loser a lost race, a re-read and another try.
+    pub fn start_at(&mut self, offset: u128) {
+        self.cursor = Some(offset);
+    }
+
+    /// Whether [`Pool::start_at`] was given.
+    pub fn spreads(&self) -> bool {
+        self.cursor.is_some()
+    }
+
+    /// The never-used offset to hand out next: the lowest, or the first at or after the cursor.
+    fn next_fresh(&self) -> Option<u128> {
+        let lowest = || self.fresh.first_key_value().map(|(&a, _)| a);
+        let Some(c) = self.cursor else {
+            return lowest();
+        };
+        match self.fresh.range(..=c).next_back() {
+            Some((_, &b)) if b >= c => Some(c),
+            _ => self
+                .fresh
+                .range(c..)
+                .next()
+                .map(|(&a, _)| a)
+                .or_else(lowest),
         }
     }
 
     /// The next address to try, or `None` when everything left is cooling down or leased.
     pub fn pick(&mut self, now_ms: u64, cooldown_ms: u64) -> Option<Pick> {
-        if let Some((start, end)) = self.fresh.pop_first() {
-            if start < end {
-                self.fresh.insert(start + 1, end);
+        if let Some(off) = self.next_fresh() {
+            self.remove(off);
+            if let Some(c) = &mut self.cursor {
+                *c = off.saturating_add(1);
             }
-            self.fresh_count -= 1;
-            return Some(Pick::Fresh(start));
+            return Some(Pick::Fresh(off));
         }
         match self.released.front() {
             Some(&(at, off)) if at.saturating_add(cooldown_ms) <= now_ms => {
@@ -305,6 +339,26 @@ mod tests {
         let mut p = Pool::new(1u128 << 64, vec![(0, 0)], vec![]);
         assert_eq!(p.fresh_count(), (1u128 << 64) - 1);
         assert_eq!(p.pick(0, 0), Some(Pick::Fresh(1)));
+    }
+
+    #[test]
+    fn spread_picks_start_at_the_offset_and_wrap_around() {
+        let mut p = Pool::new(8, vec![(0, 0), (5, 5)], vec![]);
+        p.start_at(4);
+        let got: Vec<u128> = std::iter::from_fn(|| p.pick(0, 0))
+            .map(|x| x.offset())
+            .collect();
+        assert_eq!(
+            got,
+            vec![4, 6, 7, 1, 2, 3],
+            "from 4 up, 5 blocked, then wrapped"
+        );
+        assert_eq!(p.inconsistencies(), Vec::<String>::new());
+        // A pick given back behind the cursor is handed out once the cursor wraps to it.
+        p.give_back(Pick::Fresh(2));
+        p.start_at(3);
+        assert_eq!(p.pick(0, 0), Some(Pick::Fresh(2)));
+        assert_eq!(p.fresh_count(), 0);
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct State {
     /// of the lease older than its deletion, arriving late, must not bring it back. Kept only
     /// while a watch follows the store (several replicas), dropped as the watch passes them.
     pub tombstones: Option<FxHashMap<OwnerKey, Revision>>,
+    /// With several replicas on one store: where this replica hands out never-used addresses
+    /// from (`spread`); `None` alone: lowest first.
+    pub spread: Option<super::spread::Spread>,
 }
 
 impl State {

@@ -115,7 +115,10 @@ impl<S: Store> Ipam<S> {
             }
             Outcome::Conflict { key } => {
                 self.refresh_subnets(&key).await?;
-                Err(IpamError::Contention { key })
+                Err(IpamError::Contention {
+                    lost: key.clone(),
+                    key,
+                })
             }
         }
     }
@@ -181,7 +184,10 @@ impl<S: Store> Ipam<S> {
             Outcome::Conflict { key } => {
                 self.refresh_subnets(&key).await?;
                 let _ = self.set_draining(name, false).await;
-                Err(IpamError::Contention { key })
+                Err(IpamError::Contention {
+                    lost: key.clone(),
+                    key,
+                })
             }
         }
     }

@@ -173,7 +173,10 @@ mod tests {
                 None,
             ),
             (
-                IpamError::Contention { key: s("k") },
+                IpamError::Contention {
+                    key: s("k"),
+                    lost: s("i"),
+                },
                 503,
                 codes::CONFLICT,
                 None,
