@@ -10,6 +10,7 @@ pub mod agent;
 pub mod bench_table;
 pub mod binaries;
 pub mod cluster;
+pub mod etcd_cluster;
 pub mod pki;
 pub mod ports;
 pub mod realnode;

@@ -1,0 +1,245 @@
+//! A real etcd cluster of several members (Debian's etcd-server) on loopback ports, for the
+//! tests and benches of NetHouse on etcd: members can be SIGKILLed and started again on their
+//! data, frozen with SIGSTOP and thawed, and the leader found. Every member is killed by PID when
+//! the cluster is dropped; a panicking test keeps the logs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::ports::free_port;
+
+const ETCD: &str = "/usr/bin/etcd";
+
+pub struct Member {
+    pub name: String,
+    pub client_url: String,
+    peer_url: String,
+    child: Option<Child>,
+    /// SIGSTOPped: it holds its ports and answers nothing.
+    frozen: bool,
+}
+
+pub struct EtcdCluster {
+    pub members: Vec<Member>,
+    initial_cluster: String,
+    dir: PathBuf,
+    tmp: Option<tempfile::TempDir>,
+}
+
+impl EtcdCluster {
+    /// `n` members, all started, waited for until the cluster has a leader.
+    pub fn start(n: usize) -> anyhow::Result<EtcdCluster> {
+        anyhow::ensure!(
+            Path::new(ETCD).exists(),
+            "{ETCD} not found: install Debian's etcd-server (scripts/install-deps.sh)"
+        );
+        let tmp = tempfile::Builder::new()
+            .prefix("nethouse-etcd-")
+            .tempdir()?;
+        let mut members = Vec::new();
+        for i in 0..n {
+            members.push(Member {
+                name: format!("m{i}"),
+                client_url: format!("http://127.0.0.1:{}", free_port()?),
+                peer_url: format!("http://127.0.0.1:{}", free_port()?),
+                child: None,
+                frozen: false,
+            });
+        }
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = EtcdCluster {
+            members,
+            initial_cluster,
+            dir: tmp.path().to_path_buf(),
+            tmp: Some(tmp),
+        };
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        cluster.wait_leader(Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    /// The client URLs, comma-separated (`--etcd-endpoints`).
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.client_url.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let m = &self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{}.log", m.name)))?;
+        // A member started again on its data directory rejoins; the initial flags are ignored.
+        let child = Command::new(ETCD)
+            .arg(format!("--name={}", m.name))
+            .arg(format!("--data-dir={}", self.dir.join(&m.name).display()))
+            .arg(format!("--listen-client-urls={}", m.client_url))
+            .arg(format!("--advertise-client-urls={}", m.client_url))
+            .arg(format!("--listen-peer-urls={}", m.peer_url))
+            .arg(format!("--initial-advertise-peer-urls={}", m.peer_url))
+            .arg(format!("--initial-cluster={}", self.initial_cluster))
+            .arg("--initial-cluster-state=new")
+            .arg("--initial-cluster-token=nethouse-test")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting etcd member {}", m.name))?;
+        self.members[i].child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: no goodbye to its peers, its data stays on disk. The PID it had, once it is
+    /// gone; `None` if it did not run.
+    pub fn kill(&mut self, i: usize) -> Option<u32> {
+        let mut c = self.members[i].child.take()?;
+        let pid = c.id();
+        let _ = c.kill();
+        let _ = c.wait();
+        self.members[i].frozen = false;
+        Some(pid)
+    }
+
+    /// Starts a killed member again on its data.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.members[i].child.is_none(),
+            "member {} still runs",
+            self.members[i].name
+        );
+        self.spawn(i)
+    }
+
+    /// SIGSTOP (`stop`) or SIGCONT: cut off from its peers and clients without closing a socket.
+    pub fn freeze(&mut self, i: usize, stop: bool) -> anyhow::Result<()> {
+        let pid = self.members[i]
+            .child
+            .as_ref()
+            .map(Child::id)
+            .with_context(|| format!("member {} does not run", self.members[i].name))?;
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        let ok = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "kill {signal} {pid}");
+        self.members[i].frozen = stop;
+        Ok(())
+    }
+
+    /// The client URLs of the members that run and are not frozen.
+    fn live(&self) -> Vec<&str> {
+        self.members
+            .iter()
+            .filter(|m| m.child.is_some() && !m.frozen)
+            .map(|m| m.client_url.as_str())
+            .collect()
+    }
+
+    /// `etcdctl endpoint status` of the members that run and are not frozen.
+    fn status(&self) -> anyhow::Result<(Vec<&str>, serde_json::Value)> {
+        let live = self.live();
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", live.join(",")))
+            .args(["endpoint", "status", "-w", "json", "--command-timeout=2s"])
+            .stderr(Stdio::null())
+            .output()
+            .context("running etcdctl (Debian's etcd-client)")?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "etcdctl endpoint status: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })?;
+        Ok((live, v))
+    }
+
+    /// The index of the member that is leader now, as the running members report it.
+    pub fn leader(&self) -> anyhow::Result<usize> {
+        let (live, v) = self.status()?;
+        for s in v.as_array().map(Vec::as_slice).unwrap_or_default() {
+            let status = &s["Status"];
+            if status["leader"].is_u64() && status["leader"] == status["header"]["member_id"] {
+                let ep = s["Endpoint"].as_str().unwrap_or_default();
+                if let Some(i) = self.members.iter().position(|m| m.client_url == ep) {
+                    return Ok(i);
+                }
+            }
+        }
+        bail!("no leader among {live:?}: {v}")
+    }
+
+    /// The cluster's revision now, from a linearizable read: every write etcd acknowledged
+    /// before this call is at or below it.
+    pub fn revision(&self) -> anyhow::Result<u64> {
+        let live = self.live();
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", live.join(",")))
+            .args([
+                "get",
+                "revision-probe",
+                "--consistency=l",
+                "-w",
+                "json",
+                "--command-timeout=5s",
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .context("running etcdctl (Debian's etcd-client)")?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("etcdctl get: {}", String::from_utf8_lossy(&out.stdout)))?;
+        v["header"]["revision"]
+            .as_u64()
+            .with_context(|| format!("no revision from {live:?}: {v}"))
+    }
+
+    /// Waits until some member reports itself leader.
+    pub fn wait_leader(&self, timeout: Duration) -> anyhow::Result<usize> {
+        let t = Instant::now();
+        loop {
+            match self.leader() {
+                Ok(i) => return Ok(i),
+                Err(e) if t.elapsed() > timeout => {
+                    return Err(e.context(format!("etcd logs in {}", self.dir.display())));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Keeps the members' logs after the cluster is dropped.
+    pub fn keep_logs(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            eprintln!("etcd logs kept in {}", tmp.keep().display());
+        }
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            if self.members[i].frozen {
+                let _ = self.freeze(i, false);
+            }
+            self.kill(i);
+        }
+        if std::thread::panicking() {
+            self.keep_logs();
+        }
+    }
+}
