@@ -1,6 +1,8 @@
 //! A real etcd cluster of several members (Debian's etcd-server) on loopback ports, for the
 //! tests and benches of NetHouse on etcd: members can be SIGKILLed and started again on their
-//! data, frozen with SIGSTOP and thawed, and the leader found. Every member is killed by PID when
+//! data, frozen with SIGSTOP and thawed, and the leader found. [`EtcdCluster::start_with`]
+//! puts it on another address and given ports, with TLS that requires client certificates (as
+//! a dedicated etcd for NetHouse's HA install runs). Every member is killed by PID when
 //! the cluster is dropped; a panicking test keeps the logs.
 
 use std::path::{Path, PathBuf};
@@ -22,16 +24,54 @@ pub struct Member {
     frozen: bool,
 }
 
+/// etcd's serving certificate (for its address; also its peer and client identity) and the CA
+/// that signed it and its clients.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Where the members listen: `host`, one client port each (its peer port is the next one).
+#[derive(Clone, Debug)]
+pub struct EtcdSpec {
+    pub host: String,
+    pub client_ports: Vec<u16>,
+    pub tls: Option<EtcdTls>,
+}
+
 pub struct EtcdCluster {
     pub members: Vec<Member>,
+    tls: Option<EtcdTls>,
     initial_cluster: String,
     dir: PathBuf,
     tmp: Option<tempfile::TempDir>,
 }
 
 impl EtcdCluster {
-    /// `n` members, all started, waited for until the cluster has a leader.
+    /// `n` members on free loopback ports, plain HTTP, all started, waited for until the
+    /// cluster has a leader.
     pub fn start(n: usize) -> anyhow::Result<EtcdCluster> {
+        let mut ports = Vec::new();
+        for _ in 0..n {
+            ports.push((free_port()?, free_port()?));
+        }
+        Self::start_on("127.0.0.1", &ports, None)
+    }
+
+    /// One member per client port of `spec`, on its host, with its TLS.
+    pub fn start_with(spec: &EtcdSpec) -> anyhow::Result<EtcdCluster> {
+        let ports: Vec<(u16, u16)> = spec.client_ports.iter().map(|p| (*p, p + 1)).collect();
+        Self::start_on(&spec.host, &ports, spec.tls.clone())
+    }
+
+    /// (client, peer) ports per member.
+    fn start_on(
+        host: &str,
+        ports: &[(u16, u16)],
+        tls: Option<EtcdTls>,
+    ) -> anyhow::Result<EtcdCluster> {
         anyhow::ensure!(
             Path::new(ETCD).exists(),
             "{ETCD} not found: install Debian's etcd-server (scripts/install-deps.sh)"
@@ -39,16 +79,18 @@ impl EtcdCluster {
         let tmp = tempfile::Builder::new()
             .prefix("nethouse-etcd-")
             .tempdir()?;
-        let mut members = Vec::new();
-        for i in 0..n {
-            members.push(Member {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let members: Vec<Member> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| Member {
                 name: format!("m{i}"),
-                client_url: format!("http://127.0.0.1:{}", free_port()?),
-                peer_url: format!("http://127.0.0.1:{}", free_port()?),
+                client_url: format!("{scheme}://{host}:{client}"),
+                peer_url: format!("{scheme}://{host}:{peer}"),
                 child: None,
                 frozen: false,
-            });
-        }
+            })
+            .collect();
         let initial_cluster = members
             .iter()
             .map(|m| format!("{}={}", m.name, m.peer_url))
@@ -56,11 +98,12 @@ impl EtcdCluster {
             .join(",");
         let mut cluster = EtcdCluster {
             members,
+            tls,
             initial_cluster,
             dir: tmp.path().to_path_buf(),
             tmp: Some(tmp),
         };
-        for i in 0..n {
+        for i in 0..ports.len() {
             cluster.spawn(i)?;
         }
         cluster.wait_leader(Duration::from_secs(30))?;
@@ -83,7 +126,21 @@ impl EtcdCluster {
             .append(true)
             .open(self.dir.join(format!("{}.log", m.name)))?;
         // A member started again on its data directory rejoins; the initial flags are ignored.
-        let child = Command::new(ETCD)
+        let mut cmd = Command::new(ETCD);
+        if let Some(t) = &self.tls {
+            let (ca, cert, key) = (t.ca.display(), t.cert.display(), t.key.display());
+            cmd.args([
+                format!("--cert-file={cert}"),
+                format!("--key-file={key}"),
+                format!("--trusted-ca-file={ca}"),
+                "--client-cert-auth".into(),
+                format!("--peer-cert-file={cert}"),
+                format!("--peer-key-file={key}"),
+                format!("--peer-trusted-ca-file={ca}"),
+                "--peer-client-cert-auth".into(),
+            ]);
+        }
+        let child = cmd
             .arg(format!("--name={}", m.name))
             .arg(format!("--data-dir={}", self.dir.join(&m.name).display()))
             .arg(format!("--listen-client-urls={}", m.client_url))
@@ -149,14 +206,27 @@ impl EtcdCluster {
             .collect()
     }
 
+    /// Debian's etcdctl (v3 API) against `endpoints`, with the cluster's TLS (its serving
+    /// certificate doubles as a client one).
+    fn etcdctl(&self, endpoints: &[&str]) -> Command {
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", endpoints.join(",")))
+            .stderr(Stdio::null());
+        if let Some(t) = &self.tls {
+            cmd.arg(format!("--cacert={}", t.ca.display()))
+                .arg(format!("--cert={}", t.cert.display()))
+                .arg(format!("--key={}", t.key.display()));
+        }
+        cmd
+    }
+
     /// `etcdctl endpoint status` of the members that run and are not frozen.
     fn status(&self) -> anyhow::Result<(Vec<&str>, serde_json::Value)> {
         let live = self.live();
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", live.join(",")))
+        let out = self
+            .etcdctl(&live)
             .args(["endpoint", "status", "-w", "json", "--command-timeout=2s"])
-            .stderr(Stdio::null())
             .output()
             .context("running etcdctl (Debian's etcd-client)")?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
@@ -187,9 +257,8 @@ impl EtcdCluster {
     /// before this call is at or below it.
     pub fn revision(&self) -> anyhow::Result<u64> {
         let live = self.live();
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", live.join(",")))
+        let out = self
+            .etcdctl(&live)
             .args([
                 "get",
                 "revision-probe",
@@ -198,7 +267,6 @@ impl EtcdCluster {
                 "json",
                 "--command-timeout=5s",
             ])
-            .stderr(Stdio::null())
             .output()
             .context("running etcdctl (Debian's etcd-client)")?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)
