@@ -22,6 +22,10 @@ cni_deps=$(cargo tree -p nethouse-cni -e normal --target x86_64-unknown-linux-gn
 if grep -E 'reqwest|tokio' <<<"$cni_deps"; then echo "test.sh: nethouse-cni depends on the crates above" >&2; exit 1; fi
 # The e2e tests run the workspace's binaries (nethouse-cni through Debian's bridge plugin).
 cargo build -p nethouse -p nethouse-cni -p nethouse-location-controller -p nethouse-e2e
+# Release builds of the same: the images of the real-node installs are made of them, and the
+# tests that time NetHouse under load (the etcd chaos test) run the newest build, this one.
+cargo build --release --locked -p nethouse -p nethouse-scheduler-extender \
+  -p nethouse-location-controller
 # The upstream Kubernetes binaries: built once from the Go module proxy, then cached.
 bash tests/harness/build-k8s.sh >/dev/null
 # nethouse-cni as it ships (static): the CNI tests run that binary, the one runtimes will run.
