@@ -16,7 +16,7 @@ use nethouse_api::{
     AllocateRequest, Attachment, Client, ClientConfig, LeaseKind, Owner, SubnetSpec,
 };
 use nethouse_e2e::bench_table::{header, ms, pct, row};
-use nethouse_e2e::binaries::{harness_script, workspace_bin};
+use nethouse_e2e::binaries::{harness_script, release_bin};
 use nethouse_e2e::etcd_cluster::EtcdCluster;
 use nethouse_e2e::ports::free_port;
 use tokio::sync::Mutex;
@@ -44,7 +44,7 @@ impl Drop for Killed {
 fn serve(dir: &std::path::Path, name: &str, store: &[String], procs: &mut Killed) -> String {
     let port = free_port().unwrap();
     let served = serve_process::Serve::new(
-        workspace_bin("nethouse").unwrap(),
+        release_bin("nethouse").unwrap(),
         dir.join(format!("{name}.addr")),
     )
     .arg("--insecure-no-auth")

@@ -81,6 +81,22 @@ fn build(args: &[&str]) -> anyhow::Result<Binaries> {
     Ok(Binaries { k8s, etcd })
 }
 
+/// A workspace binary's release build, for what measures it under load (the etcd chaos test
+/// and bench): a debug build is several times slower and would time the build, not NetHouse.
+pub fn release_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let bin = target.join("release").join(name);
+    if !bin.exists() {
+        bail!(
+            "{} is not built: run `cargo build --release -p {name}` first",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
 /// A binary of this workspace (`nethouse`, `nethouse-cni`, `nethouse-node-agent`), built by
 /// `cargo build` into target/debug or target/release — whichever is newer.
 pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {

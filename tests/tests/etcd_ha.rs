@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use nethouse_api::{
     AllocateRequest, Attachment, Client, ClientConfig, LeaseFilter, LeaseKind, Owner, SubnetSpec,
 };
-use nethouse_e2e::binaries::workspace_bin;
+use nethouse_e2e::binaries::release_bin;
 use nethouse_e2e::etcd_cluster::EtcdCluster;
 use nethouse_e2e::ports::free_port;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,7 +56,7 @@ struct Replicas {
 impl Replicas {
     fn start(&mut self, i: usize) -> anyhow::Result<()> {
         let served = Serve::new(
-            workspace_bin("nethouse")?,
+            release_bin("nethouse")?,
             self.dir.join(format!("replica{i}.addr")),
         )
         .args(["--insecure-no-auth", "--store", "etcd"])
