@@ -87,10 +87,8 @@ impl Ipam {
 struct Measured {
     install: Duration,
     created: rounds::Created,
-    /// CPU the nodes (every process in their cgroups) and the control plane used from the
-    /// StatefulSet's creation until all its pods ran.
-    cpu_nodes: Option<Duration>,
-    cpu_control: Duration,
+    /// CPU used from the StatefulSet's creation until all its pods ran.
+    cpu: usage::Cpu,
     /// Delete → Running again, and whether with the same IP.
     rounds: Vec<(Duration, bool)>,
     /// (recreated pod kept its IP, the other pod got the deleted pod's IP).
@@ -167,18 +165,13 @@ fn measure(s: &mut InstallStack, ipam: Ipam) -> anyhow::Result<Measured> {
     // for a few seconds places the first fixed pod in ~0.2 s.
     std::thread::sleep(SETTLE);
 
-    let cpu_before = usage::cpu_used(s);
+    let cpu_before = usage::Cpu::now(s);
     let created = rounds::create_all(&mut s.cluster, &sts, size.pods, ALL_RUNNING_TIMEOUT)?;
-    let cpu_after = usage::cpu_used(s);
+    let cpu = usage::Cpu::now(s).since(&cpu_before);
     let (rss, available) = (usage::stack_rss(s), usage::mem_available()?);
-    let cpu_nodes = cpu_after
-        .0
-        .zip(cpu_before.0)
-        .map(|(a, b)| a.saturating_sub(b));
-    let cpu_control = cpu_after.1.saturating_sub(cpu_before.1);
     eprintln!(
         "{name}: {}/{} Running after {:.1} s (all bound after {:.1} s); CPU: nodes {:.1} s, \
-         control plane {:.1} s; the stack's processes {:.2} GB RSS, {:.1} GB available",
+         control plane {:.1} s, others {:.1} s; the stack's processes {:.2} GB RSS, {:.1} GB available",
         created.running.len(),
         size.pods,
         created
@@ -193,8 +186,9 @@ fn measure(s: &mut InstallStack, ipam: Ipam) -> anyhow::Result<Measured> {
             .copied()
             .unwrap_or_default()
             .as_secs_f64(),
-        cpu_nodes.unwrap_or_default().as_secs_f64(),
-        cpu_control.as_secs_f64(),
+        cpu.nodes.unwrap_or_default().as_secs_f64(),
+        cpu.control_plane.as_secs_f64(),
+        cpu.others().as_secs_f64(),
         rss as f64 / 1e9,
         available as f64 / 1e9
     );
@@ -266,8 +260,7 @@ fn measure(s: &mut InstallStack, ipam: Ipam) -> anyhow::Result<Measured> {
     Ok(Measured {
         install,
         created,
-        cpu_nodes,
-        cpu_control,
+        cpu,
         rounds: deleted,
         crowded,
         rss,

@@ -39,15 +39,60 @@ pub fn mem_available() -> anyhow::Result<u64> {
         .context("no MemAvailable in /proc/meminfo")
 }
 
-/// CPU time used so far: (all nodes, the control plane). `None` for the nodes where their
-/// cgroup's accounting cannot be read.
-pub fn cpu_used(s: &InstallStack) -> (Option<Duration>, Duration) {
-    let nodes: Option<Vec<Duration>> = s.nodes.nodes.iter().map(node_cpu).collect();
-    let control: f64 = s.cluster.pids().into_iter().filter_map(process_cpu).sum();
-    (
-        nodes.map(|v| v.into_iter().sum()),
-        Duration::from_secs_f64(control),
-    )
+/// CPU time used so far.
+#[derive(Clone, Copy, Default)]
+pub struct Cpu {
+    /// All nodes; `None` where a node's cgroup accounting cannot be read.
+    pub nodes: Option<Duration>,
+    pub control_plane: Duration,
+    /// Every CPU of the machine, busy (not idle, not waiting for I/O): what else ran shows as
+    /// this minus the two above.
+    pub machine: Duration,
+}
+
+impl Cpu {
+    pub fn now(s: &InstallStack) -> Cpu {
+        let nodes: Option<Vec<Duration>> = s.nodes.nodes.iter().map(node_cpu).collect();
+        let control: f64 = s.cluster.pids().into_iter().filter_map(process_cpu).sum();
+        Cpu {
+            nodes: nodes.map(|v| v.into_iter().sum()),
+            control_plane: Duration::from_secs_f64(control),
+            machine: machine_busy().unwrap_or_default(),
+        }
+    }
+
+    /// What was used from `before` to `self`.
+    pub fn since(&self, before: &Cpu) -> Cpu {
+        Cpu {
+            nodes: self
+                .nodes
+                .zip(before.nodes)
+                .map(|(a, b)| a.saturating_sub(b)),
+            control_plane: self.control_plane.saturating_sub(before.control_plane),
+            machine: self.machine.saturating_sub(before.machine),
+        }
+    }
+
+    /// The machine's busy time that was neither the nodes' nor the control plane's.
+    pub fn others(&self) -> Duration {
+        self.machine
+            .saturating_sub(self.nodes.unwrap_or_default())
+            .saturating_sub(self.control_plane)
+    }
+}
+
+/// `/proc/stat`'s busy ticks of all CPUs: user, nice, system, irq, softirq, steal.
+fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<f64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let busy: f64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|i| f.get(*i)).sum();
+    Some(Duration::from_secs_f64(busy / TICKS))
 }
 
 /// The node's cgroup (the top of the path its first process is in): cpuacct's usage on cgroup
