@@ -18,34 +18,8 @@ PLUGINS=(errors health ready kubernetes metrics forward cache loop reload loadba
 log() { printf '[build-coredns] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
-command -v go >/dev/null 2>&1 || die "go not found in PATH or /usr/local/go/bin"
-
-OUT_DIR="${1:-${NETHOUSE_COREDNS_CACHE:-$HOME/.cache/nethouse/coredns}/$COREDNS_VERSION}"
-mkdir -p "$OUT_DIR"
-OUT_DIR="$(cd "$OUT_DIR" && pwd)"
-BIN="$OUT_DIR/coredns"
-if [[ -x "$BIN" ]]; then
-    printf '%s\n' "$BIN"
-    exit 0
-fi
-
-exec 9>"$OUT_DIR/.lock"
-if ! flock -n 9; then
-    log "another build of CoreDNS $COREDNS_VERSION is running; waiting for its lock..."
-    flock 9
-fi
-if [[ -x "$BIN" ]]; then
-    printf '%s\n' "$BIN"
-    exit 0
-fi
-
-export CGO_ENABLED=0 GOWORK=off
-export GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false"
-src="$OUT_DIR/src"
-rm -rf "$src"
-mkdir -p "$src"
-cd "$src"
+. "$(dirname "${BASH_SOURCE[0]}")/go-cache.sh"
+go_cached CoreDNS "$COREDNS_VERSION" coredns "${NETHOUSE_COREDNS_CACHE:-$HOME/.cache/nethouse/coredns}" "${1:-}"
 {
     echo "module nethouse.local/coredns-build"
     echo

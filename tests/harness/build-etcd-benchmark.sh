@@ -16,34 +16,8 @@ ETCD_VERSION="v3.5.21"
 log() { printf '[build-etcd-benchmark] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
-command -v go >/dev/null 2>&1 || die "go not found in PATH or /usr/local/go/bin"
-
-OUT_DIR="${1:-${NETHOUSE_ETCD_BENCHMARK_CACHE:-$HOME/.cache/nethouse/etcd-benchmark}/$ETCD_VERSION}"
-mkdir -p "$OUT_DIR"
-OUT_DIR="$(cd "$OUT_DIR" && pwd)"
-BIN="$OUT_DIR/benchmark"
-if [[ -x "$BIN" ]]; then
-    printf '%s\n' "$BIN"
-    exit 0
-fi
-
-exec 9>"$OUT_DIR/.lock"
-if ! flock -n 9; then
-    log "another build of etcd's benchmark $ETCD_VERSION is running; waiting for its lock..."
-    flock 9
-fi
-if [[ -x "$BIN" ]]; then
-    printf '%s\n' "$BIN"
-    exit 0
-fi
-
-export CGO_ENABLED=0 GOWORK=off
-export GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false"
-src="$OUT_DIR/src"
-rm -rf "$src"
-mkdir -p "$src"
-cd "$src"
+. "$(dirname "${BASH_SOURCE[0]}")/go-cache.sh"
+go_cached "etcd's benchmark" "$ETCD_VERSION" benchmark "${NETHOUSE_ETCD_BENCHMARK_CACHE:-$HOME/.cache/nethouse/etcd-benchmark}" "${1:-}"
 {
     echo "module nethouse.local/etcd-benchmark-build"
     echo

@@ -19,35 +19,9 @@ MODULE="github.com/k8snetworkplumbingwg/whereabouts"
 log() { printf '[build-whereabouts] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
-command -v go >/dev/null 2>&1 || die "go not found in PATH or /usr/local/go/bin"
-
-OUT_DIR="${1:-${NETHOUSE_WHEREABOUTS_CACHE:-$HOME/.cache/nethouse/whereabouts}/$WHEREABOUTS_VERSION}"
-mkdir -p "$OUT_DIR"
-OUT_DIR="$(cd "$OUT_DIR" && pwd)"
-BIN="$OUT_DIR/whereabouts"
+. "$(dirname "${BASH_SOURCE[0]}")/go-cache.sh"
 # The binary is moved into place last, so its presence means the CRDs are there too.
-if [[ -x "$BIN" ]]; then
-    printf '%s\n' "$BIN"
-    exit 0
-fi
-
-exec 9>"$OUT_DIR/.lock"
-if ! flock -n 9; then
-    log "another build of Whereabouts $WHEREABOUTS_VERSION is running; waiting for its lock..."
-    flock 9
-fi
-if [[ -x "$BIN" ]]; then
-    printf '%s\n' "$BIN"
-    exit 0
-fi
-
-export CGO_ENABLED=0 GOWORK=off
-export GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false"
-src="$OUT_DIR/src"
-rm -rf "$src"
-mkdir -p "$src"
-cd "$src"
+go_cached Whereabouts "$WHEREABOUTS_VERSION" whereabouts "${NETHOUSE_WHEREABOUTS_CACHE:-$HOME/.cache/nethouse/whereabouts}" "${1:-}"
 {
     echo "module nethouse.local/whereabouts-build"
     echo
