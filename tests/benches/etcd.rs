@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nethouse_api::{
-    AllocateRequest, Attachment, Client, ClientConfig, LeaseKind, Owner, SubnetSpec,
-};
+use nethouse_api::SubnetSpec;
+use nethouse_e2e::alloc_load::{fixed_request, rotated_client};
 use nethouse_e2e::bench_table::{header, ms, pct, row};
 use nethouse_e2e::binaries::{harness_script, release_bin};
 use nethouse_e2e::etcd_cluster::EtcdCluster;
@@ -68,7 +67,7 @@ struct Result {
 /// 64 clients allocating fixed leases (each its own pods) until the time is up; what was
 /// acknowledged in the measured window after the warm-up.
 async fn load(urls: &[String]) -> Result {
-    let ctl = client(urls, 0);
+    let ctl = rotated_client(urls, 0, None);
     let spec: SubnetSpec =
         serde_json::from_value(serde_json::json!({"zone": "z1", "cidr": "10.64.0.0/12"})).unwrap();
     ctl.add_subnet(&spec).await.unwrap();
@@ -78,13 +77,13 @@ async fn load(urls: &[String]) -> Result {
     let measure_from = start + WARM_UP;
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|n| {
-            let c = client(urls, n % urls.len());
+            let c = rotated_client(urls, n % urls.len(), None);
             let (stop, seen) = (stop.clone(), seen.clone());
             tokio::spawn(async move {
                 let mut i = 0usize;
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let r = c.allocate(&request(n, i)).await;
+                    let r = c.allocate(&fixed_request(n, i)).await;
                     let took = t.elapsed();
                     let mut s = seen.lock().await;
                     match r {
@@ -109,31 +108,6 @@ async fn load(urls: &[String]) -> Result {
         per_second: latencies.len() as f64 / MEASURE.as_secs_f64(),
         latencies,
         errors,
-    }
-}
-
-fn client(urls: &[String], first: usize) -> Client {
-    let mut cfg = ClientConfig::new(String::new());
-    cfg.urls = (0..urls.len())
-        .map(|k| urls[(first + k) % urls.len()].clone())
-        .collect();
-    Client::new(cfg).unwrap()
-}
-
-fn request(client_no: usize, i: usize) -> AllocateRequest {
-    AllocateRequest {
-        zone: "z1".into(),
-        kind: LeaseKind::Fixed,
-        owner: Some(Owner {
-            cluster: "bench".into(),
-            namespace: "ns".into(),
-            pod: format!("p{client_no}-{i}"),
-        }),
-        attachment: Attachment {
-            container_id: format!("c{client_no}-{i}"),
-            ifname: "eth0".into(),
-            node: format!("n{}", client_no % 8),
-        },
     }
 }
 

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod alloc_load;
 pub mod bench_table;
 pub mod binaries;
 pub mod cluster;

@@ -14,9 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nethouse_api::{
-    AllocateRequest, Attachment, Client, ClientConfig, LeaseFilter, LeaseKind, Owner, SubnetSpec,
-};
+use nethouse_api::{Client, LeaseFilter, SubnetSpec};
+use nethouse_e2e::alloc_load::{fixed_request, rotated_client};
 use nethouse_e2e::binaries::release_bin;
 use nethouse_e2e::etcd_cluster::EtcdCluster;
 use nethouse_e2e::ports::free_port;
@@ -108,31 +107,11 @@ struct Seen {
     errors: BTreeMap<String, usize>,
 }
 
-fn client(urls: &[String], first: usize) -> Client {
-    let mut cfg = ClientConfig::new(String::new());
-    // Each client starts at another replica, so the load goes through all of them.
-    cfg.urls = (0..urls.len())
-        .map(|k| urls[(first + k) % urls.len()].clone())
-        .collect();
-    cfg.timeout = Duration::from_secs(4);
-    Client::new(cfg).expect("client")
-}
+/// Each call may take this long: under the 5 s every client must be served again within.
+const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 
-fn request(client_no: usize, i: usize) -> AllocateRequest {
-    AllocateRequest {
-        zone: "z1".into(),
-        kind: LeaseKind::Fixed,
-        owner: Some(Owner {
-            cluster: "k".into(),
-            namespace: "ns".into(),
-            pod: format!("p{client_no}-{i}"),
-        }),
-        attachment: Attachment {
-            container_id: format!("c{client_no}-{i}"),
-            ifname: "eth0".into(),
-            node: format!("n{}", client_no % 8),
-        },
-    }
+fn client(urls: &[String], first: usize) -> Client {
+    rotated_client(urls, first, Some(CALL_TIMEOUT))
 }
 
 /// Allocates until `stop`; a failed call is tried again with the same request (idempotent), so
@@ -140,7 +119,7 @@ fn request(client_no: usize, i: usize) -> AllocateRequest {
 async fn load(client_no: usize, c: Client, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) {
-        let req = request(client_no, i);
+        let req = fixed_request(client_no, i);
         match c.allocate(&req).await {
             Ok(resp) => {
                 let mut s = seen.lock().await;

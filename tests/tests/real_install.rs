@@ -21,16 +21,8 @@ const REPLICAS: usize = 5;
 #[test]
 fn shipped_manifests_run_on_real_nodes_and_fixed_pods_keep_ip_and_zone() {
     let t_test = Instant::now();
-    let mut s = InstallStack::start(
-        &["z1", "z2"],
-        &[
-            ("z1-a", "z1"),
-            ("z1-b", "z1"),
-            ("z2-a", "z2"),
-            ("z2-b", "z2"),
-        ],
-    )
-    .expect("images, fabric, control plane, 4 real nodes, CoreDNS");
+    let mut s =
+        InstallStack::two_by_two().expect("images, fabric, control plane, 4 real nodes, CoreDNS");
     let t = s.timings;
     println!(
         "images {:.1} s; control plane {:.1} s; 4 nodes registered {:.1} s after their start; \

@@ -24,16 +24,8 @@ const ETCD_PORTS: [u16; 3] = [12379, 22379, 32379];
 #[test]
 fn ha_install_keeps_fixed_pods_through_the_death_of_a_nethouse_replica_node() {
     let t_test = Instant::now();
-    let mut s = InstallStack::start(
-        &["z1", "z2"],
-        &[
-            ("z1-a", "z1"),
-            ("z1-b", "z1"),
-            ("z2-a", "z2"),
-            ("z2-b", "z2"),
-        ],
-    )
-    .expect("images, fabric, control plane, 4 real nodes, CoreDNS");
+    let mut s =
+        InstallStack::two_by_two().expect("images, fabric, control plane, 4 real nodes, CoreDNS");
     // Inside the fabric, like the control plane: nodes reach it, pods do not need to.
     let (etcd, client) = start_etcd(&s).expect("3-member etcd with TLS on the fabric");
     let r = run(&mut s, client);

@@ -77,15 +77,7 @@ fn main() -> anyhow::Result<()> {
     step(
         "Real nodes: 2 zones x 2 nodes (kubelet + containerd + kube-proxy), control plane v1.35.8, CoreDNS",
     );
-    let mut s = InstallStack::start(
-        &["z1", "z2"],
-        &[
-            ("z1-a", "z1"),
-            ("z1-b", "z1"),
-            ("z2-a", "z2"),
-            ("z2-b", "z2"),
-        ],
-    )?;
+    let mut s = InstallStack::two_by_two()?;
     for z in &s.fabric.zones {
         println!(
             "zone {}: L2 segment {} (gateway {})",

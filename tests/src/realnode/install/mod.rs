@@ -53,7 +53,21 @@ pub struct InstallStack {
     pub fabric: Fabric,
 }
 
+/// The layout of the install scenarios (tests, demo): 2 zones × 2 nodes.
+pub const TWO_ZONES: &[&str] = &["z1", "z2"];
+pub const TWO_BY_TWO: &[(&str, &str)] = &[
+    ("z1-a", "z1"),
+    ("z1-b", "z1"),
+    ("z2-a", "z2"),
+    ("z2-b", "z2"),
+];
+
 impl InstallStack {
+    /// [`InstallStack::start`] with [`TWO_ZONES`] and [`TWO_BY_TWO`].
+    pub fn two_by_two() -> anyhow::Result<InstallStack> {
+        Self::start(TWO_ZONES, TWO_BY_TWO)
+    }
+
     /// `nodes`: (name, zone), every zone among `zones`; their zone labels are set at
     /// registration, as users label nodes. CoreDNS is applied; nothing of NetHouse is.
     pub fn start(zones: &[&str], nodes: &[(&str, &str)]) -> anyhow::Result<InstallStack> {
