@@ -22,8 +22,9 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
-# Prints the tables recorded in BENCHMARKS.md (about 20 minutes; 1M-lease start-up and several
-# control planes included; the cluster benches need root).
+# Prints the tables recorded in BENCHMARKS.md (about 35 minutes; 1M-lease start-up, several
+# control planes, real nodes with NetHouse and Whereabouts, a 3-member etcd included; the cluster,
+# real-node and etcd benches need root; the etcd bench times the release nethouse).
 bench:
 	cargo bench -p nethouse --bench service
 	NETHOUSE_CNI_BIN=$$(./scripts/build-cni-static.sh) cargo bench -p nethouse-cni --bench cni
@@ -31,3 +32,5 @@ bench:
 	cargo bench -p nethouse-e2e --bench cluster
 	cargo bench -p nethouse-e2e --bench scheduler
 	cargo bench -p nethouse-e2e --bench real_nodes
+	cargo build --release -p nethouse
+	cargo bench -p nethouse-e2e --bench etcd
