@@ -69,6 +69,10 @@ pub struct EtcdArgs {
     /// [default: 1s].
     #[arg(long, value_parser = parse_duration)]
     pub etcd_request_timeout: Option<Duration>,
+    /// etcd's --max-txn-ops, if etcd runs with another than its default: commits waiting
+    /// together are sent as one transaction within it [default: 128].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
+    pub etcd_max_txn_ops: Option<u32>,
 }
 
 /// A file's text without its final line break; an empty one is an error naming `flag`.
@@ -98,6 +102,7 @@ impl EtcdArgs {
                 self.etcd_request_timeout.is_some(),
                 "--etcd-request-timeout",
             ),
+            (self.etcd_max_txn_ops.is_some(), "--etcd-max-txn-ops"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
@@ -134,6 +139,9 @@ impl EtcdArgs {
             EtcdOptions::new(&self.etcd_endpoints, prefix, tls, user).map_err(CliError::Etcd)?;
         if let Some(t) = self.etcd_request_timeout {
             opts.request_timeout = t;
+        }
+        if let Some(n) = self.etcd_max_txn_ops {
+            opts.max_txn_ops = n as usize;
         }
         Ok(opts)
     }
@@ -210,6 +218,8 @@ mod tests {
         // Well inside one exchange of a client with NetHouse (the CNI plugin's is 3 s): a
         // member that answers nothing costs a call one timeout, not the caller's deadline.
         assert_eq!(o.request_timeout, std::time::Duration::from_secs(1));
+        // etcd's own default, which group commit stays within.
+        assert_eq!(o.max_txn_ops, 128);
 
         let dir = tempfile::tempdir().unwrap();
         let (user, password) = (dir.path().join("user"), dir.path().join("password"));
@@ -225,6 +235,7 @@ mod tests {
             &format!("--etcd-user-file={}", user.display()),
             &format!("--etcd-password-file={}", password.display()),
             "--etcd-request-timeout=2s",
+            "--etcd-max-txn-ops=512",
         ]) else {
             panic!("etcd with TLS and auth")
         };
@@ -232,6 +243,7 @@ mod tests {
         assert_eq!(o.prefix, "/team-a/");
         assert_eq!(o.user, Some(("nethouse".into(), "s3cret".into())));
         assert_eq!(o.request_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(o.max_txn_ops, 512);
         let tls = o.tls.unwrap();
         assert!(tls.ca_file.is_some() && tls.identity.is_some());
     }
@@ -312,6 +324,18 @@ mod tests {
                     "--etcd-request-timeout=soon",
                 ][..],
                 "--etcd-request-timeout",
+            ),
+            (
+                &[
+                    "--store=etcd",
+                    "--etcd-endpoints=a:1",
+                    "--etcd-max-txn-ops=1",
+                ][..],
+                "--etcd-max-txn-ops",
+            ),
+            (
+                &["--data-dir=/d", "--etcd-max-txn-ops=256"][..],
+                "--etcd-max-txn-ops is only used",
             ),
         ] {
             let e = store(args).map(|_| ()).unwrap_err();

@@ -1,9 +1,11 @@
 //! Keeping the view current with what other replicas commit: the store's watch reports every
-//! committed transaction (`server::follow` feeds them in), and each is applied here key by key,
+//! revision's changes (`server::follow` feeds them in), and each is applied here key by key,
 //! newer revisions only — the view may already hold a key's newer state (this replica's own
-//! write, or a refresh after a lost race) when an older change of it arrives. A deleted lease
-//! leaves a tombstone until the watch has passed its deletion, so a late older change cannot
-//! bring it back.
+//! write, or a refresh after a lost race) when an older change of it arrives. A revision may
+//! carry several transactions (the etcd store's group commit: this replica's own and other
+//! replicas' side by side), but one key at most once, so a key the view holds at that very
+//! revision already holds that change and is skipped. A deleted lease leaves a tombstone until
+//! the watch has passed its deletion, so a late older change cannot bring it back.
 //!
 //! With a shared store an answer the view gives without writing ("this attachment already has
 //! this lease", "no such lease") is confirmed against the store first ([`Ipam::confirm`]):
@@ -135,7 +137,7 @@ impl<S: Store> Ipam<S> {
         self.applied.load(Ordering::SeqCst)
     }
 
-    /// Applies one watched transaction. A record that cannot be decoded is skipped (and
+    /// Applies one watched revision. A record that cannot be decoded is skipped (and
     /// returned as the error): the view is a cache, and the revision checks keep every write
     /// right whatever it misses.
     pub fn apply_watched(&self, changes: &Changes) -> Result<(), IpamError> {

@@ -23,6 +23,9 @@ pub async fn run<S: Store, F: Future<Output = S>>(mut make: impl FnMut() -> F) {
     watch_sees_each_commit_once(make().await).await;
     watch_from_an_old_revision_replays_or_says_compacted(make().await).await;
     concurrent_commits_are_watched_in_revision_order(Arc::new(make().await)).await;
+    concurrent_independent_commits_each_get_their_own_outcome(Arc::new(make().await)).await;
+    a_conflict_fails_alone_among_concurrent_commits(Arc::new(make().await)).await;
+    dependent_concurrent_commits_are_ordered(Arc::new(make().await)).await;
 }
 
 /// The next item of `w`, failing the test after a few seconds instead of hanging it.
@@ -180,6 +183,8 @@ pub async fn old_watch_is_compacted<S: Store, F: Future<Output = ()>>(
     assert_eq!(next(&mut w).await.unwrap().unwrap().revision, r);
 }
 
+/// Concurrent commits: each is watched once, at the revision its commit answered, in revision
+/// order. Commits a store committed together share a revision and come as one [`Changes`].
 async fn concurrent_commits_are_watched_in_revision_order<S: Store>(s: Arc<S>) {
     let start = s.revision().await.unwrap();
     let mut w = s.watch(start).await.unwrap();
@@ -187,23 +192,152 @@ async fn concurrent_commits_are_watched_in_revision_order<S: Store>(s: Arc<S>) {
     for i in 0..16u8 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            committed(
+            let r = committed(
                 s.commit(Txn::default().put(format!("p/{i}"), vec![i]))
                     .await
                     .unwrap(),
-            )
+            );
+            (r, put(&format!("p/{i}"), &[i]))
         }));
     }
-    let mut revs = Vec::new();
+    let mut want: Vec<(Revision, Change)> = Vec::new();
     for t in tasks {
+        want.push(t.await.unwrap());
+    }
+    let mut seen: Vec<(Revision, Change)> = Vec::new();
+    let mut last = start;
+    while seen.len() < want.len() {
+        let c = next(&mut w).await.unwrap().unwrap();
+        assert!(c.revision > last, "in revision order, each revision once");
+        last = c.revision;
+        seen.extend(c.changes.into_iter().map(|ch| (c.revision, ch)));
+    }
+    let by_key = |v: &mut Vec<(Revision, Change)>| v.sort_by(|a, b| a.1.key.cmp(&b.1.key));
+    by_key(&mut want);
+    by_key(&mut seen);
+    assert_eq!(seen, want, "each commit once, at its revision");
+    let more = tokio::time::timeout(Duration::from_millis(300), w.next()).await;
+    assert!(more.is_err(), "an extra item: {more:?}");
+}
+
+/// Many commits at once on keys of their own, each checking one: every one commits, and each
+/// key carries the revision its own commit answered (several may share one).
+async fn concurrent_independent_commits_each_get_their_own_outcome<S: Store>(s: Arc<S>) {
+    let tasks: Vec<_> = (0..64u8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let key = format!("g/{i}");
+                let out = s
+                    .commit(
+                        Txn::default()
+                            .check(&key, Expect::Absent)
+                            .check("g/shared", Expect::Absent)
+                            .put(&key, vec![i]),
+                    )
+                    .await
+                    .unwrap();
+                (key, i, committed(out))
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (key, i, rev) = t.await.unwrap();
+        let v = s.get(&key).await.unwrap().unwrap();
+        assert_eq!((v.value, v.revision), (vec![i], rev), "{key}");
+    }
+}
+
+/// Among many commits at once, the ones whose check fails lose alone: each names its own
+/// failed check and writes nothing, every other commits.
+async fn a_conflict_fails_alone_among_concurrent_commits<S: Store>(s: Arc<S>) {
+    let taken = committed(
+        s.commit(Txn::default().put("f/taken", b"x".to_vec()))
+            .await
+            .unwrap(),
+    );
+    let tasks: Vec<_> = (0..48u8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let key = format!("f/{i}");
+                let mut t = Txn::default().check(&key, Expect::Absent);
+                // Every eighth one expects what is not there (the first check holds).
+                let loses = i % 8 == 3;
+                if loses {
+                    t = t.check("f/taken", Expect::Absent);
+                }
+                let t = t
+                    .check("f/taken", Expect::Revision(taken))
+                    .put(&key, vec![i]);
+                (key, loses, s.commit(t).await.unwrap())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (key, loses, out) = t.await.unwrap();
+        if loses {
+            assert_eq!(
+                out,
+                Outcome::Conflict {
+                    key: "f/taken".into()
+                },
+                "{key}"
+            );
+            assert_eq!(s.get(&key).await.unwrap(), None, "{key}: nothing written");
+        } else {
+            let rev = committed(out);
+            assert_eq!(s.get(&key).await.unwrap().unwrap().revision, rev, "{key}");
+        }
+    }
+}
+
+/// Commits at once that depend on each other behave as if one came after the other: of two
+/// that each write the key the other expects absent, exactly one commits; commits writing one
+/// key never share a revision.
+async fn dependent_concurrent_commits_are_ordered<S: Store>(s: Arc<S>) {
+    let mut pairs = Vec::new();
+    for i in 0..16u8 {
+        let (a, b) = (format!("d/{i}/a"), format!("d/{i}/b"));
+        for (check, write) in [(a.clone(), b.clone()), (b, a)] {
+            let s = s.clone();
+            pairs.push(tokio::spawn(async move {
+                let t = Txn::default()
+                    .check(check, Expect::Absent)
+                    .put(write, vec![i]);
+                (i, s.commit(t).await.unwrap())
+            }));
+        }
+    }
+    let mut wins = [0u8; 16];
+    for p in pairs {
+        let (i, out) = p.await.unwrap();
+        if matches!(out, Outcome::Committed(_)) {
+            wins[usize::from(i)] += 1;
+        }
+    }
+    assert_eq!(wins, [1; 16], "one commit of each pair");
+    let same_key: Vec<_> = (0..16u8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                committed(
+                    s.commit(Txn::default().put("d/same", vec![i]))
+                        .await
+                        .unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut revs = Vec::new();
+    for t in same_key {
         revs.push(t.await.unwrap());
     }
     revs.sort_unstable();
-    let mut seen = Vec::new();
-    for _ in 0..16 {
-        seen.push(next(&mut w).await.unwrap().unwrap().revision);
-    }
-    assert_eq!(seen, revs, "each commit once, in revision order");
+    revs.dedup();
+    assert_eq!(revs.len(), 16, "writes of one key at 16 revisions");
+    let last = s.get("d/same").await.unwrap().unwrap();
+    assert_eq!(last.revision, revs[15], "the last write is the one kept");
 }
 
 async fn reserve_if_free(s: impl Store) {

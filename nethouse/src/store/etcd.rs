@@ -1,10 +1,13 @@
 //! The store of several NetHouse replicas: etcd (`nethouse serve --store etcd`).
 //!
-//! Every [`Txn`] is ONE etcd transaction: its checks are the compares (absent: `version == 0`;
+//! Every [`Txn`] is an etcd transaction: its checks are the compares (absent: `version == 0`;
 //! at a revision: `mod_revision == r`), its ops the success branch, and the revision etcd
 //! answers is the commit's. Store revisions ARE etcd revisions, so a watch resumes exactly
 //! where a read-back left off. A lost race reads the checked keys in the failure branch of the
 //! same transaction, so the conflict names the first failed check without a second round-trip.
+//! Commits that wait while another is in flight go to etcd together, as nested transactions of
+//! one (`group`, `batch`): each keeps its own checks and outcome, and those that commit share
+//! one revision (they never share a key).
 //!
 //! Keys: `{--etcd-prefix}{key}`, with the IPAM's key scheme underneath (`ipam::keys`): one key
 //! per lease (`l/…`), one per address ever used (`i/{subnet}/{ip}`), one per subnet (`s/…`) and
@@ -15,12 +18,19 @@
 //!
 //! Files: `connect` (flags to clients: endpoints, TLS, auth), `members` (one client per member,
 //! which member to ask), `route` (a round-trip on the first member that serves it), `reach`
-//! (round-trips timed, reachability as health), `txn` (a Txn as etcd's), `watch` (etcd's watch
-//! as [`Watch`], noticing a member that stopped answering).
+//! (round-trips timed, reachability as health), `txn` (a Txn, or a group of them, as etcd's),
+//! `batch` (which waiting commits may go together), `group` (group commit: the queue and the
+//! task that sends it), `watch` (etcd's watch as [`Watch`], noticing a member that stopped
+//! answering).
 
+mod batch;
 mod connect;
 #[cfg(test)]
 mod failover_tests;
+mod group;
+#[cfg(test)]
+mod group_tests;
+mod leader;
 mod members;
 mod reach;
 mod route;
@@ -34,6 +44,7 @@ use std::sync::Arc;
 use etcd_client::GetOptions;
 
 pub use connect::{ConnectError, EtcdOptions, EtcdTls};
+use group::Committer;
 use reach::Reach;
 use route::{Conn, Retry};
 
@@ -51,6 +62,8 @@ pub struct EtcdStore {
     prefix: String,
     /// The task that probes etcd while nothing else talks to it; aborted on drop.
     probe: tokio::task::AbortHandle,
+    /// Group commit: every commit goes through its queue.
+    committer: Committer,
 }
 
 impl EtcdStore {
@@ -71,10 +84,16 @@ impl EtcdStore {
             format!("{}{}", opts.prefix, crate::ipam::keys::SUBNETS_META),
         ))
         .abort_handle();
+        let limits = batch::Limits {
+            max_txn_ops: opts.max_txn_ops,
+            ..batch::Limits::default()
+        };
+        let committer = Committer::start(conn.clone(), &opts.prefix, limits);
         Ok(EtcdStore {
             conn,
             prefix: opts.prefix.clone(),
             probe,
+            committer,
         })
     }
 
@@ -196,18 +215,7 @@ impl Store for EtcdStore {
     }
 
     async fn commit(&self, t: Txn) -> Result<Outcome, StoreError> {
-        let request = txn::to_etcd(&t, &self.prefix);
-        // Tried on the next member only when it certainly did nothing: a commit whose answer
-        // was lost may have landed, and only the caller's re-read can tell.
-        let (resp, _) = self
-            .conn
-            .call("txn", Retry::IfNotApplied, |c| {
-                let request = request.clone();
-                async move { c.kv_client().txn(request).await }
-            })
-            .await
-            .map_err(|e| e.commit(&t))?;
-        Ok(txn::outcome(&t, &self.prefix, &resp))
+        self.committer.commit(t).await
     }
 
     async fn revision(&self) -> Result<Revision, StoreError> {

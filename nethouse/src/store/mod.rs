@@ -22,7 +22,9 @@ mod conformance;
 #[cfg(test)]
 pub mod faulty;
 
-/// A store-wide, strictly increasing number stamped on every key a transaction writes.
+/// A store-wide number stamped on every key a transaction writes; it grows with every commit
+/// that writes. Commits a store applied together (the etcd store's group commit) may share one
+/// revision, but never a key: one key is written at most once per revision.
 pub type Revision = u64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,7 +73,9 @@ impl Txn {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Applied and durable; the keys written carry this revision.
+    /// Applied and durable; the keys written carry this revision. Other transactions committed
+    /// together with this one may carry the same revision (none of them writes a key this one
+    /// checks or writes).
     Committed(Revision),
     /// The first check that failed; nothing was written.
     Conflict { key: String },
@@ -131,15 +135,19 @@ pub trait Store: Send + Sync + 'static {
         })
     }
 
-    /// Applies `txn` atomically and durably; returns once the outcome is durable.
+    /// Applies `txn` atomically and durably; returns once the outcome is durable. Concurrent
+    /// commits behave as if applied one after another in some order, each checked against the
+    /// state the ones before it left: the store may apply several at once (group commit), each
+    /// with its own outcome.
     fn commit(&self, txn: Txn) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
 
     /// The store's revision now: every commit answered so far is at or below it. Read before a
     /// full read-back, it is where a watch that keeps the read-back current starts.
     fn revision(&self) -> impl Future<Output = Result<Revision, StoreError>> + Send;
 
-    /// Every transaction committed with a revision above `after`, in revision order, each once
-    /// ([`Changes`]: its revision and the keys it put or deleted). When the changes after
+    /// Every revision above `after` that wrote something, in revision order, each once
+    /// ([`Changes`]: the revision and every key put or deleted at it, by one transaction or by
+    /// several committed together). When the changes after
     /// `after` cannot be replayed, the watch fails with [`StoreError::Compacted`] (at once or
     /// as its next item): the watcher must read the store again. A watch that ends (`None`)
     /// was cut: watch again from the last revision seen.

@@ -1,12 +1,12 @@
-//! What [`super::Store::watch`] hands out: the committed transactions after a revision, one
-//! [`Changes`] per transaction, as a stream every store can feed (its own change log, or an
-//! etcd watch).
+//! What [`super::Store::watch`] hands out: what was committed after a revision, one
+//! [`Changes`] per revision, as a stream every store can feed (its own change log, or an etcd
+//! watch).
 
 use futures::stream::{BoxStream, StreamExt};
 
 use super::{Revision, StoreError};
 
-/// One key a committed transaction wrote.
+/// One key a commit wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     pub key: String,
@@ -14,8 +14,9 @@ pub struct Change {
     pub value: Option<Vec<u8>>,
 }
 
-/// Everything one committed transaction wrote, at its revision. A transaction that wrote
-/// nothing (no ops, or only deletes of missing keys) is not reported.
+/// Everything written at one revision: by one transaction, or by several the store committed
+/// together (group commit; they never write the same key). A revision at which nothing was
+/// written (no ops, or only deletes of missing keys) is not reported.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Changes {
     pub revision: Revision,
@@ -32,7 +33,7 @@ impl Watch {
         Watch { stream }
     }
 
-    /// The next committed transaction; `None` once the watch was cut (watch again from the
+    /// The next revision's changes; `None` once the watch was cut (watch again from the
     /// last revision seen). After an error the watch is over.
     pub async fn next(&mut self) -> Option<Result<Changes, StoreError>> {
         self.stream.next().await

@@ -36,20 +36,68 @@ fn free_port() -> u16 {
 impl Etcd {
     /// Starts etcd in `dir` (its data and log go there) and waits until it answers.
     pub fn start(dir: &Path, tls: Option<EtcdTlsFiles>) -> Etcd {
-        std::fs::create_dir_all(dir).expect("etcd's directory");
+        Self::start_with(dir, tls, &[])
+    }
+
+    /// As [`Etcd::start`], with more of etcd's flags (e.g. `--max-txn-ops=16`).
+    pub fn start_with(dir: &Path, tls: Option<EtcdTlsFiles>, flags: &[&str]) -> Etcd {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://127.0.0.1:{}", free_port());
         let peer = format!("http://127.0.0.1:{}", free_port());
+        let initial = format!("default={peer}");
+        let etcd = Self::spawn(dir, "default", url, &peer, &initial, tls, flags);
+        etcd.wait_healthy(Duration::from_secs(30));
+        etcd
+    }
+
+    /// `n` members of one etcd, each in `dir/m{i}`, plain HTTP; returned once every member
+    /// answers (a leader was elected).
+    pub fn cluster(dir: &Path, n: usize) -> Vec<Etcd> {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members: Vec<Etcd> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| {
+                let (name, url) = (format!("m{i}"), format!("http://127.0.0.1:{client}"));
+                let peer = format!("http://127.0.0.1:{peer}");
+                Self::spawn(&dir.join(&name), &name, url, &peer, &initial, None, &[])
+            })
+            .collect();
+        for m in &members {
+            m.wait_healthy(Duration::from_secs(30));
+        }
+        members
+    }
+
+    /// Starts one member named `name` (not waited for).
+    fn spawn(
+        dir: &Path,
+        name: &str,
+        url: String,
+        peer: &str,
+        initial_cluster: &str,
+        tls: Option<EtcdTlsFiles>,
+        flags: &[&str],
+    ) -> Etcd {
+        std::fs::create_dir_all(dir).expect("etcd's directory");
         let log = std::fs::File::create(dir.join("etcd.log")).expect("etcd's log");
         let mut cmd = Command::new("etcd");
-        cmd.arg(format!("--data-dir={}", dir.join("data").display()))
+        cmd.arg(format!("--name={name}"))
+            .arg(format!("--data-dir={}", dir.join("data").display()))
             .arg(format!("--listen-client-urls={url}"))
             .arg(format!("--advertise-client-urls={url}"))
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=default={peer}"))
+            .arg(format!("--initial-cluster={initial_cluster}"))
             // Bounded test data; keeps the tmpfs usage small.
-            .arg("--quota-backend-bytes=268435456");
+            .arg("--quota-backend-bytes=268435456")
+            .args(flags);
         if let Some(t) = &tls {
             cmd.arg(format!("--cert-file={}", t.cert.display()))
                 .arg(format!("--key-file={}", t.key.display()))
@@ -62,15 +110,38 @@ impl Etcd {
             .stderr(log)
             .spawn()
             .expect("starting etcd (Debian's etcd-server)");
-        let etcd = Etcd {
+        Etcd {
             child,
             url,
             dir: dir.to_path_buf(),
             tls,
             root_password: None,
+        }
+    }
+
+    /// What etcdctl's status says of this member: (its ID, the leader's ID, the revision).
+    fn status(&self) -> (String, String, u64) {
+        let status = self.etcdctl(&["endpoint", "status", "-w", "fields"]);
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("\"{name}\" : ")))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
         };
-        etcd.wait_healthy(Duration::from_secs(30));
-        etcd
+        let revision = field("Revision").parse().unwrap_or(0);
+        (field("MemberID"), field("Leader"), revision)
+    }
+
+    /// Whether this member leads its cluster now.
+    pub fn is_leader(&self) -> bool {
+        let (id, leader, _) = self.status();
+        !id.is_empty() && id == leader
+    }
+
+    /// etcd's revision now.
+    pub fn revision(&self) -> u64 {
+        self.status().2
     }
 
     pub fn pid(&self) -> u32 {

@@ -21,6 +21,8 @@ pub struct EtcdOptions {
     /// Bound on one round-trip to one member; a commit that runs out has an unknown outcome
     /// (re-read), a read goes on to the next member.
     pub request_timeout: Duration,
+    /// etcd's `--max-txn-ops`: how large a group of commits sent as one transaction may get.
+    pub max_txn_ops: usize,
 }
 
 /// The PEM files of etcd's TLS: the CA that signed etcd's certificate (the system roots are
@@ -89,6 +91,7 @@ impl EtcdOptions {
             tls,
             user,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_txn_ops: super::batch::DEFAULT_MAX_TXN_OPS,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The etcd store when one of its members fails, against a real etcd and stand-ins for the
 //! failed member: an endpoint that refuses connections (a member that died) and one that
-//! accepts them and answers nothing (a frozen member: SIGSTOP, a cut network).
+//! accepts them and answers nothing (a frozen member: SIGSTOP, a cut network). And which member
+//! a store asks when all answer: etcd's leader.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -118,4 +119,34 @@ async fn a_watch_on_a_member_that_stops_answering_ends_within_seconds() {
         took < QUIET + opts.request_timeout + Duration::from_secs(1),
         "noticed after {took:?}"
     );
+}
+
+/// With several members, requests go to etcd's leader (a commit sent to a follower is
+/// forwarded to it and answered only once the follower applied it too), whichever member a
+/// replica started at.
+#[tokio::test]
+async fn requests_go_to_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = Etcd::cluster(dir.path(), 3);
+    let leader = members
+        .iter()
+        .position(Etcd::is_leader)
+        .expect("a leader among the members");
+    let mut opts = options(&members[0], "/nethouse/");
+    opts.endpoints = members.iter().map(|m| m.url.clone()).collect();
+    // Each store starts at a random member: five all starting at the leader is a 1 in 243 chance.
+    for n in 0..5 {
+        let s = store(&opts).await;
+        let asked = Instant::now();
+        while s.conn.members.order()[0] != leader {
+            assert!(
+                asked.elapsed() < Duration::from_secs(5),
+                "store {n} still asks member {} first, not the leader {leader}",
+                s.conn.members.order()[0]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let out = s.commit(Txn::default().put(format!("k{n}"), vec![1]));
+        assert!(matches!(out.await.unwrap(), Outcome::Committed(_)));
+    }
 }

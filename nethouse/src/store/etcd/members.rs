@@ -6,8 +6,9 @@
 //! request over all endpoints instead, and keep giving a share of them to a member that is down
 //! (each fails at once: "tcp connect error") or frozen (each hangs until its timeout); choosing
 //! the member here makes a lost member cost one failed round-trip per replica, not a share of
-//! every round-trip until it is back. Each replica starts at a random member, so the replicas'
-//! connections spread over the cluster.
+//! every round-trip until it is back. Each replica starts at a random member, and moves to
+//! etcd's leader as soon as it learns which one that is (`leader`): a commit sent to a
+//! follower costs a forward to the leader and a wait for the follower's own apply.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -61,6 +62,13 @@ impl Choice {
             && let Some(&next) = self.order(now).first()
         {
             self.current = next;
+        }
+    }
+
+    /// Member `i` is the one to ask (it leads etcd), unless it failed lately.
+    pub fn prefer(&mut self, i: usize, now: Instant) {
+        if i < self.failed_at.len() && !self.avoided(i, now) {
+            self.current = i;
         }
     }
 
@@ -146,6 +154,19 @@ impl Members {
         self.choice().answered(i);
     }
 
+    /// Makes member `i` (etcd's leader) the one asked first, unless it failed lately.
+    pub fn prefer(&self, i: usize) {
+        let mut c = self.choice();
+        let was = c.current();
+        c.prefer(i, Instant::now());
+        if c.current() != was {
+            tracing::info!(
+                member = %self.urls[c.current()],
+                "asking the etcd leader first"
+            );
+        }
+    }
+
     pub fn all_failing(&self) -> bool {
         self.choice().all_failing(Instant::now())
     }
@@ -179,6 +200,24 @@ mod tests {
         // An answer ends the avoidance at once.
         c.answered(1);
         assert_eq!(c.order(t + Duration::from_millis(30))[0], 1);
+    }
+
+    #[test]
+    fn the_leader_is_asked_first_unless_it_failed_lately() {
+        let t = Instant::now();
+        let mut c = Choice::new(3, 0);
+        c.prefer(2, t);
+        assert_eq!(c.order(t), vec![2, 0, 1]);
+        c.failed(2, t);
+        assert_eq!(c.current(), 0);
+        // Still named leader right after it failed: not asked first until it had time to recover.
+        c.prefer(2, t + Duration::from_millis(10));
+        assert_eq!(c.current(), 0);
+        c.prefer(2, t + AVOID_FOR + Duration::from_millis(10));
+        assert_eq!(c.current(), 2);
+        // A position that does not exist changes nothing.
+        c.prefer(7, t);
+        assert_eq!(c.current(), 2);
     }
 
     #[test]

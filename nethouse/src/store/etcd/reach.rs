@@ -19,7 +19,7 @@ pub struct Reach {
 /// A failed round-trip: what etcd (or the timeout) said, whether it means the member cannot
 /// serve (then the outcome of a commit is unknown), and whether the request certainly did
 /// nothing (then it may go to another member at once, a commit too).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct CallError {
     pub message: String,
     pub unreachable: bool,
@@ -135,6 +135,14 @@ impl Reach {
             o.round_trip(op, started.elapsed(), result.is_ok());
         }
         result
+    }
+
+    /// A commit (one transaction or a group of `transactions`) was answered after `took`,
+    /// failed ones too: the store's commit metrics, as the embedded store's group commit.
+    pub fn committed(&self, took: Duration, transactions: usize) {
+        if let Some(o) = &self.observer {
+            o.commit(took, transactions);
+        }
     }
 
     /// A round-trip went through: etcd can be reached.

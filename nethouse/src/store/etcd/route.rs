@@ -85,6 +85,11 @@ impl Conn {
 /// etcd while no request does.
 pub async fn probe(conn: Weak<Conn>, key: String) {
     loop {
+        // At start and after every probe: which member leads (after an election, another).
+        match conn.upgrade() {
+            Some(conn) => super::leader::follow(&conn).await,
+            None => return,
+        }
         tokio::time::sleep(PROBE_EVERY).await;
         let Some(conn) = conn.upgrade() else { return };
         let key = key.clone();

@@ -1,5 +1,5 @@
-//! A [`Txn`] as one etcd transaction, and etcd's answer as an [`Outcome`]. Pure: tested without
-//! an etcd.
+//! A [`Txn`] as one etcd transaction, several as one grouped etcd transaction, and etcd's
+//! answers as [`Outcome`]s. Pure: tested without an etcd.
 
 use std::collections::HashMap;
 
@@ -39,12 +39,51 @@ pub fn to_etcd(t: &Txn, prefix: &str) -> EtcdTxn {
     EtcdTxn::new().when(compares).and_then(ops).or_else(reads)
 }
 
+/// Several transactions as ONE etcd transaction: an outer one without compares (so its success
+/// branch always runs) holding each as a nested transaction with its own compares and
+/// branches. etcd evaluates every compare of the request against the state before it, then
+/// applies the branches taken, all at one revision, in one raft entry: so each nested
+/// transaction succeeds or fails on its own, exactly as alone, provided no key one of them
+/// writes is checked or written by another (`batch` sees to that).
+pub fn group_to_etcd<'a>(ts: impl Iterator<Item = &'a Txn>, prefix: &str) -> EtcdTxn {
+    let nested: Vec<TxnOp> = ts.map(|t| TxnOp::txn(to_etcd(t, prefix))).collect();
+    EtcdTxn::new().and_then(nested)
+}
+
+/// The outcome of `t` sent alone.
 pub fn outcome(t: &Txn, prefix: &str, resp: &TxnResponse) -> Outcome {
+    outcome_at(
+        t,
+        prefix,
+        resp,
+        revision_of(resp.header().map_or(0, |h| h.revision())),
+    )
+}
+
+/// The outcome of each member of a group sent with [`group_to_etcd`], in order; `None` for a
+/// member the answer has no nested response for (etcd always gives one: then the outcome is
+/// not known). The nested responses carry no revision of their own: every member that
+/// committed did so at the group's.
+pub fn group_outcomes<'a>(
+    ts: impl ExactSizeIterator<Item = &'a Txn>,
+    prefix: &str,
+    resp: &TxnResponse,
+) -> Vec<Option<Outcome>> {
     let revision = revision_of(resp.header().map_or(0, |h| h.revision()));
+    let mut nested = resp.op_responses().into_iter();
+    ts.map(|t| match nested.next() {
+        Some(TxnOpResponse::Txn(r)) => Some(outcome_at(t, prefix, &r, revision)),
+        _ => None,
+    })
+    .collect()
+}
+
+fn outcome_at(t: &Txn, prefix: &str, resp: &TxnResponse, revision: u64) -> Outcome {
     if resp.succeeded() {
         return Outcome::Committed(revision);
     }
-    // The failure branch read every checked key at the same revision the compares saw.
+    // The failure branch read every checked key at the same revision the compares saw (in a
+    // group too: no other member writes a key this one checks).
     let mut found: HashMap<Vec<u8>, u64> = HashMap::new();
     for r in resp.op_responses() {
         if let TxnOpResponse::Get(g) = r {

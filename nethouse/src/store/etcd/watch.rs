@@ -1,6 +1,7 @@
 //! etcd's watch as the store's [`Watch`]: every key under the prefix, from the revision after
-//! the one asked for. etcd keeps a transaction's events together in one response, so they come
-//! out as one [`Changes`]. A start revision etcd has compacted away cancels the watch with the
+//! the one asked for. etcd keeps a revision's events together in one response (it never splits
+//! a revision unless asked to fragment, which we do not), so they come out as one [`Changes`]:
+//! one transaction's, or a whole group's (`group`). A start revision etcd has compacted away cancels the watch with the
 //! compaction's revision: that becomes [`StoreError::Compacted`] (re-read the store).
 //!
 //! A watch lives on one member. A member that stops answering (frozen, cut off) sends nothing
