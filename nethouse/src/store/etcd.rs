@@ -24,6 +24,8 @@
 //! answering).
 
 mod batch;
+#[cfg(test)]
+mod batch_tests;
 mod connect;
 #[cfg(test)]
 mod failover_tests;
