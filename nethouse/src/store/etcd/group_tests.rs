@@ -4,7 +4,7 @@
 //! group whose answer is lost leaves every member's outcome unknown.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::Client;
@@ -12,6 +12,7 @@ use etcd_client::Client;
 use super::batch::{self, Limits};
 use super::tests::{Etcd, options, store};
 use super::{EtcdStore, txn};
+use crate::store::health::{FailureKind, StoreObserver};
 use crate::store::{Expect, Outcome, Store, Txn};
 
 /// An allocation's shape: its lease and address absent, its subnet at a revision.
@@ -201,4 +202,38 @@ async fn a_group_whose_answer_is_lost_leaves_every_outcome_unknown() {
             "{e}"
         );
     }
+}
+
+/// The sizes of the commits a store reports.
+#[derive(Default)]
+struct Sizes(Mutex<Vec<usize>>);
+
+impl StoreObserver for Sizes {
+    fn commit(&self, _took: Duration, transactions: usize) {
+        self.0.lock().unwrap().push(transactions);
+    }
+    fn failure(&self, _kind: FailureKind) {}
+    fn reopened(&self) {}
+    fn healthy(&self, _healthy: bool) {}
+}
+
+/// Each group is reported as one commit of its size (the store's commit metrics), as the
+/// embedded store reports its group commits.
+#[tokio::test]
+async fn each_group_is_reported_as_one_commit_of_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), None);
+    let sizes = Arc::new(Sizes::default());
+    let s = EtcdStore::connect(&options(&etcd, "/nethouse/"), Some(sizes.clone()))
+        .await
+        .unwrap();
+    let s = Arc::new(s);
+    let subnet = revisions(&[s.commit(Txn::default().put("s/z1", vec![])).await.unwrap()])[0];
+    let revs = revisions(&allocate_at_once(&s, 64, subnet).await);
+    let mut distinct = revs.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let reported = sizes.0.lock().unwrap().clone();
+    assert_eq!(reported.iter().sum::<usize>(), 65, "{reported:?}");
+    assert_eq!(reported.len(), 1 + distinct.len(), "{reported:?}");
 }
