@@ -181,14 +181,7 @@ async fn read_back<S: Store>(store: &S) -> Result<State, IpamError> {
         );
         st.subnets.insert(
             subnet.name.clone(),
-            SubnetEntry {
-                subnet,
-                rev,
-                draining,
-                pool,
-                attached: 0,
-                retained: 0,
-            },
+            SubnetEntry::new(subnet, rev, draining, pool),
         );
     }
     for (key, lease) in &leases {

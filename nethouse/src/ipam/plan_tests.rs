@@ -24,14 +24,7 @@ fn view(subnets: &[(&str, &str)]) -> State {
         let pool = Pool::new(subnet.cidr.size(), subnet.reserved().to_vec(), Vec::new());
         st.subnets.insert(
             subnet.name.clone(),
-            SubnetEntry {
-                subnet,
-                rev: 1,
-                draining: false,
-                pool,
-                attached: 0,
-                retained: 0,
-            },
+            SubnetEntry::new(subnet, 1, false, pool),
         );
     }
     st

@@ -35,6 +35,20 @@ pub struct SubnetEntry {
     pub retained: u64,
 }
 
+impl SubnetEntry {
+    /// A subnet as read or added, before any lease is counted against it.
+    pub fn new(subnet: Subnet, rev: Revision, draining: bool, pool: Pool) -> SubnetEntry {
+        SubnetEntry {
+            subnet,
+            rev,
+            draining,
+            pool,
+            attached: 0,
+            retained: 0,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct State {
     pub subnets: BTreeMap<String, SubnetEntry>,

@@ -73,14 +73,7 @@ impl<S: Store> Ipam<S> {
                 let pool = Pool::new(subnet.cidr.size(), subnet.reserved().to_vec(), Vec::new());
                 st.subnets.insert(
                     subnet.name.clone(),
-                    SubnetEntry {
-                        subnet,
-                        rev,
-                        draining: false,
-                        pool,
-                        attached: 0,
-                        retained: 0,
-                    },
+                    SubnetEntry::new(subnet, rev, false, pool),
                 );
             })))
         })

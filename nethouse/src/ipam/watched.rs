@@ -87,14 +87,7 @@ pub(super) fn new_entry(st: &State, subnet: Subnet, rev: Revision, draining: boo
             .map(|o| (o, o)),
     );
     let pool = Pool::new(subnet.cidr.size(), blocked, Vec::new());
-    SubnetEntry {
-        subnet,
-        rev,
-        draining,
-        pool,
-        attached: 0,
-        retained: 0,
-    }
+    SubnetEntry::new(subnet, rev, draining, pool)
 }
 
 fn apply(st: &mut State, rev: Revision, w: Watched) {
