@@ -2,6 +2,8 @@
 //! per-subnet gauges are filled from the IPAM's view at scrape time, so they cannot drift.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,7 +14,9 @@ use prometheus_client::registry::Registry;
 
 use nethouse_api::RefusalReason;
 
+use crate::store::Revision;
 use crate::store::health::{FailureKind, StoreObserver};
+use crate::store::watch_lag::WatchLag;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
@@ -64,7 +68,7 @@ pub struct Metrics {
     cni_refused: Family<ReasonLabels, Counter>,
     store: StoreMetrics,
     /// With a shared store (etcd): the revision this replica's view is complete up to.
-    pub watched_revision: Gauge,
+    watched_revision: Gauge,
     /// With a shared store: full re-reads because the watch could not resume.
     pub watch_rereads: Counter,
 }
@@ -80,6 +84,16 @@ struct StoreMetrics {
     /// etcd's round-trips by operation, failed ones too.
     etcd_duration: Family<OpOnly, Histogram>,
     etcd_failures: Family<OpOnly, Counter>,
+    /// How far the view runs behind etcd (`watch_lag`), and its two metrics.
+    lag: Arc<Mutex<WatchLag>>,
+    watch_lag_seconds: Histogram,
+    watch_lag_revisions: Gauge,
+}
+
+impl StoreMetrics {
+    fn lag(&self) -> std::sync::MutexGuard<'_, WatchLag> {
+        self.lag.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl StoreObserver for StoreMetrics {
@@ -112,6 +126,14 @@ impl StoreObserver for StoreMetrics {
         if !ok {
             self.etcd_failures.get_or_create(&l).inc();
         }
+    }
+
+    fn revision(&self, revision: Revision, own_commit: bool) {
+        let mut lag = self.lag();
+        if let Some(took) = lag.seen(revision, own_commit, Instant::now()) {
+            self.watch_lag_seconds.observe(took.as_secs_f64());
+        }
+        self.watch_lag_revisions.set(lag.behind() as i64);
     }
 }
 
@@ -263,6 +285,22 @@ impl Metrics {
             "With --store etcd: the etcd revision this replica's view is complete up to (compare across replicas, and with etcd's own revision, for the watch's lag)",
             watched_revision.clone(),
         );
+        // 1 ms .. 10 s: a watch on loopback brings a commit in about a millisecond; seconds
+        // mean a stalled watch (its member frozen) or a replica starved of CPU.
+        let watch_lag_seconds = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        registry.register(
+            "store_watch_lag_seconds",
+            "With --store etcd: time from etcd answering one of this replica's commits to the watch bringing that revision into its view (the watch carries every replica's changes in one stream, so others' wait as long)",
+            watch_lag_seconds.clone(),
+        );
+        let watch_lag_revisions = Gauge::default();
+        registry.register(
+            "store_watch_lag_revisions",
+            "With --store etcd: revisions etcd has reported (in any answer, at least every 2 s) that this replica's view does not hold yet; growing while the watch stalls",
+            watch_lag_revisions.clone(),
+        );
         let watch_rereads = Counter::default();
         registry.register(
             "store_watch_rereads",
@@ -281,6 +319,9 @@ impl Metrics {
                 healthy: store_healthy,
                 etcd_duration,
                 etcd_failures,
+                lag: Arc::default(),
+                watch_lag_seconds,
+                watch_lag_revisions,
             },
             mutations_in_flight,
             mutations_refused,
@@ -303,6 +344,17 @@ impl Metrics {
             })
             .inc();
         self.duration.get_or_create(&OpOnly { op }).observe(seconds);
+    }
+
+    /// With a shared store: the view is complete up to `revision` (the watch brought it, or the
+    /// store was read again).
+    pub fn watched(&self, revision: Revision) {
+        self.watched_revision.set(revision as i64);
+        let mut lag = self.store.lag();
+        for took in lag.applied(revision, Instant::now()) {
+            self.store.watch_lag_seconds.observe(took.as_secs_f64());
+        }
+        self.store.watch_lag_revisions.set(lag.behind() as i64);
     }
 
     /// Counts one refused ADD that a plugin reported.
@@ -348,5 +400,49 @@ impl Metrics {
     /// For metrics defined elsewhere (the HTTP server's) to join the one `/metrics`.
     pub fn registry_mut(&mut self) -> &mut Registry {
         &mut self.registry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(m: &Metrics) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, m.registry()).unwrap();
+        out
+    }
+
+    fn line<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+    }
+
+    #[test]
+    fn the_watch_lag_follows_what_etcd_reported_and_what_the_view_holds() {
+        let m = Metrics::new();
+        let store = m.store_observer();
+        m.watched(40);
+        // Another replica's commits, reported by a read or the probe: behind, not timed.
+        store.revision(55, false);
+        let text = rendered(&m);
+        assert_eq!(
+            line(&text, "nethouse_store_watch_lag_revisions"),
+            Some("15")
+        );
+        assert_eq!(
+            line(&text, "nethouse_store_watch_lag_seconds_count"),
+            Some("0")
+        );
+        // Our own commit at 57, then the watch brings everything up to it: one lag timed.
+        store.revision(57, true);
+        m.watched(57);
+        let text = rendered(&m);
+        assert_eq!(line(&text, "nethouse_store_watch_lag_revisions"), Some("0"));
+        assert_eq!(
+            line(&text, "nethouse_store_watch_lag_seconds_count"),
+            Some("1")
+        );
+        assert_eq!(line(&text, "nethouse_store_watched_revision"), Some("57"));
     }
 }

@@ -188,6 +188,23 @@ async fn sixty_four_clients_through_two_replicas_never_share_an_address() {
         async || watched_revision(&a.url).await == Some(at),
     )
     .await;
+    // The watch-lag metrics: a's own commits were timed until its watch brought them, and
+    // nothing etcd reported is missing from its view.
+    let metrics = reqwest::get(format!("{}/metrics", a.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    assert!(value("nethouse_store_watch_lag_seconds_count") > 0.0);
+    assert_eq!(value("nethouse_store_watch_lag_revisions"), 0.0);
 }
 
 /// What a replica's `nethouse_store_watched_revision` says.

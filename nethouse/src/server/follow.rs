@@ -32,7 +32,7 @@ pub fn start<S: Store>(app: &Arc<App<S>>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    app.metrics.watched_revision.set(app.ipam.applied() as i64);
+    app.metrics.watched(app.ipam.applied());
     let task = runtime.spawn(run(Arc::downgrade(app)));
     let _ = app.follower.set(Follower(task.abort_handle()));
 }
@@ -70,7 +70,7 @@ async fn run<S: Store>(app: Weak<App<S>>) {
                 app.metrics.watch_rereads.inc();
                 match app.ipam.reload().await {
                     Ok(()) => {
-                        app.metrics.watched_revision.set(app.ipam.applied() as i64);
+                        app.metrics.watched(app.ipam.applied());
                         retry = FIRST_RETRY;
                         continue;
                     }
@@ -114,7 +114,7 @@ async fn follow_watch<S: Store>(
         match next {
             Some(Ok(changes)) => {
                 let applied = app.ipam.apply_watched(&changes);
-                app.metrics.watched_revision.set(app.ipam.applied() as i64);
+                app.metrics.watched(app.ipam.applied());
                 if let Err(e) = applied {
                     tracing::error!(
                         revision = changes.revision,

@@ -124,6 +124,9 @@ impl EtcdStore {
                 async move { c.kv_client().get(key, opts).await }
             })
             .await?;
+        self.conn
+            .reach
+            .seen(resp.header().map_or(0, |h| h.revision()), false);
         Ok(resp)
     }
 }

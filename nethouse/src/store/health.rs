@@ -82,4 +82,9 @@ pub trait StoreObserver: Send + Sync {
     fn round_trip(&self, op: &'static str, took: Duration, ok: bool) {
         let _ = (op, took, ok);
     }
+    /// The store's server (etcd) answered at `revision`; `own_commit` when the answer was to a
+    /// commit of this process applied at that revision. Stores without a server never call it.
+    fn revision(&self, revision: super::Revision, own_commit: bool) {
+        let _ = (revision, own_commit);
+    }
 }

@@ -14,6 +14,7 @@ pub mod etcd;
 pub mod health;
 pub mod memory;
 pub mod watch;
+pub mod watch_lag;
 
 pub use watch::{Change, Changes, Watch};
 

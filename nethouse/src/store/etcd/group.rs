@@ -152,7 +152,12 @@ async fn alone(conn: &Conn, prefix: &str, t: &Txn) -> Answer {
         })
         .await
         .map_err(|e| e.commit(t))?;
-    Ok(txn::outcome(t, prefix, &resp))
+    let outcome = txn::outcome(t, prefix, &resp);
+    conn.reach.seen(
+        resp.header().map_or(0, |h| h.revision()),
+        matches!(outcome, Outcome::Committed(_)),
+    );
+    Ok(outcome)
 }
 
 /// Several commits as one etcd transaction.
@@ -167,6 +172,12 @@ async fn together(conn: &Conn, prefix: &str, group: Vec<Waiting>) {
     match sent {
         Ok((resp, _)) => {
             let outcomes = txn::group_outcomes(group.iter().map(|w| &w.txn), prefix, &resp);
+            conn.reach.seen(
+                resp.header().map_or(0, |h| h.revision()),
+                outcomes
+                    .iter()
+                    .any(|o| matches!(o, Some(Outcome::Committed(_)))),
+            );
             let n = group.len();
             for (w, outcome) in group.into_iter().zip(outcomes) {
                 let answer = outcome.ok_or_else(|| StoreError::Commit {

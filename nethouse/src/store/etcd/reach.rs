@@ -145,6 +145,14 @@ impl Reach {
         }
     }
 
+    /// etcd answered at `revision` (an answer's header); `own_commit` when the answer was to a
+    /// commit of ours applied at that revision: for the watch-lag metrics.
+    pub fn seen(&self, revision: i64, own_commit: bool) {
+        if let Some(o) = &self.observer {
+            o.revision(super::revision_of(revision), own_commit);
+        }
+    }
+
     /// A round-trip went through: etcd can be reached.
     pub fn reached(&self) {
         if self.health.borrow().failing.is_none() {

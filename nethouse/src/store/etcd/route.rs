@@ -93,7 +93,7 @@ pub async fn probe(conn: Weak<Conn>, key: String) {
         tokio::time::sleep(PROBE_EVERY).await;
         let Some(conn) = conn.upgrade() else { return };
         let key = key.clone();
-        let _ = conn
+        let probed = conn
             .call("probe", Retry::Any, |c| {
                 let key = key.clone();
                 async move {
@@ -103,5 +103,10 @@ pub async fn probe(conn: Weak<Conn>, key: String) {
                 }
             })
             .await;
+        // Even while nothing else talks to etcd, the watch-lag metrics learn its revision.
+        if let Ok((resp, _)) = probed {
+            conn.reach
+                .seen(resp.header().map_or(0, |h| h.revision()), false);
+        }
     }
 }
