@@ -34,6 +34,20 @@ pub enum IpamError {
     },
     #[error("subnet {name:?} still has {leases} lease(s); release them first")]
     SubnetInUse { name: String, leases: usize },
+    /// A removal split into several transactions (more address records than one transaction
+    /// of the store takes) failed after it may have deleted some of them: the subnet stays
+    /// draining, and removing it again finishes the job.
+    #[error(
+        "removing subnet {name:?} stopped after deleting {deleted} of its {records} address \
+         records ({cause}); it stays draining (no new leases): remove it again to finish"
+    )]
+    SubnetRemovalIncomplete {
+        name: String,
+        deleted: usize,
+        records: usize,
+        #[source]
+        cause: Box<IpamError>,
+    },
     #[error("{what} not found")]
     NotFound { what: String },
     /// Every attempt at the change of `key` lost a race; `lost` is the key the last one lost

@@ -93,6 +93,10 @@ impl Store for Interleaved {
         self.faulty.watch(after).await
     }
 
+    fn max_txn_ops(&self) -> Option<usize> {
+        self.faulty.max_txn_ops()
+    }
+
     fn shared(&self) -> bool {
         self.faulty.shared()
     }

@@ -2,7 +2,8 @@
 //!
 //! Concurrency: one in-memory [`State`] behind a mutex that is never held across an await;
 //! operations on one owner key are serialized by a striped async lock (so the cache of that
-//! key is updated in commit order); subnet removal excludes new allocations through `admin`.
+//! key is updated in commit order); subnet removal excludes allocations in flight through
+//! `admin` while it marks the subnet draining, and other subnet changes until it is done.
 //! Correctness never rests on the cache: each transaction checks the revisions it relied on.
 //!
 //! Re-attaching a fixed lease (the rule, and why it is safe): an allocation for a fixed owner
@@ -15,8 +16,8 @@
 //! carries the old container ID, so it does not detach the new attachment.
 //!
 //! Files: `plan` decides an allocation (pure, table-tested); `commit` is the one loop that
-//! commits a change and retries lost races; `leases` and `subnets` are the operations, `query`
-//! the reads; `refresh` re-reads the store after a lost race and `load` reads it all back at
+//! commits a change and retries lost races; `leases`, `subnets` and `removal` (a subnet's, in
+//! transactions the store takes) are the operations, `query` the reads; `refresh` re-reads the store after a lost race and `load` reads it all back at
 //! start; `watched` applies what other replicas committed (the store's watch) and confirms
 //! the view's answers against a shared store; `spread` keeps replicas from trying for the same
 //! addresses; `keys` is the store's key scheme; `state` is the view, `pool` the address order,
@@ -33,6 +34,7 @@ pub mod pool;
 pub(crate) mod query;
 mod record;
 mod refresh;
+mod removal;
 mod spread;
 mod state;
 mod subnets;
@@ -151,6 +153,8 @@ mod interleave;
 mod plan_tests;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod removal_tests;
 #[cfg(test)]
 mod spread_tests;
 #[cfg(test)]

@@ -185,6 +185,12 @@ impl Pool {
         }
     }
 
+    /// Takes the released entries of `offs` out of the queue: their records were deleted (the
+    /// subnet is being removed), so they are not cooling down any more.
+    pub fn forget_released(&mut self, offs: &rustc_hash::FxHashSet<u128>) {
+        self.released.retain(|(_, off)| !offs.contains(off));
+    }
+
     pub fn fresh_count(&self) -> u128 {
         self.fresh_count
     }

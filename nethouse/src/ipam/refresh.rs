@@ -15,10 +15,13 @@ use crate::model::subnet::Subnet;
 use crate::store::{Revision, Store, Versioned};
 
 /// One address key as the store holds it: (subnet, address, revision and state if present).
-type StoredIp = (String, IpAddr, Option<(Revision, IpState)>);
+pub(super) type StoredIp = (String, IpAddr, Option<(Revision, IpState)>);
 
 /// What the store holds for one address key, decoded.
-fn decode_stored_ip(key: &str, stored: Option<Versioned>) -> Result<StoredIp, IpamError> {
+pub(super) fn decode_stored_ip(
+    key: &str,
+    stored: Option<Versioned>,
+) -> Result<StoredIp, IpamError> {
     let Key::Address { subnet, ip } =
         keys::parse(key).map_err(|e| IpamError::unreadable_key(key, e))?
     else {

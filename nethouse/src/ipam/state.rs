@@ -213,6 +213,26 @@ impl State {
         }
     }
 
+    /// Addresses of `subnet` whose records were deleted (the subnet is being removed, in
+    /// transactions the store takes): out of the view, out of the released queue (they cool
+    /// down no more; one pass over the queue for all of them), offered as never used.
+    pub fn forget_ips(&mut self, subnet: &str, ips: &[IpAddr]) {
+        let Some(cidr) = self.subnets.get(subnet).map(|e| e.subnet.cidr) else {
+            // The subnet left the view already: only its addresses are left to forget.
+            for ip in ips {
+                self.ips.remove(ip);
+            }
+            return;
+        };
+        for ip in ips {
+            self.apply_ip(subnet, *ip, None);
+        }
+        let offs: FxHashSet<u128> = ips.iter().filter_map(|ip| cidr.offset_of(*ip)).collect();
+        if let Some(e) = self.subnets.get_mut(subnet) {
+            e.pool.forget_released(&offs);
+        }
+    }
+
     /// The per-address configuration a node applies for `lease`.
     pub fn ip_configs(&self, lease: &LeaseRec) -> Vec<IpConfig> {
         lease

@@ -1,4 +1,4 @@
-//! Subnet administration and the usage views (per subnet, per zone).
+//! Subnet administration and the usage views (per subnet, per zone); removal is `removal`.
 //!
 //! Every subnet change also rewrites the subnets' meta key, so two changes racing from
 //! different replicas conflict on that key and the overlap check is always made against the
@@ -6,20 +6,19 @@
 
 use nethouse_api::{Subnet as SubnetView, SubnetSpec, SubnetUsage, Zone};
 
-use super::codec::{StoredSubnet, decode_ip, encode_subnet};
+use super::codec::{StoredSubnet, encode_subnet};
 use super::commit::{Reread, Step, Write};
-use super::keys::{self, Key};
+use super::keys;
 use super::plan::cooldown_ms;
 use super::pool::Pool;
 use super::state::{IpState, State, SubnetEntry};
 use super::{Ipam, IpamError};
 use crate::model::cidr::Family;
-use crate::model::lease::IpRecord;
 use crate::model::subnet::Subnet;
-use crate::store::{Expect, Outcome, Store, Txn};
+use crate::store::{Expect, Outcome, Revision, Store, Txn};
 
 /// Adds the meta key's check and rewrite to a subnet change.
-fn meta_check(st: &State, txn: Txn) -> Txn {
+pub(super) fn meta_check(st: &State, txn: Txn) -> Txn {
     let expect = match st.subnets_meta_rev {
         Some(r) => Expect::Revision(r),
         None => Expect::Absent,
@@ -81,13 +80,20 @@ impl<S: Store> Ipam<S> {
         self.subnet(&subnet.name)
     }
 
-    async fn set_draining(&self, name: &str, draining: bool) -> Result<(), IpamError> {
+    /// Marks the subnet draining (no new leases) or not; it must be at revision `at` (`None`:
+    /// at the view's). Returns the subnet key's new revision.
+    pub(super) async fn set_draining(
+        &self,
+        name: &str,
+        draining: bool,
+        at: Option<Revision>,
+    ) -> Result<Revision, IpamError> {
         let (rev, spec) = {
             let st = self.state();
             let e = st.subnets.get(name).ok_or_else(|| IpamError::NotFound {
                 what: format!("subnet {name:?}"),
             })?;
-            (e.rev, e.subnet.to_spec())
+            (at.unwrap_or(e.rev), e.subnet.to_spec())
         };
         let key = keys::subnet(name);
         let txn = meta_check(
@@ -104,79 +110,10 @@ impl<S: Store> Ipam<S> {
                     e.rev = new_rev;
                     e.draining = draining;
                 }
-                Ok(())
+                Ok(new_rev)
             }
             Outcome::Conflict { key } => {
                 self.refresh_subnets(&key).await?;
-                Err(IpamError::Contention {
-                    lost: key.clone(),
-                    key,
-                })
-            }
-        }
-    }
-
-    /// Removes a subnet that holds no lease. The subnet is first marked draining (so no
-    /// allocation, here or on another replica, can commit in it any more), then the STORE — not
-    /// the cache — is asked whether any address is still leased.
-    pub async fn remove_subnet(&self, name: &str) -> Result<SubnetView, IpamError> {
-        let _admin = self.admin.write().await;
-        let view = self.subnet(name)?;
-        self.set_draining(name, true).await?;
-        let records = self.store.scan(&keys::addresses_of(name)).await;
-        let records = match records {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = self.set_draining(name, false).await;
-                return Err(e.into());
-            }
-        };
-        let mut leased = 0usize;
-        for (k, v) in &records {
-            if matches!(decode_ip(k, &v.value)?, IpRecord::Leased { .. }) {
-                leased += 1;
-            }
-        }
-        if leased > 0 {
-            self.set_draining(name, false).await?;
-            return Err(IpamError::SubnetInUse {
-                name: name.to_string(),
-                leases: leased,
-            });
-        }
-        let rev = self
-            .state()
-            .subnets
-            .get(name)
-            .map(|e| e.rev)
-            .unwrap_or_default();
-        let key = keys::subnet(name);
-        let mut txn = meta_check(
-            &self.state(),
-            Txn::default()
-                .check(key.clone(), Expect::Revision(rev))
-                .delete(key),
-        );
-        for (k, v) in &records {
-            txn = txn
-                .check(k.clone(), Expect::Revision(v.revision))
-                .delete(k.clone());
-        }
-        match self.store.commit(txn).await? {
-            Outcome::Committed(new_rev) => {
-                let mut st = self.state();
-                st.subnets_meta_rev = Some(new_rev);
-                st.subnets.remove(name);
-                for (k, _) in &records {
-                    if let Ok(Key::Address { ip, .. }) = keys::parse(k) {
-                        st.ips.remove(&ip);
-                    }
-                }
-                Ok(view)
-            }
-            Outcome::Conflict { key } => {
-                self.refresh_subnets(&key).await?;
-                let _ = self.set_draining(name, false).await;
                 Err(IpamError::Contention {
                     lost: key.clone(),
                     key,

@@ -90,7 +90,9 @@ pub(super) fn new_entry(st: &State, subnet: Subnet, rev: Revision, draining: boo
     SubnetEntry::new(subnet, rev, draining, pool)
 }
 
-fn apply(st: &mut State, rev: Revision, w: Watched) {
+/// Applies one watched key at `rev`. An address record deleted (a chunk of another replica's
+/// subnet removal) goes into `deleted`, so its subnet's released queue is purged once for all.
+fn apply(st: &mut State, rev: Revision, w: Watched, deleted: &mut Vec<(String, IpAddr)>) {
     match w {
         Watched::SubnetPut(subnet, draining) => match st.subnets.get_mut(&subnet.name) {
             Some(e) if e.rev >= rev => {}
@@ -115,7 +117,10 @@ fn apply(st: &mut State, rev: Revision, w: Watched) {
         Watched::LeaseGone(owner) => st.forget_lease(&owner, rev),
         Watched::Ip(subnet, ip, state) => {
             if st.ip_rev(&ip).is_none_or(|r| r < rev) {
-                st.apply_ip(&subnet, ip, state.map(|s| (rev, s)));
+                match state {
+                    Some(s) => st.apply_ip(&subnet, ip, Some((rev, s))),
+                    None => deleted.push((subnet, ip)),
+                }
             }
         }
         Watched::Meta => {
@@ -148,8 +153,14 @@ impl<S: Store> Ipam<S> {
         let rev = changes.revision;
         {
             let mut st = self.state();
+            let mut deleted = Vec::new();
             for w in decoded {
-                apply(&mut st, rev, w);
+                apply(&mut st, rev, w, &mut deleted);
+            }
+            deleted.sort_unstable();
+            for group in deleted.chunk_by(|a, b| a.0 == b.0) {
+                let ips: Vec<IpAddr> = group.iter().map(|(_, ip)| *ip).collect();
+                st.forget_ips(&group[0].0, &ips);
             }
             // No older change can come any more: tombstones at or below `rev` did their work.
             if let Some(t) = &mut st.tombstones {

@@ -58,6 +58,8 @@ pub fn classify(e: &IpamError) -> (StatusCode, &'static str, Option<String>) {
             (StatusCode::CONFLICT, codes::SUBNET_OVERLAP, field("cidr"))
         }
         IpamError::SubnetInUse { .. } => (StatusCode::CONFLICT, codes::SUBNET_IN_USE, None),
+        // Retried as its cause is: a lost race or a store that failed (both 503).
+        IpamError::SubnetRemovalIncomplete { cause, .. } => classify(cause),
         IpamError::NotFound { .. } => (StatusCode::NOT_FOUND, codes::NOT_FOUND, None),
         IpamError::Contention { .. } => (StatusCode::SERVICE_UNAVAILABLE, codes::CONFLICT, None),
         IpamError::Store(StoreError::Decode { .. }) => {
@@ -182,6 +184,31 @@ mod tests {
                 None,
             ),
             (StoreError::Closed.into(), 503, codes::UNAVAILABLE, None),
+            (
+                IpamError::SubnetRemovalIncomplete {
+                    name: s("n"),
+                    deleted: 127,
+                    records: 300,
+                    cause: Box::new(StoreError::Closed.into()),
+                },
+                503,
+                codes::UNAVAILABLE,
+                None,
+            ),
+            (
+                IpamError::SubnetRemovalIncomplete {
+                    name: s("n"),
+                    deleted: 127,
+                    records: 300,
+                    cause: Box::new(IpamError::Contention {
+                        key: s("k"),
+                        lost: s("i"),
+                    }),
+                },
+                503,
+                codes::CONFLICT,
+                None,
+            ),
             (
                 StoreError::Decode {
                     key: s("k"),

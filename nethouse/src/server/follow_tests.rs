@@ -49,6 +49,10 @@ impl Store for FailingWatches {
         Ok(Watch::new(Box::pin(stream::iter([Err(cut)]))))
     }
 
+    fn max_txn_ops(&self) -> Option<usize> {
+        self.inner.max_txn_ops()
+    }
+
     fn shared(&self) -> bool {
         true
     }

@@ -52,6 +52,13 @@ impl Store for AnyStore {
         }
     }
 
+    fn max_txn_ops(&self) -> Option<usize> {
+        match self {
+            AnyStore::Embedded(s) => s.max_txn_ops(),
+            AnyStore::Etcd(s) => s.max_txn_ops(),
+        }
+    }
+
     fn shared(&self) -> bool {
         match self {
             AnyStore::Embedded(s) => s.shared(),

@@ -37,7 +37,7 @@ mod members;
 mod reach;
 mod route;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod txn;
 mod watch;
 
@@ -66,6 +66,8 @@ pub struct EtcdStore {
     probe: tokio::task::AbortHandle,
     /// Group commit: every commit goes through its queue.
     committer: Committer,
+    /// etcd's `--max-txn-ops`, as NetHouse was told it (`--etcd-max-txn-ops`).
+    max_txn_ops: usize,
 }
 
 impl EtcdStore {
@@ -96,6 +98,7 @@ impl EtcdStore {
             prefix: opts.prefix.clone(),
             probe,
             committer,
+            max_txn_ops: limits.max_txn_ops,
         })
     }
 
@@ -234,6 +237,12 @@ impl Store for EtcdStore {
 
     async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
         watch::start(self.conn.clone(), &self.prefix, after).await
+    }
+
+    /// One transaction alone is sent as it is (`group` never nests one that fills the limit),
+    /// and etcd counts it as [`Txn::size`] does (`batch::ops_of`).
+    fn max_txn_ops(&self) -> Option<usize> {
+        Some(self.max_txn_ops)
     }
 
     fn shared(&self) -> bool {

@@ -1,11 +1,12 @@
 //! A memory store that misbehaves on request, for tests of what the IPAM and the server do
 //! when the store fails or is slow: its next commit fails without applying, or applies and then
 //! fails (a timeout after the write landed), every read of an address key fails, its next
-//! commit applies and then holds its caller until released, or it reports the health it is
-//! told (a failing store, a re-open).
+//! commit applies and then holds its caller until released, it reports the health it is
+//! told (a failing store, a re-open), or it refuses transactions larger than a limit (etcd's
+//! `--max-txn-ops`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::{Notify, watch};
 
@@ -27,6 +28,8 @@ struct Faults {
     lose_next_answer: AtomicBool,
     fail_address_reads: AtomicBool,
     hold_next_commit: AtomicBool,
+    /// [`Store::max_txn_ops`]; 0 for none.
+    max_txn_ops: AtomicUsize,
     committed: Notify,
     release: Notify,
     health: watch::Sender<Health>,
@@ -69,6 +72,12 @@ impl FaultyStore {
         self.faults.release.notify_one();
     }
 
+    /// From now on, a transaction larger than `max` ([`Txn::size`]) is refused and applies
+    /// nothing, as etcd refuses one over its `--max-txn-ops`; [`Store::max_txn_ops`] says so.
+    pub fn limit_txn_ops(&self, max: usize) {
+        self.faults.max_txn_ops.store(max, Ordering::SeqCst);
+    }
+
     /// What [`Store::health`] says from now on; commits are not affected.
     pub fn set_health(&self, change: impl FnOnce(&mut Health)) {
         self.faults.health.send_modify(change);
@@ -96,6 +105,16 @@ impl Store for FaultyStore {
     }
 
     async fn commit(&self, txn: Txn) -> Result<Outcome, StoreError> {
+        if let Some(max) = self.max_txn_ops()
+            && txn.size() > max
+        {
+            return Err(StoreError::Commit {
+                message: format!(
+                    "too many operations in txn request ({} > {max})",
+                    txn.size()
+                ),
+            });
+        }
         if self.faults.fail_next_commit.swap(false, Ordering::SeqCst) {
             return Err(StoreError::Commit {
                 message: "injected".into(),
@@ -120,6 +139,10 @@ impl Store for FaultyStore {
 
     async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
         self.inner.watch(after).await
+    }
+
+    fn max_txn_ops(&self) -> Option<usize> {
+        Some(self.faults.max_txn_ops.load(Ordering::SeqCst)).filter(|&n| n > 0)
     }
 
     fn shared(&self) -> bool {

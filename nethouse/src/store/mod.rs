@@ -70,6 +70,14 @@ impl Txn {
         self.ops.push(Op::Delete(key.into()));
         self
     }
+
+    /// What a store's limit on one transaction ([`Store::max_txn_ops`]) counts: the larger of
+    /// its checks and its ops. That is etcd's count of `--max-txn-ops` for a transaction as
+    /// the etcd store sends it (the most of its compares, its success ops and its failure ops,
+    /// which read each checked key once).
+    pub fn size(&self) -> usize {
+        self.checks.len().max(self.ops.len())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,6 +161,15 @@ pub trait Store: Send + Sync + 'static {
     /// as its next item): the watcher must read the store again. A watch that ends (`None`)
     /// was cut: watch again from the last revision seen.
     fn watch(&self, after: Revision) -> impl Future<Output = Result<Watch, StoreError>> + Send;
+
+    /// The largest transaction ([`Txn::size`]) this store commits, `None` for no limit. A
+    /// larger one is refused as a whole (etcd: `--max-txn-ops`, "too many operations in txn
+    /// request"); a change that may outgrow it (removing a subnet with all its address
+    /// records) is split into transactions that fit. etcd's is at least 2 (the floor of
+    /// `--etcd-max-txn-ops`): a removal's last transaction needs that many.
+    fn max_txn_ops(&self) -> Option<usize> {
+        None
+    }
 
     /// Whether writers in other processes (other replicas on one etcd) change this store too.
     /// Then a view can be stale even for keys this process alone seems to write, and an answer

@@ -49,7 +49,8 @@ impl Default for Limits {
 /// What etcd counts against `--max-txn-ops` for `t` as `txn::to_etcd` builds it: its
 /// compares (the checks), its success ops (the ops) and its failure ops (a read per check).
 pub fn ops_of(t: &Txn) -> usize {
-    t.checks.len().max(t.ops.len())
+    // The failure ops are as many as the compares: the larger of compares and success ops.
+    t.size()
 }
 
 /// The keys and values `t` puts into a request (each checked key twice: compared, read back).

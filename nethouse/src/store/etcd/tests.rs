@@ -13,7 +13,8 @@ mod etcd_process;
 #[path = "../../../tests/common/pki.rs"]
 mod pki;
 
-pub(super) use etcd_process::Etcd;
+// Also the IPAM's tests on etcd (`ipam::removal_tests`): a file is one module once.
+pub(crate) use etcd_process::Etcd;
 use etcd_process::EtcdTlsFiles;
 
 pub(super) fn options(etcd: &Etcd, prefix: &str) -> EtcdOptions {
