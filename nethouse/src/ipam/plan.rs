@@ -241,9 +241,8 @@ fn pick_in_subnet(
     let cooldown = cooldown_ms(&st.subnets.get(subnet)?.subnet, default_cooldown_ms);
     super::spread::start(st, subnet);
     loop {
-        let entry = st.subnets.get_mut(subnet)?;
-        let pick = entry.pool.pick(now, cooldown)?;
-        let ip = entry.subnet.cidr.nth(pick.offset())?;
+        let pick = super::spread::pick(st, subnet, now, cooldown)?;
+        let ip = st.subnets.get(subnet)?.subnet.cidr.nth(pick.offset())?;
         let cached = st.ips.get(&ip);
         if still_as_picked(&pick, cached) {
             let check = cached.map_or(Expect::Absent, |c| Expect::Revision(c.rev));

@@ -103,8 +103,21 @@ impl Pool {
         }
     }
 
-    /// The next address to try, or `None` when everything left is cooling down or leased.
+    /// The next address to try, or `None` when everything left is cooling down or leased:
+    /// never-used ones first, then the one released longest ago.
     pub fn pick(&mut self, now_ms: u64, cooldown_ms: u64) -> Option<Pick> {
+        self.pick_by(now_ms, cooldown_ms, |_| 0)
+    }
+
+    /// As [`Pool::pick`], but when no never-used address is left, `choose(n)` says which of
+    /// the `n` (at least 1) released addresses whose cooldown ended to take, 0 being the one
+    /// released longest ago.
+    pub fn pick_by(
+        &mut self,
+        now_ms: u64,
+        cooldown_ms: u64,
+        choose: impl FnOnce(usize) -> usize,
+    ) -> Option<Pick> {
         if let Some(off) = self.next_fresh() {
             self.remove(off);
             if let Some(c) = &mut self.cursor {
@@ -112,13 +125,14 @@ impl Pool {
             }
             return Some(Pick::Fresh(off));
         }
-        match self.released.front() {
-            Some(&(at, off)) if at.saturating_add(cooldown_ms) <= now_ms => {
-                self.released.pop_front();
-                Some(Pick::Reused(off, at))
-            }
-            _ => None,
+        let cooled = self
+            .released
+            .partition_point(|&(at, _)| at.saturating_add(cooldown_ms) <= now_ms);
+        if cooled == 0 {
+            return None;
         }
+        let (at, off) = self.released.remove(choose(cooled).min(cooled - 1))?;
+        Some(Pick::Reused(off, at))
     }
 
     /// Returns a picked address that was not used after all (its transaction lost).
@@ -281,6 +295,30 @@ mod tests {
         assert_eq!(p.pick(200, 100), Some(Pick::Reused(1, 100)));
         assert_eq!(p.pick(250, 100), None, "released at 200, cooling until 300");
         assert_eq!(p.pick(300, 100), Some(Pick::Reused(2, 200)));
+    }
+
+    #[test]
+    fn a_chosen_released_address_is_one_whose_cooldown_ended() {
+        let released = vec![(100, 1), (110, 2), (120, 3), (500, 4)];
+        // (now, choice) -> the pick, and how many cooled addresses `choose` was offered.
+        for (now, choice, want, offered) in [
+            (150, 0, Some(Pick::Reused(1, 100)), Some(3)),
+            (150, 2, Some(Pick::Reused(3, 120)), Some(3)),
+            // A choice past the cooled ones takes the last of them, never one still cooling.
+            (150, 9, Some(Pick::Reused(3, 120)), Some(3)),
+            (145, 1, Some(Pick::Reused(2, 110)), Some(2)),
+            (135, 5, Some(Pick::Reused(1, 100)), Some(1)),
+            (125, 0, None, None),
+        ] {
+            let mut p = Pool::new(5, vec![(0, 4)], released.clone());
+            let mut seen = None;
+            let got = p.pick_by(now, 30, |n| {
+                seen = Some(n);
+                choice
+            });
+            assert_eq!((got, seen), (want, offered), "now {now}, choice {choice}");
+            assert_eq!(p.inconsistencies(), Vec::<String>::new(), "now {now}");
+        }
     }
 
     #[test]

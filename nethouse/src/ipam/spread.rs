@@ -5,11 +5,23 @@
 //! each subnet's never-used addresses from a random offset on ([`super::pool::Pool::start_at`]),
 //! and after losing an address to another replica it moves on to another random offset rather
 //! than walk on behind the winner through the addresses it is taking.
+//!
+//! Released addresses likewise: one replica alone reuses the one released longest ago, but
+//! replicas doing so would all try for the same one (the head of the same queue) and march in
+//! step through it, losing a race per allocation once a subnet's never-used addresses are gone,
+//! its normal state under churn. So with a shared store each takes one at random from among the
+//! [`REUSE_WINDOW`] released longest ago: every one of them has had its cooldown, which is the
+//! promise; the order among them is only a preference.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use super::state::State;
+
+/// How many of the addresses released longest ago (cooldown over) a replica on a shared store
+/// picks among. Large enough that replicas rarely pick the same (a few in 64 per pick with 3
+/// replicas), small enough to stay among the longest free of a subnet of any size.
+pub(super) const REUSE_WINDOW: usize = 64;
 
 /// Random offsets into subnets, one replica's own sequence.
 #[derive(Clone, Debug)]
@@ -39,6 +51,26 @@ impl Spread {
         };
         let wide = (u128::from(draw()) << 64) | u128::from(draw());
         wide % size.max(1)
+    }
+}
+
+/// The next address of `subnet`'s pool ([`super::pool::Pool::pick`]); with a shared store a
+/// released one comes from a random place among the [`REUSE_WINDOW`] released longest ago.
+pub(super) fn pick(
+    st: &mut State,
+    subnet: &str,
+    now_ms: u64,
+    cooldown_ms: u64,
+) -> Option<super::pool::Pick> {
+    let State {
+        spread, subnets, ..
+    } = st;
+    let pool = &mut subnets.get_mut(subnet)?.pool;
+    match spread.as_mut() {
+        Some(spread) => pool.pick_by(now_ms, cooldown_ms, |cooled| {
+            spread.next(cooled.min(REUSE_WINDOW) as u128) as usize
+        }),
+        None => pool.pick(now_ms, cooldown_ms),
     }
 }
 
