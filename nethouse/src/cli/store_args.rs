@@ -73,6 +73,29 @@ pub struct EtcdArgs {
     /// together are sent as one transaction within it [default: 128].
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
     pub etcd_max_txn_ops: Option<u32>,
+    /// While etcd elects a leader every member refuses ("no leader"; a dead member refuses
+    /// the connection): requests wait for a leader, asking the members again, until they have
+    /// all refused this long, then fail and /readyz turns 503. etcd's election timeout is 1s;
+    /// the wait stays well inside the CNI plugin's 3s exchange with a replica. 0s: no wait
+    /// [default: 2s, at most 30s].
+    #[arg(long, value_parser = leader_wait)]
+    pub etcd_leader_wait: Option<Duration>,
+}
+
+/// The longest `--etcd-leader-wait`: far past every client's deadline already.
+const MAX_LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// `--etcd-leader-wait`: a duration of at most [`MAX_LEADER_WAIT`] (clap names the flag).
+fn leader_wait(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d > MAX_LEADER_WAIT {
+        return Err(format!(
+            "{text:?} is longer than {}s: clients give up on a replica long before \
+             (NetHouse's client after 5s, the CNI plugin after 3s)",
+            MAX_LEADER_WAIT.as_secs()
+        ));
+    }
+    Ok(d)
 }
 
 /// A file's text without its final line break; an empty one is an error naming `flag`.
@@ -103,6 +126,7 @@ impl EtcdArgs {
                 "--etcd-request-timeout",
             ),
             (self.etcd_max_txn_ops.is_some(), "--etcd-max-txn-ops"),
+            (self.etcd_leader_wait.is_some(), "--etcd-leader-wait"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
@@ -142,6 +166,9 @@ impl EtcdArgs {
         }
         if let Some(n) = self.etcd_max_txn_ops {
             opts.max_txn_ops = n as usize;
+        }
+        if let Some(d) = self.etcd_leader_wait {
+            opts.leader_wait = d;
         }
         Ok(opts)
     }
@@ -220,6 +247,9 @@ mod tests {
         assert_eq!(o.request_timeout, std::time::Duration::from_secs(1));
         // etcd's own default, which group commit stays within.
         assert_eq!(o.max_txn_ops, 128);
+        // Rides out an election's refusals; a waiting replica still answers inside the CNI
+        // plugin's 3 s exchange.
+        assert_eq!(o.leader_wait, std::time::Duration::from_secs(2));
 
         let dir = tempfile::tempdir().unwrap();
         let (user, password) = (dir.path().join("user"), dir.path().join("password"));
@@ -236,6 +266,7 @@ mod tests {
             &format!("--etcd-password-file={}", password.display()),
             "--etcd-request-timeout=2s",
             "--etcd-max-txn-ops=512",
+            "--etcd-leader-wait=1500ms",
         ]) else {
             panic!("etcd with TLS and auth")
         };
@@ -244,6 +275,16 @@ mod tests {
         assert_eq!(o.user, Some(("nethouse".into(), "s3cret".into())));
         assert_eq!(o.request_timeout, std::time::Duration::from_secs(2));
         assert_eq!(o.max_txn_ops, 512);
+        assert_eq!(o.leader_wait, std::time::Duration::from_millis(1500));
+        // 0s: no wait for a leader, calls fail at the first round of refusals.
+        let Ok(StoreOptions::Etcd(o)) = store(&[
+            "--store=etcd",
+            "--etcd-endpoints=a:1",
+            "--etcd-leader-wait=0s",
+        ]) else {
+            panic!("etcd without a wait for a leader")
+        };
+        assert!(o.leader_wait.is_zero());
         let tls = o.tls.unwrap();
         assert!(tls.ca_file.is_some() && tls.identity.is_some());
     }
@@ -336,6 +377,26 @@ mod tests {
             (
                 &["--data-dir=/d", "--etcd-max-txn-ops=256"][..],
                 "--etcd-max-txn-ops is only used",
+            ),
+            (
+                &[
+                    "--store=etcd",
+                    "--etcd-endpoints=a:1",
+                    "--etcd-leader-wait=3",
+                ][..],
+                "'3' for '--etcd-leader-wait",
+            ),
+            (
+                &[
+                    "--store=etcd",
+                    "--etcd-endpoints=a:1",
+                    "--etcd-leader-wait=1m",
+                ][..],
+                "'1m' for '--etcd-leader-wait <ETCD_LEADER_WAIT>': \"1m\" is longer than 30s",
+            ),
+            (
+                &["--data-dir=/d", "--etcd-leader-wait=0s"][..],
+                "--etcd-leader-wait is only used",
             ),
         ] {
             let e = store(args).map(|_| ()).unwrap_err();

@@ -28,6 +28,8 @@ mod batch;
 mod batch_tests;
 mod connect;
 #[cfg(test)]
+mod election_tests;
+#[cfg(test)]
 mod failover_tests;
 mod group;
 #[cfg(test)]
@@ -82,6 +84,7 @@ impl EtcdStore {
             members,
             reach: Reach::new(observer),
             timeout: opts.request_timeout,
+            leader_wait: opts.leader_wait,
         });
         let probe = tokio::spawn(route::probe(
             Arc::downgrade(&conn),

@@ -23,6 +23,9 @@ pub struct EtcdOptions {
     pub request_timeout: Duration,
     /// etcd's `--max-txn-ops`: how large a group of commits sent as one transaction may get.
     pub max_txn_ops: usize,
+    /// How long every member may refuse (no leader: an election) while calls wait for a
+    /// leader, going round the members again, before they fail (`route`).
+    pub leader_wait: Duration,
 }
 
 /// The PEM files of etcd's TLS: the CA that signed etcd's certificate (the system roots are
@@ -92,6 +95,7 @@ impl EtcdOptions {
             user,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_txn_ops: super::batch::DEFAULT_MAX_TXN_OPS,
+            leader_wait: super::route::DEFAULT_LEADER_WAIT,
         })
     }
 }

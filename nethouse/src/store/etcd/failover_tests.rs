@@ -11,7 +11,7 @@ use super::watch::QUIET;
 use crate::store::{Outcome, Store, StoreError, Txn};
 
 /// An endpoint nothing listens on: connecting is refused.
-fn refusing() -> String {
+pub(super) fn refusing() -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     format!("http://{}", l.local_addr().unwrap())
 }

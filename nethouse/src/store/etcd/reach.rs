@@ -1,8 +1,10 @@
 //! Whether etcd can be reached, as the store's [`Health`]: `/readyz` turns 503 while no member
 //! answers (a replica that cannot commit should get no traffic) and back as soon as a
 //! round-trip goes through (`route` decides which failures mean that). Each round-trip is also
-//! timed for the metrics, and its failure classified.
+//! timed for the metrics, and its failure classified. It also keeps since when every member
+//! has refused at once (an election): `route` waits for a leader for a bounded time from then.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -14,6 +16,9 @@ use crate::store::{StoreError, Txn};
 pub struct Reach {
     health: watch::Sender<Health>,
     observer: Option<Observer>,
+    /// Since when every member has refused, in every round that found them all refusing,
+    /// with no answer since: the start of a wait for a leader, whichever call saw it first.
+    refusing_since: Mutex<Option<Instant>>,
 }
 
 /// A failed round-trip: what etcd (or the timeout) said, whether it means the member cannot
@@ -36,7 +41,14 @@ impl CallError {
 
     pub fn commit(self, t: &Txn) -> StoreError {
         let ops = t.ops.len();
-        let message = if self.unreachable {
+        let message = if self.unreachable && self.not_applied {
+            // The last attempt was refused before doing anything, and a commit goes on to
+            // another member (or round again) only after such a refusal: none applied it.
+            format!(
+                "etcd: {} (the transaction of {ops} ops was not applied)",
+                self.message
+            )
+        } else if self.unreachable {
             format!(
                 "etcd: {} (the transaction of {ops} ops may or may not have been applied)",
                 self.message
@@ -100,6 +112,7 @@ impl Reach {
         Reach {
             health: watch::Sender::new(Health::default()),
             observer,
+            refusing_since: Mutex::new(None),
         }
     }
 
@@ -153,8 +166,47 @@ impl Reach {
         }
     }
 
+    fn refusing_since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        // An Option<Instant> is never left half-written by a panic.
+        self.refusing_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A round of `op` found every member refusing (no leader, connection refused): how long
+    /// they have refused, from the first such round with no answer since.
+    pub fn refusing(&self, op: &str, cause: &str) -> Duration {
+        let now = Instant::now();
+        let (since, first) = {
+            let mut since = self.refusing_since();
+            match *since {
+                Some(s) => (s, false),
+                None => (*since.insert(now), true),
+            }
+        };
+        if first {
+            tracing::warn!(
+                op,
+                error = %cause,
+                "every etcd member refuses (no leader: an election?); waiting for one"
+            );
+        }
+        now.duration_since(since)
+    }
+
+    /// How long every member has refused, if they do (see [`Reach::refusing`]).
+    pub fn refusing_for(&self) -> Option<Duration> {
+        self.refusing_since().map(|since| since.elapsed())
+    }
+
     /// A round-trip went through: etcd can be reached.
     pub fn reached(&self) {
+        if let Some(since) = self.refusing_since().take() {
+            tracing::info!(
+                refused_ms = since.elapsed().as_millis() as u64,
+                "an etcd member answers again after every member refused"
+            );
+        }
         if self.health.borrow().failing.is_none() {
             return;
         }
