@@ -80,6 +80,28 @@ pub struct EtcdArgs {
     /// [default: 2s, at most 30s].
     #[arg(long, value_parser = leader_wait)]
     pub etcd_leader_wait: Option<Duration>,
+    /// Under load, how long the next group of commits is gathered before it goes to etcd as
+    /// one transaction, once a group of more than one was answered (its callers come back
+    /// within a millisecond or two): larger groups, fewer etcd requests, more allocations per
+    /// second. A lone commit never waits. 0s: send at once [default: 2ms, at most 100ms].
+    #[arg(long, value_parser = group_wait)]
+    pub etcd_group_wait: Option<Duration>,
+}
+
+/// The longest `--etcd-group-wait`: beyond it every allocation under load waits longer than
+/// an etcd round-trip for nothing.
+const MAX_GROUP_WAIT: Duration = Duration::from_millis(100);
+
+/// `--etcd-group-wait`: a duration of at most [`MAX_GROUP_WAIT`] (clap names the flag).
+fn group_wait(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d > MAX_GROUP_WAIT {
+        return Err(format!(
+            "{text:?} is longer than {}ms: each allocation under load would wait that long              (etcd answers a group in a few milliseconds)",
+            MAX_GROUP_WAIT.as_millis()
+        ));
+    }
+    Ok(d)
 }
 
 /// The longest `--etcd-leader-wait`: far past every client's deadline already.
@@ -127,6 +149,7 @@ impl EtcdArgs {
             ),
             (self.etcd_max_txn_ops.is_some(), "--etcd-max-txn-ops"),
             (self.etcd_leader_wait.is_some(), "--etcd-leader-wait"),
+            (self.etcd_group_wait.is_some(), "--etcd-group-wait"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
@@ -169,6 +192,9 @@ impl EtcdArgs {
         }
         if let Some(d) = self.etcd_leader_wait {
             opts.leader_wait = d;
+        }
+        if let Some(d) = self.etcd_group_wait {
+            opts.group_wait = d;
         }
         Ok(opts)
     }
@@ -250,6 +276,8 @@ mod tests {
         // Rides out an election's refusals; a waiting replica still answers inside the CNI
         // plugin's 3 s exchange.
         assert_eq!(o.leader_wait, std::time::Duration::from_secs(2));
+        // About the time callers just answered take to come back with their next commit.
+        assert_eq!(o.group_wait, std::time::Duration::from_millis(2));
 
         let dir = tempfile::tempdir().unwrap();
         let (user, password) = (dir.path().join("user"), dir.path().join("password"));
@@ -267,6 +295,7 @@ mod tests {
             "--etcd-request-timeout=2s",
             "--etcd-max-txn-ops=512",
             "--etcd-leader-wait=1500ms",
+            "--etcd-group-wait=5ms",
         ]) else {
             panic!("etcd with TLS and auth")
         };
@@ -276,17 +305,20 @@ mod tests {
         assert_eq!(o.request_timeout, std::time::Duration::from_secs(2));
         assert_eq!(o.max_txn_ops, 512);
         assert_eq!(o.leader_wait, std::time::Duration::from_millis(1500));
-        // 0s: no wait for a leader, calls fail at the first round of refusals.
+        assert_eq!(o.group_wait, std::time::Duration::from_millis(5));
+        let tls = o.tls.unwrap();
+        assert!(tls.ca_file.is_some() && tls.identity.is_some());
+        // 0s: no wait for a leader, calls fail at the first round of refusals; groups go at
+        // once.
         let Ok(StoreOptions::Etcd(o)) = store(&[
             "--store=etcd",
             "--etcd-endpoints=a:1",
             "--etcd-leader-wait=0s",
+            "--etcd-group-wait=0s",
         ]) else {
             panic!("etcd without a wait for a leader")
         };
-        assert!(o.leader_wait.is_zero());
-        let tls = o.tls.unwrap();
-        assert!(tls.ca_file.is_some() && tls.identity.is_some());
+        assert!(o.leader_wait.is_zero() && o.group_wait.is_zero());
     }
 
     #[test]
@@ -397,6 +429,18 @@ mod tests {
             (
                 &["--data-dir=/d", "--etcd-leader-wait=0s"][..],
                 "--etcd-leader-wait is only used",
+            ),
+            (
+                &[
+                    "--store=etcd",
+                    "--etcd-endpoints=a:1",
+                    "--etcd-group-wait=1s",
+                ][..],
+                "'1s' for '--etcd-group-wait <ETCD_GROUP_WAIT>': \"1s\" is longer than 100ms",
+            ),
+            (
+                &["--data-dir=/d", "--etcd-group-wait=2ms"][..],
+                "--etcd-group-wait is only used",
             ),
         ] {
             let e = store(args).map(|_| ()).unwrap_err();

@@ -95,7 +95,7 @@ impl EtcdStore {
             max_txn_ops: opts.max_txn_ops,
             ..batch::Limits::default()
         };
-        let committer = Committer::start(conn.clone(), &opts.prefix, limits);
+        let committer = Committer::start(conn.clone(), &opts.prefix, limits, opts.group_wait);
         Ok(EtcdStore {
             conn,
             prefix: opts.prefix.clone(),

@@ -26,6 +26,9 @@ pub struct EtcdOptions {
     /// How long every member may refuse (no leader: an election) while calls wait for a
     /// leader, going round the members again, before they fail (`route`).
     pub leader_wait: Duration,
+    /// Under load, how long the next group of commits is gathered before it is sent
+    /// (`group::gather`); zero: at once.
+    pub group_wait: Duration,
 }
 
 /// The PEM files of etcd's TLS: the CA that signed etcd's certificate (the system roots are
@@ -96,6 +99,7 @@ impl EtcdOptions {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_txn_ops: super::batch::DEFAULT_MAX_TXN_OPS,
             leader_wait: super::route::DEFAULT_LEADER_WAIT,
+            group_wait: super::group::DEFAULT_GROUP_WAIT,
         })
     }
 }

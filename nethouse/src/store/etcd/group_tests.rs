@@ -237,3 +237,72 @@ async fn each_group_is_reported_as_one_commit_of_its_size() {
     assert_eq!(reported.iter().sum::<usize>(), 65, "{reported:?}");
     assert_eq!(reported.len(), 1 + distinct.len(), "{reported:?}");
 }
+
+/// Under load a group is gathered before it is sent: after a group of 4, a commit waits for
+/// the 4 that follow it 50 ms later and goes to etcd with them (one group of 5), where it went
+/// alone before. After a group of one, nothing waits: a lone commit is not slowed down.
+#[tokio::test]
+async fn after_a_group_the_next_is_gathered_and_a_lone_commit_never_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), None);
+    let sizes = Arc::new(Sizes::default());
+    let mut opts = options(&etcd, "/nethouse/");
+    // Long, so that the test does not depend on timing: the commits it waits for come 50 ms
+    // later; the default is 2 ms.
+    opts.group_wait = Duration::from_millis(400);
+    let s = Arc::new(
+        EtcdStore::connect(&opts, Some(sizes.clone()))
+            .await
+            .unwrap(),
+    );
+    let subnet = revisions(&[s.commit(Txn::default().put("s/z1", vec![])).await.unwrap()])[0];
+    let later = |from: usize, n: usize, after: Duration| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let tasks: Vec<_> = (from..from + n)
+                .map(|i| {
+                    let s = s.clone();
+                    tokio::spawn(async move { s.commit(alloc(i, subnet)).await.unwrap() })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        })
+    };
+
+    // A lone commit after a lone commit: sent at once.
+    let started = std::time::Instant::now();
+    s.commit(alloc(100, subnet)).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Four at once: the first goes alone (nothing in flight), the others as one group.
+    let (first, rest) = (
+        later(0, 1, Duration::ZERO),
+        later(1, 3, Duration::from_millis(1)),
+    );
+    first.await.unwrap();
+    rest.await.unwrap();
+    let before = sizes.0.lock().unwrap().clone();
+    let last = *before.last().unwrap();
+    assert!(last > 1, "a group of more than one first: {before:?}");
+
+    // One commit now and `last` more 50 ms later: one group.
+    let (one, more) = (
+        later(10, 1, Duration::ZERO),
+        later(11, last, Duration::from_millis(50)),
+    );
+    one.await.unwrap();
+    more.await.unwrap();
+    let after = sizes.0.lock().unwrap()[before.len()..].to_vec();
+    assert_eq!(
+        after,
+        vec![last + 1],
+        "one gathered group, in {before:?} then {after:?}"
+    );
+}
