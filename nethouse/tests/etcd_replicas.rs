@@ -169,15 +169,13 @@ async fn sixty_four_clients_through_two_replicas_never_share_an_address() {
     let via_b = b.node().allocate(&moved).await.unwrap();
     assert_eq!(via_b.lease.ips[0].ip, want["c0-0"]);
 
-    let metrics = reqwest::get(format!("{}/metrics", a.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     assert!(
-        metrics.contains("nethouse_etcd_request_duration_seconds_count{op=\"txn\"}"),
-        "{metrics}"
+        metric(
+            &a.url,
+            "nethouse_etcd_request_duration_seconds_count{op=\"txn\"}"
+        )
+        .await
+        .is_some_and(|n| n > 0.0)
     );
     // a's view is complete up to etcd's revision (b's last write included). Commits that
     // waited together share a revision, so that is not one revision per allocation.
@@ -185,30 +183,18 @@ async fn sixty_four_clients_through_two_replicas_never_share_an_address() {
     eventually(
         Duration::from_secs(5),
         "a's watched revision reaches etcd's",
-        async || watched_revision(&a.url).await == Some(at),
+        async || metric(&a.url, "nethouse_store_watched_revision").await == Some(at as f64),
     )
     .await;
     // The watch-lag metrics: a's own commits were timed until its watch brought them, and
     // nothing etcd reported is missing from its view.
-    let metrics = reqwest::get(format!("{}/metrics", a.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
-    };
-    assert!(value("nethouse_store_watch_lag_seconds_count") > 0.0);
-    assert_eq!(value("nethouse_store_watch_lag_revisions"), 0.0);
+    let lag = async |name| metric(&a.url, name).await;
+    assert!(lag("nethouse_store_watch_lag_seconds_count").await > Some(0.0));
+    assert_eq!(lag("nethouse_store_watch_lag_revisions").await, Some(0.0));
 }
 
-/// What a replica's `nethouse_store_watched_revision` says.
-async fn watched_revision(url: &str) -> Option<u64> {
+/// The value of the sample `name` (with its labels, if any) on a replica's `/metrics`.
+async fn metric(url: &str, name: &str) -> Option<f64> {
     let metrics = reqwest::get(format!("{url}/metrics"))
         .await
         .ok()?
@@ -217,8 +203,8 @@ async fn watched_revision(url: &str) -> Option<u64> {
         .ok()?;
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("nethouse_store_watched_revision "))
-        .and_then(|v| v.trim().parse::<u64>().ok())
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 #[tokio::test]
