@@ -55,9 +55,21 @@ async fn measured<S: Store, T: Serialize>(
 /// The count is bounded: when the store stalls, every caller's retry would otherwise add one
 /// more task waiting on it, without limit. Past the bound a call is refused at once, before it
 /// does anything, with a transient 503 the callers already retry.
-async fn to_completion<S: Store>(
+///
+/// `call` goes on the heap at once: a change's future nests the whole path down to the store
+/// and is large, and held by value it was copied again into the handler's future, axum's box of
+/// it and the spawned task (copying memory was the largest single item of a replica's CPU).
+fn to_completion<S: Store>(
     app: Arc<App<S>>,
     call: impl Future<Output = Answer> + Send + 'static,
+) -> impl Future<Output = Answer> {
+    let call = Box::pin(call);
+    completed(app, call)
+}
+
+async fn completed<S: Store>(
+    app: Arc<App<S>>,
+    call: std::pin::Pin<Box<impl Future<Output = Answer> + Send + 'static>>,
 ) -> Answer {
     struct Counted(Gauge);
     impl Drop for Counted {
