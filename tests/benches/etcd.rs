@@ -4,8 +4,9 @@
 //! 3 `nethouse serve --store etcd` replicas, the same 64 clients allocating fixed leases through
 //! all of them (each client starts at another replica). The anchor: etcd's own load generator
 //! (`benchmark put`, built by tests/harness/build-etcd-benchmark.sh) with the same client count
-//! on the same cluster — the durable puts/s this etcd can take at all. Build NetHouse first:
-//! `cargo build --release -p nethouse`.
+//! on the same cluster — the durable puts/s this etcd can take at all. Then the same on etcd at
+//! other client counts, each beside etcd's own puts at that count: where rate and tail latency
+//! meet. Build NetHouse first: `cargo build --release -p nethouse`.
 
 use std::process::{Child, Command};
 use std::sync::Arc;
@@ -25,6 +26,8 @@ use tokio::sync::Mutex;
 mod serve_process;
 
 const CLIENTS: usize = 64;
+/// The other client counts measured on etcd (after the main table, on the same cluster).
+const SWEEP: [usize; 3] = [16, 32, 128];
 const WARM_UP: Duration = Duration::from_secs(2);
 const MEASURE: Duration = Duration::from_secs(10);
 
@@ -64,18 +67,25 @@ struct Result {
     errors: usize,
 }
 
-/// 64 clients allocating fixed leases (each its own pods) until the time is up; what was
-/// acknowledged in the measured window after the warm-up.
-async fn load(urls: &[String]) -> Result {
-    let ctl = rotated_client(urls, 0, None);
+/// The zone's subnet: room for every allocation of every run (~1 million addresses).
+async fn add_subnet(urls: &[String]) {
     let spec: SubnetSpec =
         serde_json::from_value(serde_json::json!({"zone": "z1", "cidr": "10.64.0.0/12"})).unwrap();
-    ctl.add_subnet(&spec).await.unwrap();
+    rotated_client(urls, 0, None)
+        .add_subnet(&spec)
+        .await
+        .unwrap();
+}
+
+/// `clients` clients allocating fixed leases (each its own pods; `run` keeps the pods of
+/// several runs apart) until the time is up; what was acknowledged in the measured window
+/// after the warm-up.
+async fn load(urls: &[String], clients: usize, run: usize) -> Result {
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new((Vec::new(), 0usize)));
     let start = Instant::now();
     let measure_from = start + WARM_UP;
-    let tasks: Vec<_> = (0..CLIENTS)
+    let tasks: Vec<_> = (0..clients)
         .map(|n| {
             let c = rotated_client(urls, n % urls.len(), None);
             let (stop, seen) = (stop.clone(), seen.clone());
@@ -83,7 +93,7 @@ async fn load(urls: &[String]) -> Result {
                 let mut i = 0usize;
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let r = c.allocate(&fixed_request(n, i)).await;
+                    let r = c.allocate(&fixed_request(run * 10_000 + n, i)).await;
                     let took = t.elapsed();
                     let mut s = seen.lock().await;
                     match r {
@@ -111,11 +121,11 @@ async fn load(urls: &[String]) -> Result {
     }
 }
 
-fn print(what: &str, replicas: &str, r: &Result) {
+fn print(what: &str, replicas: &str, clients: usize, r: &Result) {
     row(&[
         what.into(),
         replicas.into(),
-        format!("{CLIENTS}"),
+        format!("{clients}"),
         format!("{:.0}", r.per_second),
         ms(pct(&r.latencies, 0.5)),
         ms(pct(&r.latencies, 0.99)),
@@ -123,13 +133,13 @@ fn print(what: &str, replicas: &str, r: &Result) {
     ]);
 }
 
-/// etcd's `benchmark put` with the same client count: (puts/s, average, 99th percentile).
-fn etcd_anchor(endpoints: &str) -> (f64, Duration, Duration) {
+/// etcd's `benchmark put` with `clients` clients: (puts/s, average, 99th percentile).
+fn etcd_anchor(endpoints: &str, clients: usize) -> (f64, Duration, Duration) {
     let bin = harness_script::<&str>("build-etcd-benchmark.sh", &[]).unwrap();
     let out = Command::new(bin.trim())
         .arg(format!("--endpoints={endpoints}"))
         .args([
-            &format!("--clients={CLIENTS}"),
+            &format!("--clients={clients}"),
             "--conns=8",
             "put",
             "--total=50000",
@@ -187,24 +197,25 @@ fn main() {
             &["--data-dir".into(), data.display().to_string()],
             &mut procs,
         );
-        rt.block_on(load(&[url]))
+        let urls = [url];
+        rt.block_on(add_subnet(&urls));
+        rt.block_on(load(&urls, CLIENTS, 0))
     };
-    print("embedded (redb)", "1", &embedded);
+    print("embedded (redb)", "1", CLIENTS, &embedded);
 
     let etcd = EtcdCluster::start(3).expect("3-member etcd");
-    let on_etcd = {
-        let mut procs = Killed(Vec::new());
-        let store = [
-            "--store=etcd".to_string(),
-            format!("--etcd-endpoints={}", etcd.endpoints()),
-        ];
-        let urls: Vec<String> = (0..3)
-            .map(|i| serve(dir.path(), &format!("replica{i}"), &store, &mut procs))
-            .collect();
-        rt.block_on(load(&urls))
-    };
-    print("etcd, 3 members", "3", &on_etcd);
-    let (puts, average, p99) = etcd_anchor(&etcd.endpoints());
+    let mut procs = Killed(Vec::new());
+    let store = [
+        "--store=etcd".to_string(),
+        format!("--etcd-endpoints={}", etcd.endpoints()),
+    ];
+    let urls: Vec<String> = (0..3)
+        .map(|i| serve(dir.path(), &format!("replica{i}"), &store, &mut procs))
+        .collect();
+    rt.block_on(add_subnet(&urls));
+    let on_etcd = rt.block_on(load(&urls, CLIENTS, 0));
+    print("etcd, 3 members", "3", CLIENTS, &on_etcd);
+    let (puts, average, p99) = etcd_anchor(&etcd.endpoints(), CLIENTS);
     row(&[
         "etcd's own `benchmark put` (anchor: durable puts)".into(),
         "-".into(),
@@ -219,4 +230,36 @@ fn main() {
         on_etcd.per_second / embedded.per_second,
         on_etcd.per_second / puts
     );
+
+    // Rate against tail latency: with clients always waiting, fewer clients mean smaller
+    // groups (fewer allocations per etcd round-trip), more mean a longer wait for each.
+    println!("\n### etcd, 3 members, 3 replicas: by client count\n");
+    header(
+        &[
+            "clients",
+            "allocations/s",
+            "p50",
+            "p99",
+            "etcd's own puts/s",
+            "its p99",
+        ]
+        .map(String::from),
+    );
+    let mut points: Vec<(usize, Result, (f64, Duration, Duration))> =
+        vec![(CLIENTS, on_etcd, (puts, average, p99))];
+    for (run, clients) in SWEEP.into_iter().enumerate() {
+        let r = rt.block_on(load(&urls, clients, run + 1));
+        points.push((clients, r, etcd_anchor(&etcd.endpoints(), clients)));
+    }
+    points.sort_by_key(|p| p.0);
+    for (clients, r, (puts, _, put_p99)) in &points {
+        row(&[
+            format!("{clients}"),
+            format!("{:.0}", r.per_second),
+            ms(pct(&r.latencies, 0.5)),
+            ms(pct(&r.latencies, 0.99)),
+            format!("{puts:.0}"),
+            ms(*put_p99),
+        ]);
+    }
 }
