@@ -14,6 +14,9 @@ use anyhow::{Context, bail};
 use crate::ports::free_port;
 
 const ETCD: &str = "/usr/bin/etcd";
+/// How long [`EtcdCluster::revision`] asks again while the running members fail the read: a
+/// member thawed a moment ago catches up within a second or two.
+const REVISION_WITHIN: Duration = Duration::from_secs(10);
 
 pub struct Member {
     pub name: String,
@@ -254,11 +257,25 @@ impl EtcdCluster {
     }
 
     /// The cluster's revision now, from a linearizable read: every write etcd acknowledged
-    /// before this call is at or below it.
+    /// before this call is at or below it. etcdctl asks one of the running members; one just
+    /// thawed or restarted may still fail the read while it catches up (etcdctl then prints
+    /// nothing), so a failed read is asked again for up to [`REVISION_WITHIN`].
     pub fn revision(&self) -> anyhow::Result<u64> {
+        let t = Instant::now();
+        loop {
+            match self.revision_once() {
+                Ok(r) => return Ok(r),
+                Err(e) if t.elapsed() > REVISION_WITHIN => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    fn revision_once(&self) -> anyhow::Result<u64> {
         let live = self.live();
         let out = self
             .etcdctl(&live)
+            .stderr(Stdio::piped())
             .args([
                 "get",
                 "revision-probe",
@@ -269,8 +286,13 @@ impl EtcdCluster {
             ])
             .output()
             .context("running etcdctl (Debian's etcd-client)")?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("etcdctl get: {}", String::from_utf8_lossy(&out.stdout)))?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "etcdctl get against {live:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })?;
         v["header"]["revision"]
             .as_u64()
             .with_context(|| format!("no revision from {live:?}: {v}"))
