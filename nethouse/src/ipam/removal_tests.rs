@@ -211,6 +211,15 @@ async fn draining_in_store<S: Store>(ipam: &Ipam<S>) -> bool {
     codec::decode_subnet(&key, &v.value).unwrap().draining
 }
 
+/// The removal left the subnet as it was: `records` address records still in the store, not
+/// draining, handing out addresses, and the view agreeing with itself.
+async fn left_usable<S: Store>(ipam: &Ipam<S>, records: usize) {
+    assert_eq!(records_in_store(ipam).await, records);
+    assert!(!draining_in_store(ipam).await);
+    ipam.allocate(ephemeral("new", "n1", "z1")).await.unwrap();
+    assert_eq!(ipam.inconsistencies(), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn a_limited_store_gets_the_removal_in_transactions_that_fit() {
     for (max, n) in [(2, 5), (8, 20), (128, 300)] {
@@ -233,10 +242,7 @@ async fn a_leased_record_refuses_a_chunked_removal_and_leaves_the_subnet_usable(
     ipam.allocate(ephemeral("kept", "n1", "z1")).await.unwrap();
     let e = ipam.remove_subnet(NAME).await.unwrap_err();
     assert!(matches!(e, IpamError::SubnetInUse { leases: 1, .. }), "{e}");
-    assert_eq!(records_in_store(&ipam).await, 21);
-    assert!(!draining_in_store(&ipam).await);
-    ipam.allocate(ephemeral("new", "n1", "z1")).await.unwrap();
-    assert_eq!(ipam.inconsistencies(), Vec::<String>::new());
+    left_usable(&ipam, 21).await;
 }
 
 /// A chunk fails midway (applied or not): the subnet stays draining with what is left, the
@@ -296,10 +302,7 @@ async fn a_lost_race_before_any_delete_undrains_the_subnet() {
         matches!(&e, IpamError::Contention { lost, .. } if *lost == first.0),
         "{e}"
     );
-    assert_eq!(records_in_store(&ipam).await, 20);
-    assert!(!draining_in_store(&ipam).await);
-    ipam.allocate(ephemeral("new", "n1", "z1")).await.unwrap();
-    assert_eq!(ipam.inconsistencies(), Vec::<String>::new());
+    left_usable(&ipam, 20).await;
 }
 
 /// Two replicas remove the subnet at once: the one that drained it last finishes; the other
