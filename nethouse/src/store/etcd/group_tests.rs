@@ -51,23 +51,31 @@ fn revisions(outcomes: &[Outcome]) -> Vec<u64> {
         .collect()
 }
 
+/// The subnet key every allocation checks, put on `s`; its revision.
+async fn add_subnet(s: &EtcdStore) -> u64 {
+    revisions(&[s
+        .commit(Txn::default().put("s/z1", b"subnet".to_vec()))
+        .await
+        .unwrap()])[0]
+}
+
+/// The revisions among `revs`, each once, ascending: one per etcd transaction.
+fn distinct_of(revs: &[u64]) -> Vec<u64> {
+    let mut d = revs.to_vec();
+    d.sort_unstable();
+    d.dedup();
+    d
+}
+
 #[tokio::test]
 async fn commits_waiting_together_share_one_etcd_transaction_and_are_watched_as_one() {
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start(dir.path(), None);
     let s = Arc::new(store(&options(&etcd, "/nethouse/")).await);
-    let Outcome::Committed(subnet) = s
-        .commit(Txn::default().put("s/z1", b"subnet".to_vec()))
-        .await
-        .unwrap()
-    else {
-        panic!("no checks")
-    };
+    let subnet = add_subnet(&s).await;
     let mut w = s.watch(subnet).await.unwrap();
     let revs = revisions(&allocate_at_once(&s, 64, subnet).await);
-    let mut distinct = revs.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
+    let distinct = distinct_of(&revs);
     // One etcd transaction each would be 64 revisions; waiting ones go together.
     assert!(
         distinct.len() <= 8,
@@ -147,28 +155,18 @@ async fn a_group_etcd_refuses_is_sent_commit_by_commit() {
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start_with(dir.path(), None, &["--max-txn-ops=8"]);
     let s = Arc::new(store(&options(&etcd, "/nethouse/")).await);
-    let Outcome::Committed(subnet) = s.commit(Txn::default().put("s/z1", vec![])).await.unwrap()
-    else {
-        panic!("no checks")
-    };
+    let subnet = add_subnet(&s).await;
     let revs = revisions(&allocate_at_once(&s, 32, subnet).await);
-    let mut distinct = revs.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
+    let distinct = distinct_of(&revs);
     assert_eq!(distinct.len(), 32, "each alone: {revs:?}");
 
     // Told etcd's limit, the store groups within it.
     let mut opts = options(&etcd, "/told/");
     opts.max_txn_ops = 8;
     let s = Arc::new(store(&opts).await);
-    let Outcome::Committed(subnet) = s.commit(Txn::default().put("s/z1", vec![])).await.unwrap()
-    else {
-        panic!("no checks")
-    };
+    let subnet = add_subnet(&s).await;
     let revs = revisions(&allocate_at_once(&s, 32, subnet).await);
-    let mut distinct = revs.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
+    let distinct = distinct_of(&revs);
     // 5 members of 3 fit in 8: 32 commits in 7 groups (or a few more, as they arrive).
     assert!(distinct.len() < 16, "{distinct:?}");
 }
@@ -228,11 +226,9 @@ async fn each_group_is_reported_as_one_commit_of_its_size() {
         .await
         .unwrap();
     let s = Arc::new(s);
-    let subnet = revisions(&[s.commit(Txn::default().put("s/z1", vec![])).await.unwrap()])[0];
+    let subnet = add_subnet(&s).await;
     let revs = revisions(&allocate_at_once(&s, 64, subnet).await);
-    let mut distinct = revs.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
+    let distinct = distinct_of(&revs);
     let reported = sizes.0.lock().unwrap().clone();
     assert_eq!(reported.iter().sum::<usize>(), 65, "{reported:?}");
     assert_eq!(reported.len(), 1 + distinct.len(), "{reported:?}");
@@ -255,7 +251,7 @@ async fn after_a_group_the_next_is_gathered_and_a_lone_commit_never_waits() {
             .await
             .unwrap(),
     );
-    let subnet = revisions(&[s.commit(Txn::default().put("s/z1", vec![])).await.unwrap()])[0];
+    let subnet = add_subnet(&s).await;
     let later = |from: usize, n: usize, after: Duration| {
         let s = s.clone();
         tokio::spawn(async move {
