@@ -170,12 +170,9 @@ async fn sixty_four_clients_through_two_replicas_never_share_an_address() {
     assert_eq!(via_b.lease.ips[0].ip, want["c0-0"]);
 
     assert!(
-        metric(
-            &a.url,
-            "nethouse_etcd_request_duration_seconds_count{op=\"txn\"}"
-        )
-        .await
-        .is_some_and(|n| n > 0.0)
+        a.metric("nethouse_etcd_request_duration_seconds_count{op=\"txn\"}")
+            .await
+            .is_some_and(|n| n > 0.0)
     );
     // a's view is complete up to etcd's revision (b's last write included). Commits that
     // waited together share a revision, so that is not one revision per allocation.
@@ -183,28 +180,14 @@ async fn sixty_four_clients_through_two_replicas_never_share_an_address() {
     eventually(
         Duration::from_secs(5),
         "a's watched revision reaches etcd's",
-        async || metric(&a.url, "nethouse_store_watched_revision").await == Some(at as f64),
+        async || a.metric("nethouse_store_watched_revision").await == Some(at as f64),
     )
     .await;
     // The watch-lag metrics: a's own commits were timed until its watch brought them, and
     // nothing etcd reported is missing from its view.
-    let lag = async |name| metric(&a.url, name).await;
+    let lag = async |name| a.metric(name).await;
     assert!(lag("nethouse_store_watch_lag_seconds_count").await > Some(0.0));
     assert_eq!(lag("nethouse_store_watch_lag_revisions").await, Some(0.0));
-}
-
-/// The value of the sample `name` (with its labels, if any) on a replica's `/metrics`.
-async fn metric(url: &str, name: &str) -> Option<f64> {
-    let metrics = reqwest::get(format!("{url}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 #[tokio::test]

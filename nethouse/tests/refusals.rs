@@ -40,18 +40,6 @@ type Refused<'a> = (
     Option<&'a str>,
 );
 
-/// One series of `/metrics`; `None` when it is not exposed.
-async fn metric(server: &Server, series: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// POSTs `body` with `token` (none: no header); returns the status and the JSON answer.
 async fn post(server: &Server, token: Option<&str>, body: &Value) -> (u16, Value) {
     let mut req = reqwest::Client::new()
@@ -74,7 +62,7 @@ async fn a_refused_add_is_counted_and_creates_no_lease() {
         .await
         .unwrap();
     // The series is there before the first refusal, so that alerts on its rate see it.
-    assert_eq!(metric(&server, REFUSED).await, Some(0.0));
+    assert_eq!(server.metric(REFUSED).await, Some(0.0));
 
     // Node A reports its own refusal: counted, and logged with pod, node and the fix.
     let recorded: RefusalRecorded = server
@@ -83,8 +71,8 @@ async fn a_refused_add_is_counted_and_creates_no_lease() {
         .await
         .unwrap();
     assert_eq!(recorded.reason, RefusalReason::PodAnnotationsMissing);
-    assert_eq!(metric(&server, REFUSED).await, Some(1.0));
-    assert_eq!(metric(&server, OPS_OK).await, Some(1.0));
+    assert_eq!(server.metric(REFUSED).await, Some(1.0));
+    assert_eq!(server.metric(OPS_OK).await, Some(1.0));
     let log = server.log_text();
     assert!(
         log.contains("refused an ADD")
@@ -120,7 +108,7 @@ async fn a_refused_add_is_counted_and_creates_no_lease() {
         assert_eq!(answer["error"]["code"], code, "{what}: {answer}");
         assert_eq!(answer["error"]["field"].as_str(), field, "{what}: {answer}");
     }
-    assert_eq!(metric(&server, REFUSED).await, Some(1.0));
+    assert_eq!(server.metric(REFUSED).await, Some(1.0));
 
     // No lease was created, for the pod or at all.
     let leases = server

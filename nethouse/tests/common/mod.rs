@@ -93,6 +93,24 @@ impl Server {
         Client::new(cfg).unwrap()
     }
 
+    /// The value of one series of its `/metrics` (name and labels, as exposed); `None` when it
+    /// is not exposed or the server does not answer.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
     pub fn node(&self) -> Client {
         self.client(NODE_TOKEN)
     }
