@@ -94,14 +94,12 @@ const MAX_GROUP_WAIT: Duration = Duration::from_millis(100);
 
 /// `--etcd-group-wait`: a duration of at most [`MAX_GROUP_WAIT`] (clap names the flag).
 fn group_wait(text: &str) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
-    if d > MAX_GROUP_WAIT {
-        return Err(format!(
-            "{text:?} is longer than {}ms: each allocation under load would wait that long              (etcd answers a group in a few milliseconds)",
-            MAX_GROUP_WAIT.as_millis()
-        ));
-    }
-    Ok(d)
+    at_most(
+        text,
+        MAX_GROUP_WAIT,
+        "each allocation under load would wait that long (etcd answers a group in a few \
+         milliseconds)",
+    )
 }
 
 /// The longest `--etcd-leader-wait`: far past every client's deadline already.
@@ -109,13 +107,19 @@ const MAX_LEADER_WAIT: Duration = Duration::from_secs(30);
 
 /// `--etcd-leader-wait`: a duration of at most [`MAX_LEADER_WAIT`] (clap names the flag).
 fn leader_wait(text: &str) -> Result<Duration, String> {
+    at_most(
+        text,
+        MAX_LEADER_WAIT,
+        "clients give up on a replica long before (NetHouse's client after 5s, the CNI plugin \
+         after 3s)",
+    )
+}
+
+/// A duration of at most `max`; longer ones are refused saying `why`.
+fn at_most(text: &str, max: Duration, why: &str) -> Result<Duration, String> {
     let d = parse_duration(text)?;
-    if d > MAX_LEADER_WAIT {
-        return Err(format!(
-            "{text:?} is longer than {}s: clients give up on a replica long before \
-             (NetHouse's client after 5s, the CNI plugin after 3s)",
-            MAX_LEADER_WAIT.as_secs()
-        ));
+    if d > max {
+        return Err(format!("{text:?} is longer than {max:?}: {why}"));
     }
     Ok(d)
 }
