@@ -6,7 +6,9 @@
 //! (`benchmark put`, built by tests/harness/build-etcd-benchmark.sh) with the same client count
 //! on the same cluster — the durable puts/s this etcd can take at all. Then the same on etcd at
 //! other client counts, each beside etcd's own puts at that count: where rate and tail latency
-//! meet. Build NetHouse first: `cargo build --release -p nethouse`.
+//! meet. Last, the target's rate offered on a schedule to both stores and to etcd's own puts
+//! (`--rate`): the tail latency at that rate, counted from when each allocation was due and,
+//! as etcd's tool counts, from when it was sent. Build NetHouse first: `cargo build --release -p nethouse`.
 
 use std::process::{Child, Command};
 use std::sync::Arc;
@@ -121,6 +123,66 @@ async fn load(urls: &[String], clients: usize, run: usize) -> Result {
     }
 }
 
+/// The rate of the paced runs: the target, offered whatever the answers.
+const PACED_RATE: f64 = 5_000.0;
+
+/// Allocations falling due on a fixed schedule, `rate` a second, whatever the answers (as pods
+/// arrive in a cluster), sent by `clients` clients as wrk2 does: each takes the next allocation
+/// due, waits for its time if it is early, and sends it; when all are busy, the ones falling due
+/// wait. Latency counts from the time an allocation was due, not from when a client got round
+/// to sending it, so a stall shows in every allocation due meanwhile (no coordinated omission).
+/// `allocations` and the rate are those due in the measured window and acknowledged; beside
+/// them, the latencies counted from sending, as etcd's `benchmark put --rate` counts its own.
+async fn paced(urls: &[String], clients: usize, rate: f64, run: usize) -> (Result, Vec<Duration>) {
+    let start = tokio::time::Instant::now();
+    let measure_from = start + WARM_UP;
+    let total = ((WARM_UP + MEASURE).as_secs_f64() * rate) as usize;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..clients)
+        .map(|n| {
+            let c = rotated_client(urls, n % urls.len(), None);
+            let next = next.clone();
+            tokio::spawn(async move {
+                let (mut latencies, mut sent, mut errors) = (Vec::new(), Vec::new(), 0usize);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        return (latencies, sent, errors);
+                    }
+                    let due = start + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due).await;
+                    let t = tokio::time::Instant::now();
+                    let r = c.allocate(&fixed_request(run * 10_000 + n, i)).await;
+                    match r {
+                        Ok(_) if due >= measure_from => {
+                            latencies.push(due.elapsed());
+                            sent.push(t.elapsed());
+                        }
+                        Ok(_) => {}
+                        Err(_) => errors += 1,
+                    }
+                }
+            })
+        })
+        .collect();
+    let (mut latencies, mut sent, mut errors) = (Vec::new(), Vec::new(), 0);
+    for t in tasks {
+        let (l, s, e) = t.await.unwrap();
+        latencies.extend(l);
+        sent.extend(s);
+        errors += e;
+    }
+    latencies.sort();
+    sent.sort();
+    let r = Result {
+        allocations: latencies.len(),
+        per_second: latencies.len() as f64 / MEASURE.as_secs_f64(),
+        latencies,
+        errors,
+    };
+    (r, sent)
+}
+
 fn print(what: &str, replicas: &str, clients: usize, r: &Result) {
     row(&[
         what.into(),
@@ -133,8 +195,9 @@ fn print(what: &str, replicas: &str, clients: usize, r: &Result) {
     ]);
 }
 
-/// etcd's `benchmark put` with `clients` clients: (puts/s, average, 99th percentile).
-fn etcd_anchor(endpoints: &str, clients: usize) -> (f64, Duration, Duration) {
+/// etcd's `benchmark put` with `clients` clients, at most `rate` puts a second if given:
+/// (puts/s, average, 99th percentile). Its latency counts from when a put is sent.
+fn etcd_anchor(endpoints: &str, clients: usize, rate: Option<f64>) -> (f64, Duration, Duration) {
     let bin = harness_script::<&str>("build-etcd-benchmark.sh", &[]).unwrap();
     let out = Command::new(bin.trim())
         .arg(format!("--endpoints={endpoints}"))
@@ -144,6 +207,7 @@ fn etcd_anchor(endpoints: &str, clients: usize) -> (f64, Duration, Duration) {
             "put",
             "--total=50000",
         ])
+        .args(rate.map(|r| format!("--rate={r:.0}")))
         .args([
             "--key-size=48",
             "--val-size=200",
@@ -188,7 +252,7 @@ fn main() {
         .map(String::from),
     );
 
-    let embedded = {
+    let (embedded, embedded_paced) = {
         let mut procs = Killed(Vec::new());
         let data = dir.path().join("embedded");
         let url = serve(
@@ -199,7 +263,10 @@ fn main() {
         );
         let urls = [url];
         rt.block_on(add_subnet(&urls));
-        rt.block_on(load(&urls, CLIENTS, 0))
+        (
+            rt.block_on(load(&urls, CLIENTS, 0)),
+            rt.block_on(paced(&urls, CLIENTS, PACED_RATE, 1)),
+        )
     };
     print("embedded (redb)", "1", CLIENTS, &embedded);
 
@@ -215,7 +282,12 @@ fn main() {
     rt.block_on(add_subnet(&urls));
     let on_etcd = rt.block_on(load(&urls, CLIENTS, 0));
     print("etcd, 3 members", "3", CLIENTS, &on_etcd);
-    let (puts, average, p99) = etcd_anchor(&etcd.endpoints(), CLIENTS);
+    // On the cluster as the main run left it: the sweep below adds hundreds of thousands of
+    // keys (its own and etcd's puts), which slow every later run.
+    let etcd_paced = rt.block_on(paced(&urls, CLIENTS, PACED_RATE, 9));
+    let (put_rate, put_average, put_p99) =
+        etcd_anchor(&etcd.endpoints(), CLIENTS, Some(PACED_RATE));
+    let (puts, average, p99) = etcd_anchor(&etcd.endpoints(), CLIENTS, None);
     row(&[
         "etcd's own `benchmark put` (anchor: durable puts)".into(),
         "-".into(),
@@ -249,7 +321,7 @@ fn main() {
         vec![(CLIENTS, on_etcd, (puts, average, p99))];
     for (run, clients) in SWEEP.into_iter().enumerate() {
         let r = rt.block_on(load(&urls, clients, run + 1));
-        points.push((clients, r, etcd_anchor(&etcd.endpoints(), clients)));
+        points.push((clients, r, etcd_anchor(&etcd.endpoints(), clients, None)));
     }
     points.sort_by_key(|p| p.0);
     for (clients, r, (puts, _, put_p99)) in &points {
@@ -262,4 +334,48 @@ fn main() {
             ms(*put_p99),
         ]);
     }
+
+    // The target's question — this many allocations a second, at what tail latency — asked
+    // directly: allocations falling due at the target rate, latency counted from when each was
+    // due. Clients waiting on each other at saturation (above) hide a stall behind at most one
+    // allocation per client; here every allocation due during it waits it out.
+    println!("\n### {PACED_RATE:.0} allocations/s offered on a schedule, {CLIENTS} clients\n");
+    header(
+        &[
+            "store",
+            "NetHouse replicas",
+            "allocations/s",
+            "p50",
+            "p99",
+            "p50 from sending",
+            "p99 from sending",
+            "acknowledged in 10 s",
+        ]
+        .map(String::from),
+    );
+    for (what, replicas, (r, sent)) in [
+        ("embedded (redb)", "1", &embedded_paced),
+        ("etcd, 3 members", "3", &etcd_paced),
+    ] {
+        row(&[
+            what.into(),
+            replicas.into(),
+            format!("{:.0}", r.per_second),
+            ms(pct(&r.latencies, 0.5)),
+            ms(pct(&r.latencies, 0.99)),
+            ms(pct(sent, 0.5)),
+            ms(pct(sent, 0.99)),
+            format!("{} ({} errors)", r.allocations, r.errors),
+        ]);
+    }
+    row(&[
+        format!("etcd's own `benchmark put --rate={PACED_RATE:.0}` ({CLIENTS} clients)"),
+        "-".into(),
+        format!("{put_rate:.0} puts/s"),
+        "-".into(),
+        "-".into(),
+        format!("{} (mean)", ms(put_average)),
+        ms(put_p99),
+        "50000 puts".into(),
+    ]);
 }
