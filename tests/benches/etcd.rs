@@ -6,9 +6,11 @@
 //! (`benchmark put`, built by tests/harness/build-etcd-benchmark.sh) with the same client count
 //! on the same cluster — the durable puts/s this etcd can take at all. Then the same on etcd at
 //! other client counts, each beside etcd's own puts at that count: where rate and tail latency
-//! meet. Last, the target's rate offered on a schedule to both stores and to etcd's own puts
+//! meet. And the target's rate offered on a schedule to both stores and to etcd's own puts
 //! (`--rate`): the tail latency at that rate, counted from when each allocation was due and,
-//! as etcd's tool counts, from when it was sent. Build NetHouse first: `cargo build --release -p nethouse`.
+//! as etcd's tool counts, from when it was sent.
+//!
+//! Build NetHouse first: `cargo build --release -p nethouse`.
 
 use std::process::{Child, Command};
 use std::sync::Arc;
