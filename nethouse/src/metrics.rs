@@ -71,6 +71,8 @@ pub struct Metrics {
     watched_revision: Gauge,
     /// With a shared store: full re-reads because the watch could not resume.
     pub watch_rereads: Counter,
+    /// Races lost to other replicas, by the kind of key ([`crate::ipam::races`]).
+    lost_races: Family<KindLabels, Counter>,
 }
 
 /// What the store reports (see [`StoreObserver`]).
@@ -307,10 +309,21 @@ impl Metrics {
             "With --store etcd: times the view was read from etcd again because its watch could not resume (etcd compacted the revisions it needed)",
             watch_rereads.clone(),
         );
+        let lost_races = Family::<KindLabels, Counter>::default();
+        // Every kind from the start, so that rate() sees the first lost race.
+        for kind in crate::ipam::races::KINDS {
+            let _ = lost_races.get_or_create(&KindLabels { kind });
+        }
+        registry.register(
+            "ipam_lost_races",
+            "Writes whose checks failed because another replica's write landed first, by the kind of key whose check decided it (lease, address, subnet, subnet_list); each cost a re-read and another try. Always 0 with one replica on its own store",
+            lost_races.clone(),
+        );
         Metrics {
             registry,
             watched_revision,
             watch_rereads,
+            lost_races,
             store: StoreMetrics {
                 commit_duration: store_commit_duration,
                 transactions: store_commit_transactions,
@@ -393,6 +406,15 @@ impl Metrics {
         }
     }
 
+    /// Raises the lost-race counters to `counts` (totals since start, which never go down),
+    /// just before a scrape reads them.
+    pub fn lost_races(&self, counts: &[(&'static str, u64)]) {
+        for &(kind, total) in counts {
+            let c = self.lost_races.get_or_create(&KindLabels { kind });
+            c.inc_by(total.saturating_sub(c.get()));
+        }
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -444,5 +466,30 @@ mod tests {
             Some("1")
         );
         assert_eq!(line(&text, "nethouse_store_watched_revision"), Some("57"));
+    }
+
+    #[test]
+    fn lost_races_are_exported_as_the_view_counts_them_and_every_kind_from_zero() {
+        let m = Metrics::new();
+        let text = rendered(&m);
+        assert_eq!(
+            line(&text, r#"nethouse_ipam_lost_races_total{kind="subnet"}"#),
+            Some("0")
+        );
+        m.lost_races(&[("address", 3), ("subnet", 0)]);
+        m.lost_races(&[("address", 5), ("subnet", 1)]);
+        let text = rendered(&m);
+        assert_eq!(
+            line(&text, r#"nethouse_ipam_lost_races_total{kind="address"}"#),
+            Some("5")
+        );
+        assert_eq!(
+            line(&text, r#"nethouse_ipam_lost_races_total{kind="subnet"}"#),
+            Some("1")
+        );
+        assert_eq!(
+            line(&text, r#"nethouse_ipam_lost_races_total{kind="lease"}"#),
+            Some("0")
+        );
     }
 }

@@ -188,6 +188,24 @@ async fn sixty_four_clients_through_two_replicas_never_share_an_address() {
     let lag = async |name| a.metric(name).await;
     assert!(lag("nethouse_store_watch_lag_seconds_count").await > Some(0.0));
     assert_eq!(lag("nethouse_store_watch_lag_revisions").await, Some(0.0));
+
+    // Filling the zone from both sides, each replica tried for addresses the other had just
+    // taken (the end of each subnet above all): those lost races are counted, on addresses.
+    let mut lost = 0.0;
+    for replica in [&a, &b] {
+        for kind in ["lease", "address", "subnet", "subnet_list", "other"] {
+            let series = format!("nethouse_ipam_lost_races_total{{kind=\"{kind}\"}}");
+            let n = replica
+                .metric(&series)
+                .await
+                .unwrap_or_else(|| panic!("{series}"));
+            eprintln!("{series}: {n}");
+            if kind == "address" {
+                lost += n;
+            }
+        }
+    }
+    assert!(lost > 0.0, "no lost race on an address counted");
 }
 
 #[tokio::test]

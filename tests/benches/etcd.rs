@@ -12,6 +12,7 @@
 //!
 //! Build NetHouse first: `cargo build --release -p nethouse`.
 
+use std::io::{Read, Write};
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -197,6 +198,40 @@ fn print(what: &str, replicas: &str, clients: usize, r: &Result) {
     ]);
 }
 
+/// The races the replicas at `urls` lost to each other so far (their
+/// `nethouse_ipam_lost_races_total`): on addresses, and on any other key.
+fn lost_races(urls: &[String]) -> (u64, u64) {
+    let (mut address, mut other) = (0, 0);
+    for url in urls {
+        let host = url.trim_start_matches("http://");
+        let mut conn = std::net::TcpStream::connect(host).unwrap();
+        write!(conn, "GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("nethouse_ipam_lost_races_total{kind=\"") else {
+                continue;
+            };
+            let (kind, n) = rest.split_once("\"} ").unwrap();
+            let n: u64 = n.trim().parse().unwrap();
+            if kind == "address" {
+                address += n;
+            } else {
+                other += n;
+            }
+        }
+    }
+    (address, other)
+}
+
+/// `load`, and the races the replicas lost to each other meanwhile (warm-up included).
+async fn load_counting_races(urls: &[String], clients: usize, run: usize) -> (Result, (u64, u64)) {
+    let before = lost_races(urls);
+    let r = load(urls, clients, run).await;
+    let after = lost_races(urls);
+    (r, (after.0 - before.0, after.1 - before.1))
+}
+
 /// etcd's `benchmark put` with `clients` clients, at most `rate` puts a second if given:
 /// (puts/s, average, 99th percentile). Its latency counts from when a put is sent.
 fn etcd_anchor(endpoints: &str, clients: usize, rate: Option<f64>) -> (f64, Duration, Duration) {
@@ -282,7 +317,7 @@ fn main() {
         .map(|i| serve(dir.path(), &format!("replica{i}"), &store, &mut procs))
         .collect();
     rt.block_on(add_subnet(&urls));
-    let on_etcd = rt.block_on(load(&urls, CLIENTS, 0));
+    let (on_etcd, on_etcd_races) = rt.block_on(load_counting_races(&urls, CLIENTS, 0));
     print("etcd, 3 members", "3", CLIENTS, &on_etcd);
     // On the cluster as the main run left it: the sweep below adds hundreds of thousands of
     // keys (its own and etcd's puts), which slow every later run.
@@ -316,17 +351,18 @@ fn main() {
             "p99",
             "etcd's own puts/s",
             "its p99",
+            "races lost between replicas: on an address / on another key",
         ]
         .map(String::from),
     );
-    let mut points: Vec<(usize, Result, (f64, Duration, Duration))> =
-        vec![(CLIENTS, on_etcd, (puts, average, p99))];
+    let mut points = vec![(CLIENTS, on_etcd, (puts, average, p99), on_etcd_races)];
     for (run, clients) in SWEEP.into_iter().enumerate() {
-        let r = rt.block_on(load(&urls, clients, run + 1));
-        points.push((clients, r, etcd_anchor(&etcd.endpoints(), clients, None)));
+        let (r, races) = rt.block_on(load_counting_races(&urls, clients, run + 1));
+        let anchor = etcd_anchor(&etcd.endpoints(), clients, None);
+        points.push((clients, r, anchor, races));
     }
     points.sort_by_key(|p| p.0);
-    for (clients, r, (puts, _, put_p99)) in &points {
+    for (clients, r, (puts, _, put_p99), (on_address, on_other)) in &points {
         row(&[
             format!("{clients}"),
             format!("{:.0}", r.per_second),
@@ -334,6 +370,7 @@ fn main() {
             ms(pct(&r.latencies, 0.99)),
             format!("{puts:.0}"),
             ms(*put_p99),
+            format!("{on_address} / {on_other}"),
         ]);
     }
 

@@ -84,6 +84,7 @@ impl<S: Store> Ipam<S> {
                 Ok(Outcome::Committed(rev)) => return Ok((write.apply)(&mut self.state(), rev)),
                 Ok(Outcome::Conflict { key: lost }) => {
                     tracing::debug!(key, lost = %lost, "lost a race; re-reading and trying again");
+                    self.races.record(&lost);
                     self.settle(reread, &lost, write.picks).await?;
                     lost_last = Some(lost);
                 }

@@ -32,6 +32,7 @@ mod load;
 mod plan;
 pub mod pool;
 pub(crate) mod query;
+pub mod races;
 mod record;
 mod refresh;
 mod removal;
@@ -89,6 +90,7 @@ pub struct Ipam<S: Store> {
     admin: tokio::sync::RwLock<()>,
     /// The store's revision the view is complete up to (see [`Ipam::applied`]).
     applied: AtomicU64,
+    races: races::LostRaces,
 }
 
 impl<S: Store> Ipam<S> {
@@ -117,6 +119,7 @@ impl<S: Store> Ipam<S> {
                 .collect(),
             admin: tokio::sync::RwLock::new(()),
             applied: AtomicU64::new(at),
+            races: races::LostRaces::default(),
         })
     }
 

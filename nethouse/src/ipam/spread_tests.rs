@@ -63,6 +63,16 @@ async fn a_replica_that_loses_an_address_moves_elsewhere() {
     // The lost race taught b one address of a's (its lease comes with the watch), nothing
     // more.
     assert_eq!(b.state().ips.len(), 2, "one lost race, then elsewhere");
+    assert_eq!(lost_races_of(&b), [("address", 1)]);
+    assert_eq!(lost_races_of(&a), []);
+}
+
+/// The kinds of key `ipam` lost races on, and how many (those it lost any on).
+fn lost_races_of(ipam: &Ipam<MemoryStore>) -> Vec<(&'static str, u64)> {
+    ipam.lost_races()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
 
 /// Once a subnet's never-used addresses are gone (its normal state under churn), allocations

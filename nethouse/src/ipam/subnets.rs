@@ -113,6 +113,7 @@ impl<S: Store> Ipam<S> {
                 Ok(new_rev)
             }
             Outcome::Conflict { key } => {
+                self.races.record(&key);
                 self.refresh_subnets(&key).await?;
                 Err(IpamError::Contention {
                     lost: key.clone(),

@@ -150,6 +150,7 @@ pub async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Answer {
 
 pub async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
     app.metrics.refresh(&app.ipam.subnets());
+    app.metrics.lost_races(&app.ipam.lost_races());
     nethouse_runtime::metrics::response(app.metrics.registry())
 }
 
