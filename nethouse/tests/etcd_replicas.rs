@@ -193,7 +193,7 @@ async fn sixty_four_clients_through_two_replicas_never_share_an_address() {
     // taken (the end of each subnet above all): those lost races are counted, on addresses.
     let mut lost = 0.0;
     for replica in [&a, &b] {
-        for kind in ["lease", "address", "subnet", "subnet_list", "other"] {
+        for kind in nethouse::ipam::races::KINDS {
             let series = format!("nethouse_ipam_lost_races_total{{kind=\"{kind}\"}}");
             let n = replica
                 .metric(&series)

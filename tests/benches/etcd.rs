@@ -72,6 +72,19 @@ struct Result {
     errors: usize,
 }
 
+impl Result {
+    /// From the latencies of the allocations acknowledged in the measured window.
+    fn measured(mut latencies: Vec<Duration>, errors: usize) -> Result {
+        latencies.sort();
+        Result {
+            allocations: latencies.len(),
+            per_second: latencies.len() as f64 / MEASURE.as_secs_f64(),
+            latencies,
+            errors,
+        }
+    }
+}
+
 /// The zone's subnet: room for every allocation of every run (~1 million addresses).
 async fn add_subnet(urls: &[String]) {
     let spec: SubnetSpec =
@@ -116,14 +129,8 @@ async fn load(urls: &[String], clients: usize, run: usize) -> Result {
     for t in tasks {
         t.await.unwrap();
     }
-    let (mut latencies, errors) = std::mem::take(&mut *seen.lock().await);
-    latencies.sort();
-    Result {
-        allocations: latencies.len(),
-        per_second: latencies.len() as f64 / MEASURE.as_secs_f64(),
-        latencies,
-        errors,
-    }
+    let (latencies, errors) = std::mem::take(&mut *seen.lock().await);
+    Result::measured(latencies, errors)
 }
 
 /// The rate of the paced runs: the target, offered whatever the answers.
@@ -175,15 +182,8 @@ async fn paced(urls: &[String], clients: usize, rate: f64, run: usize) -> (Resul
         sent.extend(s);
         errors += e;
     }
-    latencies.sort();
     sent.sort();
-    let r = Result {
-        allocations: latencies.len(),
-        per_second: latencies.len() as f64 / MEASURE.as_secs_f64(),
-        latencies,
-        errors,
-    };
-    (r, sent)
+    (Result::measured(latencies, errors), sent)
 }
 
 fn print(what: &str, replicas: &str, clients: usize, r: &Result) {
@@ -224,10 +224,16 @@ fn lost_races(urls: &[String]) -> (u64, u64) {
     (address, other)
 }
 
-/// `load`, and the races the replicas lost to each other meanwhile (warm-up included).
-async fn load_counting_races(urls: &[String], clients: usize, run: usize) -> (Result, (u64, u64)) {
+/// `load` on `rt`, and the races the replicas lost to each other meanwhile (warm-up
+/// included); their counters are read outside the runtime (plain blocking reads).
+fn load_counting_races(
+    rt: &tokio::runtime::Runtime,
+    urls: &[String],
+    clients: usize,
+    run: usize,
+) -> (Result, (u64, u64)) {
     let before = lost_races(urls);
-    let r = load(urls, clients, run).await;
+    let r = rt.block_on(load(urls, clients, run));
     let after = lost_races(urls);
     (r, (after.0 - before.0, after.1 - before.1))
 }
@@ -317,7 +323,7 @@ fn main() {
         .map(|i| serve(dir.path(), &format!("replica{i}"), &store, &mut procs))
         .collect();
     rt.block_on(add_subnet(&urls));
-    let (on_etcd, on_etcd_races) = rt.block_on(load_counting_races(&urls, CLIENTS, 0));
+    let (on_etcd, on_etcd_races) = load_counting_races(&rt, &urls, CLIENTS, 0);
     print("etcd, 3 members", "3", CLIENTS, &on_etcd);
     // On the cluster as the main run left it: the sweep below adds hundreds of thousands of
     // keys (its own and etcd's puts), which slow every later run.
@@ -357,7 +363,7 @@ fn main() {
     );
     let mut points = vec![(CLIENTS, on_etcd, (puts, average, p99), on_etcd_races)];
     for (run, clients) in SWEEP.into_iter().enumerate() {
-        let (r, races) = rt.block_on(load_counting_races(&urls, clients, run + 1));
+        let (r, races) = load_counting_races(&rt, &urls, clients, run + 1);
         let anchor = etcd_anchor(&etcd.endpoints(), clients, None);
         points.push((clients, r, anchor, races));
     }
