@@ -5,8 +5,8 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use common::{Server, subnet};
-use nethouse_api::{AllocateRequest, Attachment, LeaseKind, Owner, codes};
+use common::{Server, load_request, subnet};
+use nethouse_api::codes;
 use tokio::sync::Mutex;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,24 +30,7 @@ async fn sixty_four_clients_fill_the_zone_exactly() {
         let got = got.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0.. {
-                let req = AllocateRequest {
-                    zone: "z1".into(),
-                    kind: if i % 2 == 0 {
-                        LeaseKind::Fixed
-                    } else {
-                        LeaseKind::Ephemeral
-                    },
-                    owner: Some(Owner {
-                        cluster: "k".into(),
-                        namespace: "ns".into(),
-                        pod: format!("p{client_no}-{i}"),
-                    }),
-                    attachment: Attachment {
-                        container_id: format!("c{client_no}-{i}"),
-                        ifname: "eth0".into(),
-                        node: format!("n{}", client_no % 4),
-                    },
-                };
+                let req = load_request(client_no, i);
                 match node.allocate(&req).await {
                     Ok(resp) => got.lock().await.push(resp.lease.ips[0].ip),
                     Err(e) => return e,

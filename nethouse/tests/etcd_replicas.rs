@@ -12,32 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
-use common::{Server, subnet};
-use nethouse_api::{AllocateRequest, Attachment, Client, LeaseFilter, LeaseKind, Owner, codes};
+use common::{Server, load_request, subnet};
+use nethouse_api::{Client, LeaseFilter, codes};
 use tokio::sync::Mutex;
 
 const CLIENTS: usize = 64;
-
-fn request(client_no: usize, i: usize) -> AllocateRequest {
-    AllocateRequest {
-        zone: "z1".into(),
-        kind: if i.is_multiple_of(2) {
-            LeaseKind::Fixed
-        } else {
-            LeaseKind::Ephemeral
-        },
-        owner: Some(Owner {
-            cluster: "k".into(),
-            namespace: "ns".into(),
-            pod: format!("p{client_no}-{i}"),
-        }),
-        attachment: Attachment {
-            container_id: format!("c{client_no}-{i}"),
-            ifname: "eth0".into(),
-            node: format!("n{}", client_no % 4),
-        },
-    }
-}
 
 /// Every lease a replica lists: container ID -> its address.
 async fn listed(client: &Client) -> HashMap<String, IpAddr> {
@@ -106,7 +85,7 @@ async fn sixty_four_clients_through_two_replicas_never_share_an_address() {
         tasks.push(tokio::spawn(async move {
             let mut i = 0;
             loop {
-                let req = request(client_no, i);
+                let req = load_request(client_no, i);
                 match node.allocate(&req).await {
                     Ok(resp) => {
                         acked
@@ -163,7 +142,7 @@ async fn sixty_four_clients_through_two_replicas_never_share_an_address() {
     }
 
     // A fixed pod's lease made through a is found again through b: the same address.
-    let first = request(0, 0);
+    let first = load_request(0, 0);
     let mut moved = first.clone();
     moved.attachment.container_id = "c0-0-again".into();
     let via_b = b.node().allocate(&moved).await.unwrap();

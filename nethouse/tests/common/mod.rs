@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use nethouse_api::{Client, ClientConfig, SubnetSpec};
+use nethouse_api::{
+    AllocateRequest, Attachment, Client, ClientConfig, LeaseKind, Owner, SubnetSpec,
+};
 
 pub mod etcd;
 mod pki;
@@ -184,4 +186,27 @@ pub fn start_tls(dir: &Path) -> (Server, PathBuf) {
     );
     assert!(server.url.starts_with("https://"));
     (server, ca)
+}
+
+/// The `i`th allocation of client `client_no` in zone `z1`: fixed and ephemeral in turn, each
+/// for a pod and container of its own, on one of four nodes.
+pub fn load_request(client_no: usize, i: usize) -> AllocateRequest {
+    AllocateRequest {
+        zone: "z1".into(),
+        kind: if i.is_multiple_of(2) {
+            LeaseKind::Fixed
+        } else {
+            LeaseKind::Ephemeral
+        },
+        owner: Some(Owner {
+            cluster: "k".into(),
+            namespace: "ns".into(),
+            pod: format!("p{client_no}-{i}"),
+        }),
+        attachment: Attachment {
+            container_id: format!("c{client_no}-{i}"),
+            ifname: "eth0".into(),
+            node: format!("n{}", client_no % 4),
+        },
+    }
 }
