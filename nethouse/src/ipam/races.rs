@@ -5,7 +5,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::Ipam;
 use super::keys::{self, Key};
+use crate::store::Store;
 
 /// The kinds of key a race is lost on, as `nethouse_ipam_lost_races_total` labels them.
 pub const KINDS: [&str; 5] = ["lease", "address", "subnet", "subnet_list", "other"];
@@ -33,6 +35,13 @@ impl LostRaces {
     /// Races lost since start, by kind.
     pub fn counts(&self) -> [(&'static str, u64); KINDS.len()] {
         std::array::from_fn(|i| (KINDS[i], self.0[i].load(Ordering::Relaxed)))
+    }
+}
+
+impl<S: Store> Ipam<S> {
+    /// Races lost to other replicas since start, by the kind of key that decided them.
+    pub fn lost_races(&self) -> [(&'static str, u64); KINDS.len()] {
+        self.races.counts()
     }
 }
 

@@ -135,11 +135,6 @@ impl<S: Store> Ipam<S> {
         self.applied.load(Ordering::SeqCst)
     }
 
-    /// Races lost to other replicas since start, by the kind of key that decided them.
-    pub fn lost_races(&self) -> [(&'static str, u64); super::races::KINDS.len()] {
-        self.races.counts()
-    }
-
     /// Applies one watched revision. A record that cannot be decoded is skipped (and
     /// returned as the error): the view is a cache, and the revision checks keep every write
     /// right whatever it misses.

@@ -98,19 +98,17 @@ impl Server {
     /// The value of one series of its `/metrics` (name and labels, as exposed); `None` when it
     /// is not exposed or the server does not answer.
     pub async fn metric(&self, series: &str) -> Option<f64> {
-        let text = reqwest::get(format!("{}/metrics", self.url))
+        sample(&self.metrics().await?, series)
+    }
+
+    /// The server's `/metrics` page, one scrape.
+    pub async fn metrics(&self) -> Option<String> {
+        reqwest::get(format!("{}/metrics", self.url))
             .await
             .ok()?
             .text()
             .await
-            .ok()?;
-        text.lines().find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
+            .ok()
     }
 
     pub fn node(&self) -> Client {
@@ -209,4 +207,15 @@ pub fn load_request(client_no: usize, i: usize) -> AllocateRequest {
             node: format!("n{}", client_no % 4),
         },
     }
+}
+
+/// The value of `series` (name and labels, as exported) in a `/metrics` page.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
