@@ -8,7 +8,9 @@
 //! other client counts, each beside etcd's own puts at that count: where rate and tail latency
 //! meet. And the target's rate offered on a schedule to both stores and to etcd's own puts
 //! (`--rate`): the tail latency at that rate, counted from when each allocation was due and,
-//! as etcd's tool counts, from when it was sent.
+//! as etcd's tool counts, from when it was sent. etcd's members run with `GOGC=200`, as the
+//! README recommends; the last table repeats the 64-client run and the schedule on a fresh
+//! cluster with Go's default, beside each cluster's peak memory.
 //!
 //! Build NetHouse first: `cargo build --release -p nethouse`.
 
@@ -31,6 +33,11 @@ use tokio::sync::Mutex;
 mod serve_process;
 
 const CLIENTS: usize = 64;
+/// `GOGC` of etcd's members in the main runs, as the README recommends for NetHouse's etcd:
+/// with Go's default (100) the leader spent a fifth of its CPU collecting garbage (its
+/// profile; most bytes are the read buffer etcd 3.4 copies for every transaction). The last
+/// table runs the same on Go's default.
+const GO_GC: u32 = 200;
 /// The other client counts measured on etcd (after the main table, on the same cluster).
 const SWEEP: [usize; 3] = [16, 32, 128];
 const WARM_UP: Duration = Duration::from_secs(2);
@@ -313,42 +320,23 @@ fn main() {
     };
     print("embedded (redb)", "1", CLIENTS, &embedded);
 
-    let etcd = EtcdCluster::start(3).expect("3-member etcd");
+    let etcd = EtcdCluster::start_go_gc(3, GO_GC).expect("3-member etcd");
     let mut procs = Killed(Vec::new());
-    let store = [
-        "--store=etcd".to_string(),
-        format!("--etcd-endpoints={}", etcd.endpoints()),
-    ];
-    let urls: Vec<String> = (0..3)
-        .map(|i| serve(dir.path(), &format!("replica{i}"), &store, &mut procs))
-        .collect();
-    rt.block_on(add_subnet(&urls));
-    let (on_etcd, on_etcd_races) = load_counting_races(&rt, &urls, CLIENTS, 0);
-    print("etcd, 3 members", "3", CLIENTS, &on_etcd);
-    // On the cluster as the main run left it: the sweep below adds hundreds of thousands of
-    // keys (its own and etcd's puts), which slow every later run.
-    let etcd_paced = rt.block_on(paced(&urls, CLIENTS, PACED_RATE, 9));
-    let (put_rate, put_average, put_p99) =
-        etcd_anchor(&etcd.endpoints(), CLIENTS, Some(PACED_RATE));
-    let (puts, average, p99) = etcd_anchor(&etcd.endpoints(), CLIENTS, None);
-    row(&[
-        "etcd's own `benchmark put` (anchor: durable puts)".into(),
-        "-".into(),
-        format!("{CLIENTS}"),
-        format!("{puts:.0} puts/s"),
-        format!("{} (mean)", ms(average)),
-        ms(p99),
-        "50000 puts".into(),
-    ]);
+    let tuned = etcd_phase(&rt, dir.path(), &etcd, "replica", &mut procs);
+    // Before the sweep adds its keys: the same work as the default-GC cluster's below.
+    let tuned_rss = etcd.peak_rss_mib();
+    let tuned_label = format!("etcd, 3 members (GOGC={GO_GC})");
+    print(&tuned_label, "3", CLIENTS, &tuned.closed);
+    anchor_row(CLIENTS, tuned.anchor);
     println!(
         "\nratio etcd/embedded: {:.2}x; NetHouse allocations per etcd put/s: {:.2}",
-        on_etcd.per_second / embedded.per_second,
-        on_etcd.per_second / puts
+        tuned.closed.per_second / embedded.per_second,
+        tuned.closed.per_second / tuned.anchor.0
     );
 
     // Rate against tail latency: with clients always waiting, fewer clients mean smaller
     // groups (fewer allocations per etcd round-trip), more mean a longer wait for each.
-    println!("\n### etcd, 3 members, 3 replicas: by client count\n");
+    println!("\n### etcd, 3 members (GOGC={GO_GC}), 3 replicas: by client count\n");
     header(
         &[
             "clients",
@@ -361,14 +349,15 @@ fn main() {
         ]
         .map(String::from),
     );
-    let mut points = vec![(CLIENTS, on_etcd, (puts, average, p99), on_etcd_races)];
+    let mut points = vec![(CLIENTS, None, tuned.anchor, tuned.races)];
     for (run, clients) in SWEEP.into_iter().enumerate() {
-        let (r, races) = load_counting_races(&rt, &urls, clients, run + 1);
+        let (r, races) = load_counting_races(&rt, &tuned.urls, clients, run + 1);
         let anchor = etcd_anchor(&etcd.endpoints(), clients, None);
-        points.push((clients, r, anchor, races));
+        points.push((clients, Some(r), anchor, races));
     }
     points.sort_by_key(|p| p.0);
     for (clients, r, (puts, _, put_p99), (on_address, on_other)) in &points {
+        let r = r.as_ref().unwrap_or(&tuned.closed);
         row(&[
             format!("{clients}"),
             format!("{:.0}", r.per_second),
@@ -398,21 +387,134 @@ fn main() {
         ]
         .map(String::from),
     );
-    for (what, replicas, (r, sent)) in [
-        ("embedded (redb)", "1", &embedded_paced),
-        ("etcd, 3 members", "3", &etcd_paced),
+    paced_row("embedded (redb)", "1", &embedded_paced);
+    paced_row(&tuned_label, "3", &tuned.paced);
+    paced_anchor_row(tuned.paced_anchor);
+
+    // The same runs on etcd as Go runs it by default, on a fresh cluster once the tuned one is
+    // gone: what the README's GOGC recommendation buys, and what it costs in memory.
+    drop(procs);
+    drop(etcd);
+    let etcd = EtcdCluster::start(3).expect("3-member etcd");
+    let mut procs = Killed(Vec::new());
+    let plain = etcd_phase(&rt, dir.path(), &etcd, "plain-replica", &mut procs);
+    let plain_rss = etcd.peak_rss_mib();
+    println!(
+        "\n### GOGC={GO_GC} against Go's default (GOGC=100) on etcd's members, {CLIENTS} clients, \
+         each on a fresh cluster\n"
+    );
+    header(
+        &[
+            "etcd members",
+            "allocations/s",
+            "p50",
+            "p99",
+            "etcd's own puts/s",
+            "its p99",
+            "5,000/s on a schedule: p99 / from sending",
+            "etcd's own at that rate: p99",
+            "members' peak memory (MiB)",
+        ]
+        .map(String::from),
+    );
+    for (what, p, rss) in [
+        (format!("GOGC={GO_GC}"), &tuned, tuned_rss),
+        ("GOGC=100 (Go's default)".into(), &plain, plain_rss),
     ] {
         row(&[
-            what.into(),
-            replicas.into(),
-            format!("{:.0}", r.per_second),
-            ms(pct(&r.latencies, 0.5)),
-            ms(pct(&r.latencies, 0.99)),
-            ms(pct(sent, 0.5)),
-            ms(pct(sent, 0.99)),
-            format!("{} ({} errors)", r.allocations, r.errors),
+            what,
+            format!("{:.0}", p.closed.per_second),
+            ms(pct(&p.closed.latencies, 0.5)),
+            ms(pct(&p.closed.latencies, 0.99)),
+            format!("{:.0}", p.anchor.0),
+            ms(p.anchor.2),
+            format!(
+                "{} / {}",
+                ms(pct(&p.paced.0.latencies, 0.99)),
+                ms(pct(&p.paced.1, 0.99))
+            ),
+            ms(p.paced_anchor.2),
+            rss.iter()
+                .map(|m| m.map_or("-".into(), |m| m.to_string()))
+                .collect::<Vec<_>>()
+                .join(", "),
         ]);
     }
+}
+
+/// What one etcd phase measured, on one cluster with its own 3 replicas.
+struct Phase {
+    urls: Vec<String>,
+    /// 64 clients always waiting.
+    closed: Result,
+    /// The races the replicas lost to each other in it: on an address / on another key.
+    races: (u64, u64),
+    /// The target's rate on a schedule: from due time, and the latencies from sending.
+    paced: (Result, Vec<Duration>),
+    /// etcd's own puts with as many clients: (puts/s, average, p99).
+    anchor: (f64, Duration, Duration),
+    /// etcd's own puts at the target's rate.
+    paced_anchor: (f64, Duration, Duration),
+}
+
+/// 3 replicas named `{name}{i}` on `etcd`; the 64-client run, then the schedule on the cluster
+/// as that run left it (the sweep and etcd's own puts add hundreds of thousands of keys, which
+/// slow every later run), then etcd's own puts at that rate and with as many clients.
+fn etcd_phase(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    etcd: &EtcdCluster,
+    name: &str,
+    procs: &mut Killed,
+) -> Phase {
+    let store = [
+        "--store=etcd".to_string(),
+        format!("--etcd-endpoints={}", etcd.endpoints()),
+    ];
+    let urls: Vec<String> = (0..3)
+        .map(|i| serve(dir, &format!("{name}{i}"), &store, procs))
+        .collect();
+    rt.block_on(add_subnet(&urls));
+    let (closed, races) = load_counting_races(rt, &urls, CLIENTS, 0);
+    let paced = rt.block_on(paced(&urls, CLIENTS, PACED_RATE, 9));
+    let paced_anchor = etcd_anchor(&etcd.endpoints(), CLIENTS, Some(PACED_RATE));
+    let anchor = etcd_anchor(&etcd.endpoints(), CLIENTS, None);
+    Phase {
+        urls,
+        closed,
+        races,
+        paced,
+        anchor,
+        paced_anchor,
+    }
+}
+
+fn anchor_row(clients: usize, (puts, average, p99): (f64, Duration, Duration)) {
+    row(&[
+        "etcd's own `benchmark put` (anchor: durable puts)".into(),
+        "-".into(),
+        format!("{clients}"),
+        format!("{puts:.0} puts/s"),
+        format!("{} (mean)", ms(average)),
+        ms(p99),
+        "50000 puts".into(),
+    ]);
+}
+
+fn paced_row(what: &str, replicas: &str, (r, sent): &(Result, Vec<Duration>)) {
+    row(&[
+        what.into(),
+        replicas.into(),
+        format!("{:.0}", r.per_second),
+        ms(pct(&r.latencies, 0.5)),
+        ms(pct(&r.latencies, 0.99)),
+        ms(pct(sent, 0.5)),
+        ms(pct(sent, 0.99)),
+        format!("{} ({} errors)", r.allocations, r.errors),
+    ]);
+}
+
+fn paced_anchor_row((put_rate, put_average, put_p99): (f64, Duration, Duration)) {
     row(&[
         format!("etcd's own `benchmark put --rate={PACED_RATE:.0}` ({CLIENTS} clients)"),
         "-".into(),

@@ -48,6 +48,8 @@ pub struct EtcdCluster {
     pub members: Vec<Member>,
     tls: Option<EtcdTls>,
     initial_cluster: String,
+    /// `GOGC` for every member (Go's garbage collector target, percent); `None`: Go's default.
+    go_gc: Option<u32>,
     dir: PathBuf,
     tmp: Option<tempfile::TempDir>,
 }
@@ -60,13 +62,23 @@ impl EtcdCluster {
         for _ in 0..n {
             ports.push((free_port()?, free_port()?));
         }
-        Self::start_on("127.0.0.1", &ports, None)
+        Self::start_on("127.0.0.1", &ports, None, None)
+    }
+
+    /// As [`EtcdCluster::start`], every member with `GOGC={percent}` in its environment: how
+    /// often Go collects garbage, the setting the README recommends for a dedicated etcd.
+    pub fn start_go_gc(n: usize, percent: u32) -> anyhow::Result<EtcdCluster> {
+        let mut ports = Vec::new();
+        for _ in 0..n {
+            ports.push((free_port()?, free_port()?));
+        }
+        Self::start_on("127.0.0.1", &ports, None, Some(percent))
     }
 
     /// One member per client port of `spec`, on its host, with its TLS.
     pub fn start_with(spec: &EtcdSpec) -> anyhow::Result<EtcdCluster> {
         let ports: Vec<(u16, u16)> = spec.client_ports.iter().map(|p| (*p, p + 1)).collect();
-        Self::start_on(&spec.host, &ports, spec.tls.clone())
+        Self::start_on(&spec.host, &ports, spec.tls.clone(), None)
     }
 
     /// (client, peer) ports per member.
@@ -74,6 +86,7 @@ impl EtcdCluster {
         host: &str,
         ports: &[(u16, u16)],
         tls: Option<EtcdTls>,
+        go_gc: Option<u32>,
     ) -> anyhow::Result<EtcdCluster> {
         anyhow::ensure!(
             Path::new(ETCD).exists(),
@@ -103,6 +116,7 @@ impl EtcdCluster {
             members,
             tls,
             initial_cluster,
+            go_gc,
             dir: tmp.path().to_path_buf(),
             tmp: Some(tmp),
         };
@@ -130,6 +144,9 @@ impl EtcdCluster {
             .open(self.dir.join(format!("{}.log", m.name)))?;
         // A member started again on its data directory rejoins; the initial flags are ignored.
         let mut cmd = Command::new(ETCD);
+        if let Some(percent) = self.go_gc {
+            cmd.env("GOGC", percent.to_string());
+        }
         if let Some(t) = &self.tls {
             let (ca, cert, key) = (t.ca.display(), t.cert.display(), t.key.display());
             cmd.args([
@@ -160,6 +177,28 @@ impl EtcdCluster {
             .with_context(|| format!("starting etcd member {}", m.name))?;
         self.members[i].child = Some(child);
         Ok(())
+    }
+
+    /// Each running member's peak resident memory so far (`VmHWM`, MiB; its database file's
+    /// pages mapped in count too), `None` for one not running or unreadable.
+    pub fn peak_rss_mib(&self) -> Vec<Option<u64>> {
+        self.members
+            .iter()
+            .map(|m| {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{}/status", m.child.as_ref()?.id()))
+                        .ok()?;
+                let kib = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()?;
+                Some(kib / 1024)
+            })
+            .collect()
     }
 
     /// SIGKILL: no goodbye to its peers, its data stays on disk. The PID it had, once it is
