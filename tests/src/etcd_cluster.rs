@@ -185,18 +185,8 @@ impl EtcdCluster {
         self.members
             .iter()
             .map(|m| {
-                let status =
-                    std::fs::read_to_string(format!("/proc/{}/status", m.child.as_ref()?.id()))
-                        .ok()?;
-                let kib = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))?
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()?;
-                Some(kib / 1024)
+                let pid = m.child.as_ref()?.id();
+                vm_hwm_mib(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
             })
             .collect()
     }
@@ -370,5 +360,33 @@ impl Drop for EtcdCluster {
         if std::thread::panicking() {
             self.keep_logs();
         }
+    }
+}
+
+/// `VmHWM` of a `/proc/PID/status` text (kB there), in MiB.
+fn vm_hwm_mib(status: &str) -> Option<u64> {
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vm_hwm_mib;
+
+    #[test]
+    fn peak_rss_is_read_from_vm_hwm_only() {
+        let status =
+            "Name:\tetcd\nVmPeak:\t 2000000 kB\nVmHWM:\t  593920 kB\nVmRSS:\t  400000 kB\n";
+        assert_eq!(vm_hwm_mib(status), Some(580));
+        assert_eq!(vm_hwm_mib("VmRSS:\t 1024 kB\n"), None);
+        assert_eq!(vm_hwm_mib("VmHWM:\t lots kB\n"), None);
+        assert_eq!(vm_hwm_mib("VmHWM:\t 1024 MB\n"), None);
     }
 }
