@@ -125,6 +125,8 @@ impl Context {
 pub(crate) struct Run {
     pub ctx: Arc<Context>,
     pub statefulsets: Store<StatefulSet>,
+    /// The last retention annotation of StatefulSets seen deleted.
+    pub gone: Arc<crate::gone::GoneStatefulSets>,
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use nethouse_api::location::Location;
 
 use crate::context::{Context, Failures, Run};
 use crate::error::Error;
+use crate::gone::GoneStatefulSets;
 use crate::metrics::Metrics;
 use crate::reconcile::reconcile;
 use crate::views::{key, now_ms};
@@ -28,12 +29,18 @@ pub fn start(ctx: Arc<Context>) -> tokio::task::JoinHandle<()> {
         let client = ctx.client.clone();
         let (statefulsets, sts_writer) = reflector::store::<StatefulSet>();
         let sts_api: Api<StatefulSet> = Api::all(client.clone());
-        let sts_cache = reflector::reflector(
-            sts_writer,
-            watcher(sts_api.clone(), watcher::Config::default()),
-        )
-        .default_backoff()
-        .for_each(|_| async {});
+        let gone = Arc::new(GoneStatefulSets::default());
+        let noted = gone.clone();
+        // A deletion is noted before the cache drops the StatefulSet: a reconcile that no longer
+        // finds it there finds its last annotation in `gone`.
+        let sts_events = watcher(sts_api.clone(), watcher::Config::default()).inspect(move |e| {
+            if let Ok(e) = e {
+                noted.observe(e);
+            }
+        });
+        let sts_cache = reflector::reflector(sts_writer, sts_events)
+            .default_backoff()
+            .for_each(|_| async {});
 
         let controller = Controller::new(
             Api::<Location>::all(client.clone()),
@@ -44,6 +51,7 @@ pub fn start(ctx: Arc<Context>) -> tokio::task::JoinHandle<()> {
         let run = Arc::new(Run {
             ctx: ctx.clone(),
             statefulsets: statefulsets.clone(),
+            gone,
         });
         let control = async move {
             // Without the StatefulSets every retained Location would look orphaned.

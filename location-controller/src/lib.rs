@@ -9,6 +9,7 @@ pub mod context;
 mod controller;
 pub mod decide;
 pub mod error;
+mod gone;
 pub mod health;
 pub mod leader;
 pub mod metrics;

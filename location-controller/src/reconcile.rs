@@ -37,7 +37,7 @@ use crate::views::{get_pod, key, loc_view, now_ms, phase, rfc3339, sts_view};
 /// A live Location: the retention policy.
 async fn apply(l: &Location, run: &Run) -> Result<Action, Error> {
     let ctx = &run.ctx;
-    let view = loc_view(l);
+    let view = loc_view(l, &run.gone);
     let sts = sts_view(&run.statefulsets, l);
     let (ret, ret_text, skipped) =
         retention::retention(&view, sts.as_ref(), ctx.options.default_retention);
@@ -121,7 +121,7 @@ async fn apply(l: &Location, run: &Run) -> Result<Action, Error> {
 /// A deleted Location: release, once due.
 async fn cleanup(l: &Location, run: &Run) -> Result<Action, Error> {
     let ctx = &run.ctx;
-    let view = loc_view(l);
+    let view = loc_view(l, &run.gone);
     let sts = sts_view(&run.statefulsets, l);
     let (ret, ret_text, _) =
         retention::retention(&view, sts.as_ref(), ctx.options.default_retention);

@@ -6,8 +6,8 @@
 //!
 //! Where the retention comes from, first match wins: the Location's own
 //! `nethouse.io/ip-retention` (an operator emptying the recycle bin early), its StatefulSet's
-//! annotation, the value recorded in the Location's status (the StatefulSet is gone), the
-//! controller's default.
+//! annotation, the annotation it had when it was seen deleted (`crate::gone`), the value
+//! recorded in the Location's status (the StatefulSet is gone), the controller's default.
 
 use std::time::Duration;
 
@@ -38,6 +38,9 @@ pub struct LocView {
     pub retention_override: Option<String>,
     /// `status.retention`.
     pub recorded_retention: Option<String>,
+    /// The annotation its StatefulSet had when this controller saw it deleted
+    /// ([`crate::gone`]): newer than the record when the deletion came before the reconcile.
+    pub deleted_sts_retention: Option<String>,
 }
 
 /// The ordinal of `pod` in StatefulSet `sts` (`{sts}-{ordinal}`).
@@ -71,6 +74,10 @@ pub fn retention(
         (
             "the StatefulSet's annotation",
             sts.and_then(|s| s.retention.as_deref()),
+        ),
+        (
+            "the deleted StatefulSet's annotation",
+            loc.deleted_sts_retention.as_deref(),
         ),
         ("the recorded retention", loc.recorded_retention.as_deref()),
     ];
@@ -381,6 +388,13 @@ mod tests {
             retention(&l, None, d).0,
             Duration::from_secs(3600),
             "recorded"
+        );
+        // Annotated 0s, then deleted before the Location recorded it.
+        l.deleted_sts_retention = Some("0s".into());
+        assert_eq!(
+            retention(&l, None, d).0,
+            Duration::ZERO,
+            "the deleted StatefulSet's last annotation beats the older record"
         );
         s.retention = Some("10m".into());
         assert_eq!(

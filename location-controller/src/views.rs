@@ -12,6 +12,7 @@ use nethouse_api::contract::RETENTION_ANNOTATION;
 use nethouse_api::location::{Location, LocationPhase};
 
 use crate::error::{Error, kube_err};
+use crate::gone::GoneStatefulSets;
 use crate::retention::{LocView, StsView};
 
 /// `namespace/name`: how logs, errors and the failure counts name a Location.
@@ -30,16 +31,20 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-pub fn loc_view(l: &Location) -> LocView {
+/// The Location as the decisions see it; `gone` supplies its StatefulSet's annotation at
+/// deletion, if this controller saw that.
+pub fn loc_view(l: &Location, gone: &GoneStatefulSets) -> LocView {
     let status = l.status.as_ref();
+    let owner_uid = l
+        .owner_references()
+        .iter()
+        .find(|o| o.kind == "StatefulSet")
+        .map(|o| o.uid.clone());
     LocView {
         name: l.name_any(),
         statefulset: l.spec.statefulset.clone(),
-        owner_uid: l
-            .owner_references()
-            .iter()
-            .find(|o| o.kind == "StatefulSet")
-            .map(|o| o.uid.clone()),
+        deleted_sts_retention: owner_uid.as_deref().and_then(|u| gone.retention(u)),
+        owner_uid,
         deleting_since_ms: l
             .metadata
             .deletion_timestamp
@@ -83,4 +88,62 @@ pub async fn get_pod(client: &kube::Client, l: &Location) -> Result<Option<Pod>,
         .get_opt(&name)
         .await
         .map_err(kube_err(format!("pod {ns}/{name}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retention::retention;
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn deleted_location(recorded: &str) -> Location {
+        serde_json::from_value(json!({
+            "apiVersion": "nethouse.io/v1alpha1",
+            "kind": "Location",
+            "metadata": {
+                "name": "redis-0",
+                "namespace": "default",
+                "deletionTimestamp": "2026-11-30T21:00:00Z",
+                "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "redis", "uid": "u1"}
+                ]
+            },
+            "spec": {"ips": ["10.0.0.1"], "zone": "z1", "cluster": "c", "statefulset": "redis"},
+            "status": {"retention": recorded}
+        }))
+        .expect("a Location")
+    }
+
+    fn statefulset(uid: &str, retention: &str) -> StatefulSet {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "redis",
+                "namespace": "default",
+                "uid": uid,
+                "annotations": {(RETENTION_ANNOTATION): retention}
+            }
+        }))
+        .expect("a StatefulSet")
+    }
+
+    #[test]
+    fn a_statefulset_deleted_before_its_locations_recorded_its_last_retention_counts() {
+        let gone = GoneStatefulSets::default();
+        let l = deleted_location("0s");
+        let default = Duration::from_secs(3600);
+        let first = retention(&loc_view(&l, &gone), None, default).0;
+        assert_eq!(first, Duration::ZERO, "nothing seen: the record");
+        gone.observe(&Event::Delete(statefulset("u2", "1h")));
+        let other = retention(&loc_view(&l, &gone), None, default).0;
+        assert_eq!(other, Duration::ZERO, "another StatefulSet's deletion");
+        gone.observe(&Event::Delete(statefulset("u1", "25s")));
+        let seen = retention(&loc_view(&l, &gone), None, default).0;
+        assert_eq!(
+            seen,
+            Duration::from_secs(25),
+            "its own deletion, annotated 25s"
+        );
+    }
 }
