@@ -28,9 +28,29 @@ pub struct Etcd {
     root_password: Option<String>,
 }
 
+/// A loopback port free now, for a process about to bind it. Below Linux's ephemeral range
+/// (32768-60999 by default) and Kubernetes' NodePorts (30000-32767), so no outgoing connection
+/// of any test and no Service takes it in between, and
+/// never the same twice in one process, so tests running side by side do not share one: a
+/// port released by `bind(0)` went to both in CI ("bind: address already in use").
 fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-    l.local_addr().expect("its address").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Test processes that do run at once start far apart.
+    let start = std::process::id().wrapping_mul(7_919) % COUNT;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(
+            n < COUNT,
+            "every loopback port from {FIRST} on was handed out"
+        );
+        let port = (FIRST + (start + n) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Etcd {
