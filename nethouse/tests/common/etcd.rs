@@ -3,7 +3,6 @@
 //! HTTP, or TLS that requires client certificates. Standard library only: the library's unit
 //! tests include this file by `#[path]`, the integration tests through `common`.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -28,29 +27,12 @@ pub struct Etcd {
     root_password: Option<String>,
 }
 
-/// A loopback port free now, for a process about to bind it. Below Linux's ephemeral range
-/// (32768-60999 by default) and Kubernetes' NodePorts (30000-32767), so no outgoing connection
-/// of any test and no Service takes it in between, and
-/// never the same twice in one process, so tests running side by side do not share one: a
-/// port released by `bind(0)` went to both in CI ("bind: address already in use").
+#[path = "ports.rs"]
+mod ports;
+
+/// A loopback port free now (see `ports.rs`).
 fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const FIRST: u32 = 20_000;
-    const COUNT: u32 = 10_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    // Test processes that do run at once start far apart.
-    let start = std::process::id().wrapping_mul(7_919) % COUNT;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(
-            n < COUNT,
-            "every loopback port from {FIRST} on was handed out"
-        );
-        let port = (FIRST + (start + n) % COUNT) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    ports::free_port().expect("a free loopback port")
 }
 
 impl Etcd {
