@@ -28,17 +28,3 @@ pub fn free_port() -> std::io::Result<u16> {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ports_are_below_the_ephemeral_range_and_never_repeat() {
-        let ports: Vec<u16> = (0..200).map(|_| super::free_port().unwrap()).collect();
-        assert!(
-            ports.iter().all(|p| (20_000..30_000).contains(p)),
-            "{ports:?}"
-        );
-        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
-        assert_eq!(distinct.len(), ports.len(), "a port handed out twice");
-    }
-}
